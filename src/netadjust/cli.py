@@ -1,0 +1,255 @@
+"""The ``netadjust`` command. Thin: parses flags, calls one library function, prints.
+
+Exit status: 0 success, 2 bad input (one line on stderr), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .adjust import AdjustRule
+from .cost import model_cost
+from .errors import UserError
+from .presets import PRESETS
+from .search import DataConfig, FurConfig, SearchConfig, run_search
+from .spaces import ModelSpec, base_widths, check_widths, get_space, space_names
+from .store import read_widths_file
+from .train import Recipe, default_device
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports bad flags as a ``UserError`` (one line, exit 2)."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def add_model_flags(parser: argparse.ArgumentParser, space_positional: bool = False) -> None:
+    group = parser.add_argument_group("network")
+    if space_positional:
+        group.add_argument("space", help="search space, e.g. resnet20 (see `netadjust spaces`)")
+    else:
+        group.add_argument("--space", default=None, help="search space (default resnet20)")
+    group.add_argument("--width-mult", type=float, default=None, help="scale of the base widths")
+    group.add_argument("--padding", choices=["max", "local"], default="max",
+                       help="residual shortcut mode when widths differ (default max)")
+    group.add_argument("--widths", default=None, help="JSON file {width name: channels} or a final.json")
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100")
+    group.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    group.add_argument("--download", action="store_true",
+                       help="fetch the official files into --data-dir when missing (checksums verified)")
+    group.add_argument("--mirror", default=None, help="base URL to download from instead of the official one")
+    group.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    group.add_argument("--val-limit", type=int, default=None, help="use only the first N validation images")
+    group.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=None)
+    group.add_argument("--batch-size", type=int, default=None)
+    group.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    group.add_argument("--lr-min", type=float, default=None, help="final learning rate of the cosine")
+    group.add_argument("--momentum", type=float, default=0.9)
+    group.add_argument("--weight-decay", type=float, default=None)
+    group.add_argument("--warmup-epochs", type=float, default=0.0)
+    group.add_argument("--label-smoothing", type=float, default=0.0)
+    group.add_argument("--train-drop-rate", type=float, default=0.05,
+                       help="channel-dropout regulariser at the last epoch and deepest layer (0: off)")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="netadjust", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+
+    search = commands.add_parser("search", help="run the Network Adjustment search")
+    search.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                        help="group of defaults: quick (minutes on a CPU) or paper (reference CIFAR)")
+    add_model_flags(search)
+    add_data_flags(search)
+    add_training_flags(search)
+    group = search.add_argument_group("search")
+    group.add_argument("--iterations", type=int, default=None)
+    group.add_argument("--drop-rate", type=float, default=None, help="p0, FUR base drop rate")
+    group.add_argument("--max-drop-rate", type=float, default=0.9, help="FUR drop rates are clipped here")
+    group.add_argument("--repeats", type=int, default=None, help="T, masks per width in FUR")
+    group.add_argument("--k", type=float, default=None, help="widths grown and shrunk at iteration 0")
+    group.add_argument("--k-decay", type=float, default=None, help="k falls by this per iteration")
+    group.add_argument("--adjust-rate", type=float, default=None, help="a, share of the initial width moved")
+    group.add_argument("--adjust-rate-decay", type=float, default=None, help="d, a falls by this per rank")
+    group.add_argument("--min-width", type=int, default=None)
+    group.add_argument("--val-fraction", type=float, default=0.1)
+    group.add_argument("--out", default=None, help="run directory (default runs/search-<time>)")
+
+    train = commands.add_parser("train", help="train one configuration on the full training set")
+    add_model_flags(train)
+    add_data_flags(train)
+    add_training_flags(train)
+    train.add_argument("--out", default=None, help="result file (default runs/train-<time>.json)")
+
+    cost = commands.add_parser("cost", help="MACs and parameters of a configuration")
+    add_model_flags(cost, space_positional=True)
+    cost.add_argument("--num-classes", type=int, default=10)
+    cost.add_argument("--in-channels", type=int, default=3)
+    cost.add_argument("--image-size", type=int, default=32)
+    cost.add_argument("--json", action="store_true", help="print one JSON object")
+
+    spaces = commands.add_parser("spaces", help="list the built-in search spaces")
+    spaces.add_argument("--json", action="store_true")
+    return parser
+
+
+def pick(args: argparse.Namespace, preset: dict, name: str):
+    """A flag's value if given, else the preset's."""
+    value = getattr(args, name, None)
+    return preset.get(name) if value is None else value
+
+
+def model_spec(args: argparse.Namespace, preset: dict) -> ModelSpec:
+    space = pick(args, preset, "space") or "resnet20"
+    get_space(space)
+    width_mult = pick(args, preset, "width_mult") or 1.0
+    if not 0 < width_mult <= 64:
+        raise UserError(f"--width-mult is {width_mult}; give a value in (0, 64]")
+    return ModelSpec(space=space, width_mult=width_mult, padding=args.padding)
+
+
+def recipe(args: argparse.Namespace, preset: dict) -> Recipe:
+    defaults = Recipe()
+    return Recipe(
+        epochs=pick(args, preset, "epochs") or defaults.epochs,
+        batch_size=pick(args, preset, "batch_size") or defaults.batch_size,
+        lr=pick(args, preset, "lr") if pick(args, preset, "lr") is not None else defaults.lr,
+        lr_min=pick(args, preset, "lr_min") if pick(args, preset, "lr_min") is not None else defaults.lr_min,
+        momentum=args.momentum,
+        weight_decay=pick(args, preset, "weight_decay") if pick(args, preset, "weight_decay") is not None
+        else defaults.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
+        drop_rate=args.train_drop_rate,
+    )
+
+
+def data_config(args: argparse.Namespace, preset: dict) -> DataConfig:
+    dataset = pick(args, preset, "dataset") or "fashion-mnist"
+    if args.download:
+        from .download import ensure_downloaded
+
+        ensure_downloaded(dataset, args.data_dir, args.mirror)
+    return DataConfig(
+        dataset=dataset,
+        data_dir=args.data_dir,
+        val_fraction=getattr(args, "val_fraction", 0.1),
+        train_limit=pick(args, preset, "train_limit"),
+        val_limit=pick(args, preset, "val_limit"),
+        test_limit=pick(args, preset, "test_limit"),
+    )
+
+
+def command_search(args: argparse.Namespace) -> int:
+    preset = PRESETS[args.preset]
+    spec = model_spec(args, preset)
+    config = SearchConfig(
+        model=spec,
+        data=data_config(args, preset),
+        recipe=recipe(args, preset),
+        fur=FurConfig(base_rate=pick(args, preset, "drop_rate"), repeats=pick(args, preset, "repeats"),
+                      max_rate=args.max_drop_rate),
+        rule=AdjustRule(k0=pick(args, preset, "k"), k_decay=pick(args, preset, "k_decay"),
+                        rate=pick(args, preset, "adjust_rate"),
+                        rate_decay=pick(args, preset, "adjust_rate_decay"),
+                        min_width=pick(args, preset, "min_width")),
+        iterations=pick(args, preset, "iterations"),
+        initial_widths=read_widths_file(args.widths) if args.widths else None,
+        seed=args.seed,
+        device=args.device or default_device(),
+        out=args.out or time.strftime("runs/search-%Y%m%d-%H%M%S"),
+    )
+    run_search(config)
+    return 0
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from .retrain import train_and_test
+
+    spec = model_spec(args, {})
+    result = train_and_test(
+        spec,
+        read_widths_file(args.widths) if args.widths else None,
+        data_config(args, {}),
+        recipe(args, {}),
+        seed=args.seed,
+        device=args.device or default_device(),
+        out=Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json")),
+    )
+    test = result["test"]
+    print(f"test top1 {test['top1']:.4f} top5 {test['top5']:.4f} loss {test['loss']:.4f} "
+          f"({result['macs']:,} MACs, {result['params']:,} params); wrote {result['path']}")
+    return 0
+
+
+def command_cost(args: argparse.Namespace) -> int:
+    spec = model_spec(args, {})
+    for flag, value in (("--num-classes", args.num_classes), ("--in-channels", args.in_channels),
+                        ("--image-size", args.image_size)):
+        if value < 1:
+            raise UserError(f"{flag} is {value}; give at least 1")
+    spec = ModelSpec(spec.space, args.num_classes, args.in_channels, args.image_size,
+                     spec.width_mult, spec.padding)
+    widths = base_widths(spec) if args.widths is None else check_widths(spec, read_widths_file(args.widths))
+    cost = model_cost(spec, widths)
+    if args.json:
+        print(json.dumps({"space": spec.space, "macs": cost.macs, "params": cost.params,
+                          "widths": widths, "model": asdict(spec)}))
+    else:
+        print(f"{spec.space}: {cost.macs:,} MACs, {cost.params:,} params "
+              f"({args.in_channels}x{args.image_size}x{args.image_size} input, {args.num_classes} classes)")
+    return 0
+
+
+def command_spaces(args: argparse.Namespace) -> int:
+    rows = []
+    for name in space_names():
+        spec = ModelSpec(space=name, num_classes=10, in_channels=3, image_size=32)
+        cost = model_cost(spec)
+        rows.append({"space": name, "macs": cost.macs, "params": cost.params,
+                     "widths": len(base_widths(spec)), "description": get_space(name).description})
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print("base costs for 3x32x32 input, 10 classes:")
+        for row in rows:
+            print(f"  {row['space']:<10} {row['macs']:>13,} MACs {row['params']:>11,} params  "
+                  f"{row['description']}")
+    return 0
+
+
+COMMANDS = {"search": command_search, "train": command_train, "cost": command_cost,
+            "spaces": command_spaces}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"netadjust: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("netadjust: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Cost of a network: multiply-accumulates (MACs) and parameters, by tracing the real model.
+
+Convention: one MAC is one multiply-add of a convolution or a linear layer, for one forward
+pass of one image; biases, batch norm, pooling, activations and additions are not counted.
+Counts come from ``torch.utils.flop_counter`` (which counts 2 FLOPs per MAC) on a model
+built on the meta device, so no architecture has a hand-written formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .spaces import ModelSpec, Widths, build
+
+
+@dataclass(frozen=True)
+class Cost:
+    macs: int  # multiply-accumulates of one forward pass of one image
+    params: int  # trainable parameters
+
+
+def count(model: nn.Module, input_shape: tuple[int, ...]) -> Cost:
+    """MACs of one forward pass of ``model`` on one input of ``input_shape`` (C, H, W)."""
+    device = next(model.parameters()).device
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros((1, *input_shape), device=device))
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return Cost(macs=counter.get_total_flops() // 2, params=params)
+
+
+def model_cost(spec: ModelSpec, widths: Widths | None = None) -> Cost:
+    """Cost of the space's model at ``widths``, traced on the meta device (no memory used)."""
+    key = None if widths is None else tuple(widths.items())
+    return _cached_cost(spec, key)
+
+
+@lru_cache(maxsize=4096)
+def _cached_cost(spec: ModelSpec, widths_key: tuple[tuple[str, int], ...] | None) -> Cost:
+    with torch.device("meta"):
+        model = build(spec, None if widths_key is None else dict(widths_key))
+    return count(model.eval(), (spec.in_channels, spec.image_size, spec.image_size))
+
+
+def sensitivities(spec: ModelSpec, widths: Widths) -> dict[str, float]:
+    """``f_i = c_i * dF/dc_i``: the MACs that width i's channels take part in.
+
+    F is at most quadratic in each single width, so a central difference (or, at width 1,
+    the one-sided three-point difference) of the traced count is exact.
+    """
+    result = {}
+    for name, width in widths.items():
+        def macs_at(value: int) -> int:
+            return model_cost(spec, {**widths, name: value}).macs
+
+        if width > 1:
+            derivative = (macs_at(width + 1) - macs_at(width - 1)) / 2
+        else:
+            derivative = (-3 * macs_at(width) + 4 * macs_at(width + 1) - macs_at(width + 2)) / 2
+        result[name] = width * derivative
+    return result

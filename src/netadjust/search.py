@@ -1,0 +1,230 @@
+"""The Network Adjustment loop: train -> FUR -> adjust -> rescale, repeated, with its run
+directory (``config.json``, ``history.jsonl``, ``final.json``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .adjust import AdjustRule, adjust, layers_to_move, rescale
+from .cost import model_cost, sensitivities
+from .data import DatasetInfo, ImageSet, load, split
+from .errors import UserError
+from .fur import estimate_fur
+from .spaces import ModelSpec, Widths, base_widths, build, check_widths
+from .store import append_jsonl, check_writable, write_json
+from .train import Recipe, evaluate, fit, resolve_device
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None  # None: the dataset's default folder
+    val_fraction: float = 0.1  # share of the training set held out for FUR
+    train_limit: int | None = None  # use only the first N images of each split
+    val_limit: int | None = None
+    test_limit: int | None = None
+
+    def validate(self) -> None:
+        if not 0 < self.val_fraction < 1:
+            raise UserError(f"--val-fraction is {self.val_fraction}; give a value in (0, 1)")
+        for flag, value in (("--train-limit", self.train_limit), ("--val-limit", self.val_limit),
+                            ("--test-limit", self.test_limit)):
+            if value is not None and value < 1:
+                raise UserError(f"{flag} is {value}; give at least 1")
+
+
+@dataclass(frozen=True)
+class FurConfig:
+    base_rate: float = 0.05  # p0: drop rate of the width with the mean sensitivity
+    repeats: int = 5  # T: independent masks per width
+    max_rate: float = 0.9  # p_i is clipped here (the reference divides by 1 - p_i)
+
+    def validate(self) -> None:
+        if not 0 < self.base_rate < 1:
+            raise UserError(f"--drop-rate is {self.base_rate}; give a value in (0, 1)")
+        if self.repeats < 1:
+            raise UserError(f"--repeats is {self.repeats}; give at least 1")
+        if not self.base_rate <= self.max_rate < 1:
+            raise UserError(f"--max-drop-rate is {self.max_rate}; give a value in [drop rate, 1)")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataConfig = field(default_factory=DataConfig)
+    recipe: Recipe = field(default_factory=Recipe)
+    fur: FurConfig = field(default_factory=FurConfig)
+    rule: AdjustRule = field(default_factory=AdjustRule)
+    iterations: int = 10
+    initial_widths: Widths | None = None  # None: the space's base widths
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs/search"
+
+
+@dataclass
+class PreparedData:
+    info: DatasetInfo
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+
+
+def prepare_data(config: DataConfig, seed: int, device: torch.device, hold_out: bool) -> PreparedData:
+    """Load, split off the validation set when ``hold_out``, apply limits, move to device."""
+    config.validate()
+    train, test, info = load(config.dataset, config.data_dir)
+    if hold_out:
+        train, val = split(train, config.val_fraction, seed)
+    else:
+        val = train.subset(slice(0, 0))
+    limit = lambda data, n: data if n is None else data.subset(slice(0, n))  # noqa: E731
+    return PreparedData(
+        info,
+        limit(train, config.train_limit).to(device),
+        limit(val, config.val_limit).to(device),
+        limit(test, config.test_limit).to(device),
+    )
+
+
+def model_spec_for(spec: ModelSpec, info: DatasetInfo) -> ModelSpec:
+    """The spec with the dataset's classes, channels and image size."""
+    return dataclasses.replace(
+        spec, num_classes=info.num_classes, in_channels=info.in_channels, image_size=info.image_size
+    )
+
+
+def provenance(device: torch.device) -> dict:
+    return {
+        "netadjust": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+    }
+
+
+def train_candidate(spec: ModelSpec, widths: Widths, data: PreparedData, recipe: Recipe,
+                    seed: int, device: torch.device, label: str):
+    """Build ``widths`` with seeded initial weights and fit it; return model and fit log."""
+    torch.manual_seed(seed)
+    model = build(spec, widths).to(device)
+    log = fit(model, data.train, data.info, recipe, seed=seed, label=label)
+    return model, log
+
+
+def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict:
+    """Run the whole search; return the content of ``final.json``."""
+    out = Path(config.out)
+    if (out / "history.jsonl").exists() or (out / "final.json").exists():
+        raise UserError(f"{out} already holds a search; choose another --out")
+    config.recipe.validate()
+    config.fur.validate()
+    if config.iterations < 1:
+        raise UserError(f"--iterations is {config.iterations}; give at least 1")
+    device = resolve_device(config.device)
+    data = prepare_data(config.data, config.seed, device, hold_out=True)
+    spec = model_spec_for(config.model, data.info)
+    initial = base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
+    config.rule.validate(len(initial))
+    check_writable(out)
+    budget = model_cost(spec, initial)
+    macs_of = lambda widths: model_cost(spec, widths).macs  # noqa: E731
+    rescale(initial, macs_of, budget.macs, config.rule.min_width)  # fails early if unreachable
+
+    settings = dataclasses.asdict(config)
+    settings["model"] = dataclasses.asdict(spec)
+    settings["initial_widths"] = initial
+    settings["provenance"] = provenance(device)
+    settings["data_sizes"] = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+    write_json(out / "config.json", settings)
+    log(f"search: {spec.space} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
+        f"{len(data.test)} test images), {config.iterations} iterations, device {device}, "
+        f"budget {budget.macs:,} MACs; run directory {out}")
+
+    widths = initial
+    history = []
+    for iteration in range(config.iterations):
+        seed = config.seed + 1000 * iteration
+        label = f"iter {iteration + 1}/{config.iterations}"
+        timer = time.perf_counter()
+        model, fit_log = train_candidate(spec, widths, data, config.recipe, seed, device, label)
+        seconds_train = time.perf_counter() - timer
+        val, test = evaluate(model, data.val, data.info), evaluate(model, data.test, data.info)
+
+        timer = time.perf_counter()
+        f = sensitivities(spec, widths)
+        estimate = estimate_fur(model, data.val, data.info, f, base_rate=config.fur.base_rate,
+                                repeats=config.fur.repeats, max_rate=config.fur.max_rate, seed=seed)
+        seconds_fur = time.perf_counter() - timer
+
+        timer = time.perf_counter()
+        adjusted, grown, shrunk = adjust(widths, estimate.fur, initial, iteration, config.rule)
+        next_widths = rescale(adjusted, macs_of, budget.macs, config.rule.min_width)
+        seconds_adjust = time.perf_counter() - timer
+
+        cost = model_cost(spec, widths)
+        record = {
+            "iteration": iteration,
+            "widths": widths,
+            "macs": cost.macs,
+            "params": cost.params,
+            "train": fit_log["epochs"][-1],
+            "val": val,
+            "test": test,
+            "sensitivities": f,
+            "drop_rates": estimate.drop_rates,
+            "clipped_drop_rates": estimate.clipped,
+            "clean_val_loss": estimate.clean_loss,
+            "loss_increase": estimate.loss_increase,
+            "fur": estimate.fur,
+            "k": layers_to_move(config.rule, iteration),
+            "grown": grown,
+            "shrunk": shrunk,
+            "next_widths": next_widths,
+            "next_macs": macs_of(next_widths),
+            "seconds": {"train": seconds_train, "fur": seconds_fur, "adjust": seconds_adjust},
+        }
+        append_jsonl(out / "history.jsonl", record)
+        history.append(record)
+        log(f"{label}: val top1 {val['top1']:.4f} test top1 {test['top1']:.4f} | "
+            f"grow {', '.join(grown) or '-'} | shrink {', '.join(shrunk) or '-'} | "
+            f"next {record['next_macs']:,} MACs ({record['next_macs'] / budget.macs - 1:+.2%}) | "
+            f"train {seconds_train:.0f}s fur {seconds_fur:.0f}s")
+        widths = next_widths
+
+    final_cost = model_cost(spec, widths)
+    final = {
+        "space": spec.space,
+        "widths": widths,
+        "macs": final_cost.macs,
+        "params": final_cost.params,
+        "original_widths": initial,
+        "original_macs": budget.macs,
+        "original_params": budget.params,
+        "iterations": config.iterations,
+    }
+    write_json(out / "final.json", final)
+    log(widths_table(initial, widths))
+    log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
+    log(f"wrote {out / 'final.json'}; evaluate it with: netadjust train --space {spec.space} "
+        f"--dataset {data.info.name} --widths {out / 'final.json'}")
+    return final
+
+
+def widths_table(original: Widths, searched: Widths) -> str:
+    name_width = max(len(name) for name in original)
+    lines = [f"{'width':<{name_width}}  original  searched"]
+    for name, before in original.items():
+        after = searched[name]
+        mark = "  +" if after > before else ("  -" if after < before else "")
+        lines.append(f"{name:<{name_width}}  {before:>8}  {after:>8}{mark}")
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""Registry of built-in search spaces.
+
+A search space turns a widths mapping ``{width name: channels}`` (forward order) into a plain
+``nn.Module``. Every built model carries ``drop_sites``: width name -> qualified name of the
+module after whose output that width's channels can be dropped (its batch norm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import UserError
+
+Widths = dict[str, int]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything besides the widths that decides the architecture and its cost."""
+
+    space: str = "resnet20"
+    num_classes: int = 10
+    in_channels: int = 3
+    image_size: int = 32  # square inputs, pixels per side
+    width_mult: float = 1.0  # scales the base widths and the (unsearched) stem
+    padding: str = "max"  # residual shortcut mode of the CIFAR ResNets: "max" or "local"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A family member: its base widths and its builder."""
+
+    name: str
+    description: str
+    base_widths: Callable[[ModelSpec], Widths]
+    build: Callable[[ModelSpec, Widths], nn.Module]
+
+
+_REGISTRY: dict[str, SearchSpace] = {}
+
+
+def register(space: SearchSpace) -> SearchSpace:
+    """Add a space; a duplicate name is a programming error, refused loudly."""
+    if space.name in _REGISTRY:
+        raise ValueError(f"search space {space.name!r} is already registered")
+    _REGISTRY[space.name] = space
+    return space
+
+
+def get_space(name: str) -> SearchSpace:
+    """Look a space up by name; an unknown name is answered with the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UserError(
+            f"unknown space {name!r}; choose one of: {', '.join(space_names())}"
+        ) from None
+
+
+def space_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def base_widths(spec: ModelSpec) -> Widths:
+    return get_space(spec.space).base_widths(spec)
+
+
+def check_widths(spec: ModelSpec, widths: Widths) -> Widths:
+    """Validate a widths mapping against the space; return it in forward order."""
+    expected = base_widths(spec)
+    unknown = [name for name in widths if name not in expected]
+    if unknown:
+        raise UserError(
+            f"widths name unknown layers {unknown[:5]} for space {spec.space!r}; "
+            f"its widths are {list(expected)[:3]}... (see `netadjust cost {spec.space} --json`)"
+        )
+    missing = [name for name in expected if name not in widths]
+    if missing:
+        raise UserError(
+            f"widths miss {len(missing)} layers of space {spec.space!r}, e.g. {missing[:3]}; "
+            "give a width for every layer"
+        )
+    for name, value in widths.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"width {name!r} is {value!r}; widths must be positive integers")
+    return {name: widths[name] for name in expected}
+
+
+def build(spec: ModelSpec, widths: Widths | None = None) -> nn.Module:
+    """Build the model of ``spec`` at ``widths`` (the space's base widths when None)."""
+    space = get_space(spec.space)
+    widths = space.base_widths(spec) if widths is None else check_widths(spec, widths)
+    return space.build(spec, widths)
+
+
+from . import resnet_cifar  # noqa: E402,F401  (registers the CIFAR ResNets and plain nets)

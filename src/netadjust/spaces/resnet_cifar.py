@@ -1,0 +1,134 @@
+"""CIFAR-style ResNets (depth 6n+2) and their plain counterparts without shortcuts.
+
+Three stages of n basic blocks, two 3x3 convs per block, each conv's output width
+searchable. Shortcuts are parameter-free: 2x2 average pooling where the block strides,
+zero channels where widths differ. In "max" padding mode the residual stream stays as
+wide as the widest block output so far; in "local" mode the shortcut is sliced or padded
+to the block's own output width. The stem conv (in_channels -> 16 * width_mult) is not
+searched.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from . import ModelSpec, SearchSpace, Widths, register
+
+STAGE_WIDTHS = (16, 32, 64)
+PADDING_MODES = ("max", "local")
+
+
+def scaled(width: int, width_mult: float) -> int:
+    return max(1, int(round(width * width_mult)))
+
+
+def pad_channels(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Append zero channels to ``x`` (N, C, H, W) up to ``width``."""
+    extra = width - x.shape[1]
+    return x if extra == 0 else F.pad(x, (0, 0, 0, 0, 0, extra))
+
+
+class BasicBlock(nn.Module):
+    """conv-bn-relu-conv-bn, plus an optional parameter-free shortcut, then relu."""
+
+    def __init__(self, in_width: int, mid: int, out: int, stride: int, shortcut: str | None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_width, mid, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out)
+        self.stride = stride
+        self.shortcut = shortcut  # None (plain net), "max" or "local"
+        if shortcut == "max":
+            self.out_width = max(in_width, out)
+        else:
+            self.out_width = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        if self.shortcut is None:
+            return F.relu(y)
+        skip = x
+        if self.stride > 1:
+            # ceil_mode keeps the shortcut's size equal to the strided conv's on odd inputs
+            skip = F.avg_pool2d(skip, self.stride, ceil_mode=True)
+        if self.shortcut == "local" and skip.shape[1] > y.shape[1]:
+            skip = skip[:, : y.shape[1]]
+        return F.relu(pad_channels(skip, self.out_width) + pad_channels(y, self.out_width))
+
+
+class CifarResNet(nn.Module):
+    """Stem, three stages of blocks, global average pool, linear classifier."""
+
+    def __init__(self, spec: ModelSpec, widths: Widths, blocks_per_stage: int, shortcut: str | None):
+        super().__init__()
+        stem = scaled(16, spec.width_mult)
+        self.conv1 = nn.Conv2d(spec.in_channels, stem, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.drop_sites: dict[str, str] = {}
+        stream = stem
+        for stage in range(1, 4):
+            blocks = OrderedDict()
+            for index in range(blocks_per_stage):
+                prefix = f"stage{stage}.block{index}"
+                stride = 2 if stage > 1 and index == 0 else 1
+                block = BasicBlock(
+                    stream, widths[f"{prefix}.conv1"], widths[f"{prefix}.conv2"], stride, shortcut
+                )
+                blocks[f"block{index}"] = block
+                self.drop_sites[f"{prefix}.conv1"] = f"{prefix}.bn1"
+                self.drop_sites[f"{prefix}.conv2"] = f"{prefix}.bn2"
+                stream = block.out_width
+            setattr(self, f"stage{stage}", nn.Sequential(blocks))
+        self.fc = nn.Linear(stream, spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.stage3(self.stage2(self.stage1(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def _base_widths(blocks_per_stage: int):
+    def widths(spec: ModelSpec) -> Widths:
+        result = {}
+        for stage, width in enumerate(STAGE_WIDTHS, start=1):
+            for index in range(blocks_per_stage):
+                for conv in ("conv1", "conv2"):
+                    result[f"stage{stage}.block{index}.{conv}"] = scaled(width, spec.width_mult)
+        return result
+
+    return widths
+
+
+def _builder(blocks_per_stage: int, residual: bool):
+    def build(spec: ModelSpec, widths: Widths) -> nn.Module:
+        if spec.padding not in PADDING_MODES:
+            raise UserError(f"unknown padding {spec.padding!r}; choose 'max' or 'local'")
+        shortcut = spec.padding if residual else None
+        return CifarResNet(spec, widths, blocks_per_stage, shortcut)
+
+    return build
+
+
+def _register(name: str, depth: int, residual: bool) -> None:
+    n = (depth - 2) // 6
+    kind = "ResNet" if residual else "plain net (no shortcuts)"
+    register(
+        SearchSpace(
+            name=name,
+            description=f"CIFAR-style {kind}, depth {depth} = 6*{n}+2, {6 * n} searchable widths",
+            base_widths=_base_widths(n),
+            build=_builder(n, residual),
+        )
+    )
+
+
+for _depth in (20, 32, 44, 56, 110):
+    _register(f"resnet{_depth}", _depth, residual=True)
+_register("plain20", 20, residual=False)

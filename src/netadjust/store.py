@@ -1,0 +1,67 @@
+"""Run-directory files: JSON a person can read, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+
+def write_json(path: Path, value) -> None:
+    """Write ``value`` as JSON so that a crash leaves either the old file or the new one."""
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Add one line; the file is rewritten atomically (it holds one line per iteration)."""
+    old = path.read_text() if path.exists() else ""
+    write_text(path, old + json.dumps(record) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_widths_file(path: str | Path) -> dict[str, int]:
+    """A widths file: ``{name: int}``, or a ``final.json`` written by a search."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"widths file {path} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read widths file {path}: {error}") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"widths file {path} is not JSON ({error.msg} at line {error.lineno}); fix it") from None
+    if isinstance(value, dict) and isinstance(value.get("widths"), dict):
+        value = value["widths"]
+    if not isinstance(value, dict):
+        raise UserError(f"widths file {path} must hold a JSON object {{width name: channels}}")
+    return value
+
+
+def check_writable(directory: Path) -> None:
+    """Refuse an output directory that cannot be created or written, before any work."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".probe.")
+        probe.close()
+    except OSError as error:
+        raise UserError(f"cannot write to {directory} ({error.strerror}); choose another --out") from None

@@ -1,0 +1,167 @@
+"""Fit and evaluate one network: the only training loop of the project.
+
+SGD with momentum and weight decay, a per-step cosine schedule (with optional linear
+warm-up), optional label smoothing, and the reference's channel-dropout regulariser
+(ramped by epoch and by depth) applied through the ``ChannelDrop`` hooks.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .channel_drop import ChannelDrop, regulariser_rates
+from .data import DatasetInfo, ImageSet, Normalize, batches
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training hyper-parameters; defaults are the reference CIFAR recipe but for epochs."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.15  # peak learning rate at this batch size
+    lr_min: float = 1e-3  # the cosine schedule ends here
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs
+    label_smoothing: float = 0.0
+    drop_rate: float = 0.05  # channel-dropout regulariser at the last epoch and deepest width
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"--epochs is {self.epochs}; give at least 1"),
+            (self.batch_size >= 1, f"--batch-size is {self.batch_size}; give at least 1"),
+            (0 < self.lr < 100, f"--lr is {self.lr}; give a learning rate in (0, 100)"),
+            (0 <= self.lr_min <= self.lr, f"--lr-min is {self.lr_min}; give a value in [0, lr]"),
+            (0 <= self.momentum < 1, f"--momentum is {self.momentum}; give a value in [0, 1)"),
+            (0 <= self.weight_decay < 1, f"--weight-decay is {self.weight_decay}; give a value in [0, 1)"),
+            (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
+             f"--warmup-epochs is {self.warmup_epochs}; give a value in [0, epochs)"),
+            (0 <= self.label_smoothing < 1, f"--label-smoothing is {self.label_smoothing}; give a value in [0, 1)"),
+            (0 <= self.drop_rate < 1, f"--train-drop-rate is {self.drop_rate}; give a value in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn a device string into a device once; a device this machine lacks is a UserError."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: this machine has no CUDA device; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA devices; pick one below that"
+            )
+    elif device.type != "cpu":
+        raise UserError(f"--device {name}: only cpu and cuda are supported")
+    return device
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, recipe: Recipe) -> float:
+    """Linear warm-up to ``recipe.lr``, then cosine down to ``recipe.lr_min``."""
+    if step < warmup_steps:
+        return recipe.lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return recipe.lr_min + (recipe.lr - recipe.lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class NonFiniteLoss(UserError):
+    """Training diverged; the message suggests a smaller learning rate."""
+
+
+def fit(
+    model: nn.Module,
+    train_set: ImageSet,
+    info: DatasetInfo,
+    recipe: Recipe,
+    *,
+    seed: int,
+    drop_sites: dict[str, str] | None = None,
+    label: str = "train",
+) -> dict:
+    """Train ``model`` from its current weights; return per-epoch loss/accuracy and seconds.
+
+    ``train_set`` must already sit on the model's device.
+    """
+    device = train_set.images.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    mask_generator = torch.Generator(device=device).manual_seed(seed + 1)
+    normalize = Normalize(info, device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+    total_steps = steps_per_epoch * recipe.epochs
+    warmup_steps = int(recipe.warmup_epochs * steps_per_epoch)
+    sites = drop_sites if drop_sites is not None else getattr(model, "drop_sites", {})
+    history = []
+    start = time.perf_counter()
+    with ChannelDrop(model, sites, mask_generator) as drop:
+        for epoch in range(recipe.epochs):
+            model.train()
+            drop.set_rates(regulariser_rates(list(sites), recipe.drop_rate, epoch, recipe.epochs))
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            bar = tqdm(total=steps_per_epoch, desc=f"{label} epoch {epoch + 1}/{recipe.epochs}",
+                       leave=False, disable=not sys.stderr.isatty(), unit="batch")
+            for step, (images, labels) in enumerate(
+                batches(train_set, recipe.batch_size, normalize, shuffle_generator=generator, info=info)
+            ):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup_steps, recipe)
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(labels)
+                correct += (logits.argmax(1) == labels).sum()
+                seen += len(labels)
+                if bar.disable is False and step % 10 == 0:
+                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+                bar.update()
+            bar.close()
+            epoch_loss = loss_sum.item() / seen
+            if not math.isfinite(epoch_loss):
+                raise NonFiniteLoss(
+                    f"{label}: the training loss became {epoch_loss} in epoch {epoch + 1}; "
+                    "lower --lr or raise --warmup-epochs"
+                )
+            history.append({"epoch": epoch + 1, "loss": epoch_loss, "top1": correct.item() / seen})
+    return {"epochs": history, "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageSet, info: DatasetInfo, batch_size: int = 500) -> dict:
+    """Mean cross-entropy, top-1 and top-5 accuracy of ``model`` (eval mode) on ``data``."""
+    model.eval()
+    normalize = Normalize(info, data.images.device)
+    loss_sum, top1, top5 = 0.0, 0, 0
+    for images, labels in batches(data, batch_size, normalize):
+        logits = model(images)
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        top1 += (ranked[:, 0] == labels).sum().item()
+        top5 += (ranked == labels[:, None]).any(1).sum().item()
+    n = max(1, len(data))
+    return {"loss": loss_sum / n, "top1": top1 / n, "top5": top5 / n}

@@ -1,0 +1,78 @@
+"""Shared helpers: small dataset files written in the real formats."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
+    """Write ``array`` (uint8) as an IDX file, gzipped when ``compress``."""
+    header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        payload = gzip.compress(payload)
+    path.write_bytes(payload)
+    return path
+
+
+def write_mnist_like(directory: Path, n_train: int = 64, n_test: int = 32, compress: bool = True,
+                     seed: int = 0) -> Path:
+    """A tiny MNIST-format dataset: random 28x28 images, labels 0..9."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte",
+                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), compress)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte",
+                  rng.integers(0, 10, n, dtype=np.uint8), compress)
+    return directory
+
+
+def cifar_batch(n: int, classes: int, label_key: bytes, rng) -> bytes:
+    batch = {
+        b"batch_label": b"test batch",
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        label_key: rng.integers(0, classes, n).tolist(),
+        b"filenames": [b"x.png"] * n,
+    }
+    return pickle.dumps(batch, protocol=2)
+
+
+def write_cifar(directory: Path, dataset: str, per_batch: int = 8, archive: bool = False,
+                seed: int = 0) -> Path:
+    """A tiny CIFAR python-version dataset, extracted or as the official .tar.gz."""
+    rng = np.random.default_rng(seed)
+    if dataset == "cifar10":
+        folder, members, key, classes = "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10
+        archive_name = "cifar-10-python.tar.gz"
+    else:
+        folder, members, key, classes = "cifar-100-python", ["train", "test"], b"fine_labels", 100
+        archive_name = "cifar-100-python.tar.gz"
+    source = directory / folder
+    source.mkdir(parents=True, exist_ok=True)
+    for member in members:
+        (source / member).write_bytes(cifar_batch(per_batch, classes, key, rng))
+    if archive:
+        with tarfile.open(directory / archive_name, "w:gz") as tar:
+            tar.add(source, arcname=folder)
+        for member in members:
+            (source / member).unlink()
+        source.rmdir()
+    return directory
+
+
+@pytest.fixture
+def fashion_dir() -> Path:
+    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    return FASHION_DIR

@@ -1,0 +1,70 @@
+import pytest
+import torch
+from torch import nn
+
+from netadjust.channel_drop import ChannelDrop, regulariser_rates
+from netadjust.errors import UserError
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 6, 1)
+        self.bn = nn.BatchNorm2d(6)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def test_masks_are_per_sample_and_channel_with_inverse_keep_scaling():
+    model = Tiny().eval()
+    x = torch.randn(400, 2, 3, 3)
+    clean = model(x)
+    with ChannelDrop(model, {"w": "bn"}, torch.Generator().manual_seed(0)) as drop:
+        drop.set_rates({"w": 0.25})
+        dropped = model(x)
+    # each (sample, channel) plane is either all zero or the clean plane times 1 / (1 - p)
+    zero = (dropped == 0).all(3).all(2)  # (N, C)
+    scaled = torch.isclose(dropped, clean / 0.75, rtol=1e-5, atol=1e-6).all(3).all(2)
+    assert (zero | scaled).all()
+    dropped_share = zero.float().mean().item()
+    assert abs(dropped_share - 0.25) < 0.04  # 2400 draws: 4.5 standard deviations
+    assert len({tuple(row.tolist()) for row in zero[:20]}) > 1  # masks differ between samples
+
+
+def test_expected_activation_is_unchanged():
+    model = Tiny().eval()
+    x = torch.randn(1, 2, 1, 1).expand(20000, 2, 1, 1)
+    clean = model(x)[0]
+    with ChannelDrop(model, {"w": "bn"}, torch.Generator().manual_seed(1)) as drop:
+        drop.set_rates({"w": 0.4})
+        mean = model(x).mean(0)
+    assert torch.allclose(mean, clean, rtol=0.05, atol=0.02)
+
+
+def test_rate_zero_is_the_identity_and_hooks_go_away():
+    model = Tiny().eval()
+    x = torch.randn(8, 2, 4, 4)
+    clean = model(x)
+    drop = ChannelDrop(model, {"w": "bn"})
+    assert torch.equal(model(x), clean)
+    drop.set_rates({"w": 0.5})
+    assert not torch.equal(model(x), clean)
+    drop.remove()
+    assert torch.equal(model(x), clean)
+
+
+def test_sites_are_resolved_by_name():
+    with pytest.raises(UserError, match="nothere"):
+        ChannelDrop(Tiny(), {"w": "nothere"})
+    drop = ChannelDrop(Tiny(), {"w": "bn"})
+    with pytest.raises(KeyError):
+        drop.set_rates({"other": 0.1})
+    with pytest.raises(ValueError):
+        drop.set_rates({"w": 1.0})
+
+
+def test_regulariser_ramps_by_epoch_and_depth():
+    rates = regulariser_rates(["a", "b", "c", "d"], 0.05, epoch=5, epochs=10)
+    assert rates == pytest.approx({"a": 0.00625, "b": 0.0125, "c": 0.01875, "d": 0.025})
+    assert set(regulariser_rates(["a", "b"], 0.05, 0, 10).values()) == {0.0}
