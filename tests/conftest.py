@@ -25,16 +25,23 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
     return path
 
 
-def write_mnist_like(directory: Path, n_train: int = 64, n_test: int = 32, compress: bool = True,
-                     seed: int = 0) -> Path:
+def write_mnist_like(
+    directory: Path, n_train: int = 64, n_test: int = 32, compress: bool = True, seed: int = 0
+) -> Path:
     """A tiny MNIST-format dataset: random 28x28 images, labels 0..9."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(directory / f"{prefix}-images-idx3-ubyte",
-                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), compress)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte",
-                  rng.integers(0, 10, n, dtype=np.uint8), compress)
+        write_idx(
+            directory / f"{prefix}-images-idx3-ubyte",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+            compress,
+        )
+        write_idx(
+            directory / f"{prefix}-labels-idx1-ubyte",
+            rng.integers(0, 10, n, dtype=np.uint8),
+            compress,
+        )
     return directory
 
 
@@ -48,12 +55,18 @@ def cifar_batch(n: int, classes: int, label_key: bytes, rng) -> bytes:
     return pickle.dumps(batch, protocol=2)
 
 
-def write_cifar(directory: Path, dataset: str, per_batch: int = 8, archive: bool = False,
-                seed: int = 0) -> Path:
+def write_cifar(
+    directory: Path, dataset: str, per_batch: int = 8, archive: bool = False, seed: int = 0
+) -> Path:
     """A tiny CIFAR python-version dataset, extracted or as the official .tar.gz."""
     rng = np.random.default_rng(seed)
     if dataset == "cifar10":
-        folder, members, key, classes = "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10
+        folder, members, key, classes = (
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"],
+            b"labels",
+            10,
+        )
         archive_name = "cifar-10-python.tar.gz"
     else:
         folder, members, key, classes = "cifar-100-python", ["train", "test"], b"fine_labels", 100

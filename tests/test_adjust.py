@@ -33,8 +33,9 @@ def test_top_k_grow_and_bottom_k_shrink_with_rank_decay():
 
 def test_minimum_width_is_respected():
     widths = {"a": 5, "b": 5}
-    new, _, _ = adjust(widths, {"a": 1.0, "b": 0.0}, {"a": 50, "b": 50}, 0,
-                       AdjustRule(k0=1, rate=0.5, min_width=3))
+    new, _, _ = adjust(
+        widths, {"a": 1.0, "b": 0.0}, {"a": 50, "b": 50}, 0, AdjustRule(k0=1, rate=0.5, min_width=3)
+    )
     assert new == {"a": 30, "b": 3}
 
 

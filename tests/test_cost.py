@@ -28,8 +28,13 @@ def test_params_equal_the_built_model():
 
 def test_count_of_a_tiny_network_has_a_closed_form():
     # conv 3->5 (3x3, stride 1, pad 1) on 8x8, then global pool and linear 5->7
-    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(5, 7))
+    model = nn.Sequential(
+        nn.Conv2d(3, 5, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(5, 7),
+    )
     cost = count(model, (3, 8, 8))
     assert cost.macs == 3 * 5 * 9 * 64 + 5 * 7
     assert cost.params == (3 * 5 * 9 + 5) + (5 * 7 + 7)

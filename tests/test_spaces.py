@@ -66,8 +66,9 @@ def test_plain_net_has_no_shortcut():
 def test_random_widths_build_and_run(data):
     space = data.draw(st.sampled_from(["resnet20", "plain20"]))
     padding = data.draw(st.sampled_from(["max", "local"]))
-    spec = ModelSpec(space, in_channels=3, image_size=data.draw(st.sampled_from([17, 28, 32])),
-                     padding=padding)
+    spec = ModelSpec(
+        space, in_channels=3, image_size=data.draw(st.sampled_from([17, 28, 32])), padding=padding
+    )
     widths = {name: data.draw(st.integers(1, 24)) for name in base_widths(spec)}
     out = build(spec, widths).eval()(torch.randn(2, 3, spec.image_size, spec.image_size))
     assert out.shape == (2, 10)

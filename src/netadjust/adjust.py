@@ -106,15 +106,15 @@ def rescale(
     return _nudge(best, cost, budget, min_width, tolerance)
 
 
-def _nudge(widths: Widths, cost: Callable[[Widths], int], budget: int, min_width: int, tolerance: float) -> Widths:
+def _nudge(
+    widths: Widths, cost: Callable[[Widths], int], budget: int, min_width: int, tolerance: float
+) -> Widths:
     """Add or remove one channel at a time, taking the move that lands closest to budget."""
     current = dict(widths)
     while abs(cost(current) - budget) > tolerance * budget:
         sign = 1 if cost(current) < budget else -1
         moves = [
-            {**current, name: width + sign}
-            for name, width in current.items()
-            if width + sign >= min_width
+            {**current, name: width + sign} for name, width in current.items() if width + sign >= min_width
         ]
         best = min(moves, key=lambda w: abs(cost(w) - budget), default=None)
         if best is None or abs(cost(best) - budget) >= abs(cost(current) - budget):

@@ -81,6 +81,4 @@ def regulariser_rates(widths: list[str], base_rate: float, epoch: int, epochs: i
     Width i (0-based, forward order, L widths) gets ``base_rate * epoch/epochs * (i+1)/L``.
     """
     count = len(widths)
-    return {
-        name: base_rate * epoch / epochs * (index + 1) / count for index, name in enumerate(widths)
-    }
+    return {name: base_rate * epoch / epochs * (index + 1) / count for index, name in enumerate(widths)}

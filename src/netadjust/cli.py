@@ -36,8 +36,12 @@ def add_model_flags(parser: argparse.ArgumentParser, space_positional: bool = Fa
     else:
         group.add_argument("--space", default=None, help="search space (default resnet20)")
     group.add_argument("--width-mult", type=float, default=None, help="scale of the base widths")
-    group.add_argument("--padding", choices=["max", "local"], default="max",
-                       help="residual shortcut mode when widths differ (default max)")
+    group.add_argument(
+        "--padding",
+        choices=["max", "local"],
+        default=None,
+        help="residual shortcut mode when widths differ (default max)",
+    )
     group.add_argument("--widths", default=None, help="JSON file {width name: channels} or a final.json")
 
 
@@ -45,8 +49,11 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100")
     group.add_argument("--data-dir", default=None, help="folder with the dataset's files")
-    group.add_argument("--download", action="store_true",
-                       help="fetch the official files into --data-dir when missing (checksums verified)")
+    group.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch the official files into --data-dir when missing (checksums verified)",
+    )
     group.add_argument("--mirror", default=None, help="base URL to download from instead of the official one")
     group.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     group.add_argument("--val-limit", type=int, default=None, help="use only the first N validation images")
@@ -63,8 +70,12 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weight-decay", type=float, default=None)
     group.add_argument("--warmup-epochs", type=float, default=0.0)
     group.add_argument("--label-smoothing", type=float, default=0.0)
-    group.add_argument("--train-drop-rate", type=float, default=0.05,
-                       help="channel-dropout regulariser at the last epoch and deepest layer (0: off)")
+    group.add_argument(
+        "--train-drop-rate",
+        type=float,
+        default=0.05,
+        help="channel-dropout regulariser at the last epoch and deepest layer (0: off)",
+    )
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
 
@@ -74,8 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
     search = commands.add_parser("search", help="run the Network Adjustment search")
-    search.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                        help="group of defaults: quick (minutes on a CPU) or paper (reference CIFAR)")
+    search.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="quick",
+        help="group of defaults: quick (minutes on a CPU) or paper (reference CIFAR)",
+    )
     add_model_flags(search)
     add_data_flags(search)
     add_training_flags(search)
@@ -110,31 +125,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def pick(args: argparse.Namespace, preset: dict, name: str):
-    """A flag's value if given, else the preset's."""
+def pick(args: argparse.Namespace, defaults: dict, name: str, fallback=None):
+    """A flag's value if given, else the defaults' (a preset or a widths file), else fallback."""
     value = getattr(args, name, None)
-    return preset.get(name) if value is None else value
+    if value is None:
+        value = defaults.get(name)
+    return fallback if value is None else value
 
 
-def model_spec(args: argparse.Namespace, preset: dict) -> ModelSpec:
-    space = pick(args, preset, "space") or "resnet20"
+def model_spec(args: argparse.Namespace, defaults: dict) -> ModelSpec:
+    """Space, width multiplier and padding: flags first, then ``defaults`` (a preset or
+    the model a widths file records)."""
+    space = pick(args, defaults, "space", "resnet20")
     get_space(space)
-    width_mult = pick(args, preset, "width_mult") or 1.0
+    width_mult = pick(args, defaults, "width_mult", 1.0)
     if not 0 < width_mult <= 64:
         raise UserError(f"--width-mult is {width_mult}; give a value in (0, 64]")
-    return ModelSpec(space=space, width_mult=width_mult, padding=args.padding)
+    return ModelSpec(space=space, width_mult=width_mult, padding=pick(args, defaults, "padding", "max"))
+
+
+def widths_and_model(args: argparse.Namespace) -> tuple[dict | None, dict]:
+    """The ``--widths`` file's widths and recorded model settings (None, {} without one)."""
+    return read_widths_file(args.widths) if args.widths else (None, {})
 
 
 def recipe(args: argparse.Namespace, preset: dict) -> Recipe:
     defaults = Recipe()
     return Recipe(
-        epochs=pick(args, preset, "epochs") or defaults.epochs,
-        batch_size=pick(args, preset, "batch_size") or defaults.batch_size,
-        lr=pick(args, preset, "lr") if pick(args, preset, "lr") is not None else defaults.lr,
-        lr_min=pick(args, preset, "lr_min") if pick(args, preset, "lr_min") is not None else defaults.lr_min,
+        epochs=pick(args, preset, "epochs", defaults.epochs),
+        batch_size=pick(args, preset, "batch_size", defaults.batch_size),
+        lr=pick(args, preset, "lr", defaults.lr),
+        lr_min=pick(args, preset, "lr_min", defaults.lr_min),
         momentum=args.momentum,
-        weight_decay=pick(args, preset, "weight_decay") if pick(args, preset, "weight_decay") is not None
-        else defaults.weight_decay,
+        weight_decay=pick(args, preset, "weight_decay", defaults.weight_decay),
         warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing,
         drop_rate=args.train_drop_rate,
@@ -142,7 +165,7 @@ def recipe(args: argparse.Namespace, preset: dict) -> Recipe:
 
 
 def data_config(args: argparse.Namespace, preset: dict) -> DataConfig:
-    dataset = pick(args, preset, "dataset") or "fashion-mnist"
+    dataset = pick(args, preset, "dataset", "fashion-mnist")
     if args.download:
         from .download import ensure_downloaded
 
@@ -159,19 +182,26 @@ def data_config(args: argparse.Namespace, preset: dict) -> DataConfig:
 
 def command_search(args: argparse.Namespace) -> int:
     preset = PRESETS[args.preset]
-    spec = model_spec(args, preset)
+    widths, recorded = widths_and_model(args)
+    spec = model_spec(args, {**preset, **recorded})
     config = SearchConfig(
         model=spec,
         data=data_config(args, preset),
         recipe=recipe(args, preset),
-        fur=FurConfig(base_rate=pick(args, preset, "drop_rate"), repeats=pick(args, preset, "repeats"),
-                      max_rate=args.max_drop_rate),
-        rule=AdjustRule(k0=pick(args, preset, "k"), k_decay=pick(args, preset, "k_decay"),
-                        rate=pick(args, preset, "adjust_rate"),
-                        rate_decay=pick(args, preset, "adjust_rate_decay"),
-                        min_width=pick(args, preset, "min_width")),
+        fur=FurConfig(
+            base_rate=pick(args, preset, "drop_rate"),
+            repeats=pick(args, preset, "repeats"),
+            max_rate=args.max_drop_rate,
+        ),
+        rule=AdjustRule(
+            k0=pick(args, preset, "k"),
+            k_decay=pick(args, preset, "k_decay"),
+            rate=pick(args, preset, "adjust_rate"),
+            rate_decay=pick(args, preset, "adjust_rate_decay"),
+            min_width=pick(args, preset, "min_width"),
+        ),
         iterations=pick(args, preset, "iterations"),
-        initial_widths=read_widths_file(args.widths) if args.widths else None,
+        initial_widths=widths,
         seed=args.seed,
         device=args.device or default_device(),
         out=args.out or time.strftime("runs/search-%Y%m%d-%H%M%S"),
@@ -183,10 +213,10 @@ def command_search(args: argparse.Namespace) -> int:
 def command_train(args: argparse.Namespace) -> int:
     from .retrain import train_and_test
 
-    spec = model_spec(args, {})
+    widths, recorded = widths_and_model(args)
     result = train_and_test(
-        spec,
-        read_widths_file(args.widths) if args.widths else None,
+        model_spec(args, recorded),
+        widths,
         data_config(args, {}),
         recipe(args, {}),
         seed=args.seed,
@@ -194,27 +224,50 @@ def command_train(args: argparse.Namespace) -> int:
         out=Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json")),
     )
     test = result["test"]
-    print(f"test top1 {test['top1']:.4f} top5 {test['top5']:.4f} loss {test['loss']:.4f} "
-          f"({result['macs']:,} MACs, {result['params']:,} params); wrote {result['path']}")
+    print(
+        f"test top1 {test['top1']:.4f} top5 {test['top5']:.4f} loss {test['loss']:.4f} "
+        f"({result['macs']:,} MACs, {result['params']:,} params); wrote {result['path']}"
+    )
     return 0
 
 
 def command_cost(args: argparse.Namespace) -> int:
-    spec = model_spec(args, {})
-    for flag, value in (("--num-classes", args.num_classes), ("--in-channels", args.in_channels),
-                        ("--image-size", args.image_size)):
+    widths, recorded = widths_and_model(args)
+    spec = model_spec(args, recorded)
+    for flag, value in (
+        ("--num-classes", args.num_classes),
+        ("--in-channels", args.in_channels),
+        ("--image-size", args.image_size),
+    ):
         if value < 1:
             raise UserError(f"{flag} is {value}; give at least 1")
-    spec = ModelSpec(spec.space, args.num_classes, args.in_channels, args.image_size,
-                     spec.width_mult, spec.padding)
-    widths = base_widths(spec) if args.widths is None else check_widths(spec, read_widths_file(args.widths))
+    spec = ModelSpec(
+        spec.space,
+        args.num_classes,
+        args.in_channels,
+        args.image_size,
+        spec.width_mult,
+        spec.padding,
+    )
+    widths = base_widths(spec) if widths is None else check_widths(spec, widths)
     cost = model_cost(spec, widths)
     if args.json:
-        print(json.dumps({"space": spec.space, "macs": cost.macs, "params": cost.params,
-                          "widths": widths, "model": asdict(spec)}))
+        print(
+            json.dumps(
+                {
+                    "space": spec.space,
+                    "macs": cost.macs,
+                    "params": cost.params,
+                    "widths": widths,
+                    "model": asdict(spec),
+                }
+            )
+        )
     else:
-        print(f"{spec.space}: {cost.macs:,} MACs, {cost.params:,} params "
-              f"({args.in_channels}x{args.image_size}x{args.image_size} input, {args.num_classes} classes)")
+        print(
+            f"{spec.space}: {cost.macs:,} MACs, {cost.params:,} params "
+            f"({args.in_channels}x{args.image_size}x{args.image_size} input, {args.num_classes} classes)"
+        )
     return 0
 
 
@@ -223,20 +276,33 @@ def command_spaces(args: argparse.Namespace) -> int:
     for name in space_names():
         spec = ModelSpec(space=name, num_classes=10, in_channels=3, image_size=32)
         cost = model_cost(spec)
-        rows.append({"space": name, "macs": cost.macs, "params": cost.params,
-                     "widths": len(base_widths(spec)), "description": get_space(name).description})
+        rows.append(
+            {
+                "space": name,
+                "macs": cost.macs,
+                "params": cost.params,
+                "widths": len(base_widths(spec)),
+                "description": get_space(name).description,
+            }
+        )
     if args.json:
         print(json.dumps(rows))
     else:
         print("base costs for 3x32x32 input, 10 classes:")
         for row in rows:
-            print(f"  {row['space']:<10} {row['macs']:>13,} MACs {row['params']:>11,} params  "
-                  f"{row['description']}")
+            print(
+                f"  {row['space']:<10} {row['macs']:>13,} MACs {row['params']:>11,} params  "
+                f"{row['description']}"
+            )
     return 0
 
 
-COMMANDS = {"search": command_search, "train": command_train, "cost": command_cost,
-            "spaces": command_spaces}
+COMMANDS = {
+    "search": command_search,
+    "train": command_train,
+    "cost": command_cost,
+    "spaces": command_spaces,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,14 +53,15 @@ def sensitivities(spec: ModelSpec, widths: Widths) -> dict[str, float]:
     F is at most quadratic in each single width, so a central difference (or, at width 1,
     the one-sided three-point difference) of the traced count is exact.
     """
-    result = {}
-    for name, width in widths.items():
-        def macs_at(value: int) -> int:
-            return model_cost(spec, {**widths, name: value}).macs
 
-        if width > 1:
-            derivative = (macs_at(width + 1) - macs_at(width - 1)) / 2
+    def macs_at(name: str, value: int) -> int:
+        return model_cost(spec, {**widths, name: value}).macs
+
+    result = {}
+    for name, c in widths.items():
+        if c > 1:
+            derivative = (macs_at(name, c + 1) - macs_at(name, c - 1)) / 2
         else:
-            derivative = (-3 * macs_at(width) + 4 * macs_at(width + 1) - macs_at(width + 2)) / 2
-        result[name] = width * derivative
+            derivative = (-3 * macs_at(name, c) + 4 * macs_at(name, c + 1) - macs_at(name, c + 2)) / 2
+        result[name] = c * derivative
     return result

@@ -44,21 +44,49 @@ class DatasetInfo:
 
 DATASETS = {
     "fashion-mnist": DatasetInfo(
-        "fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,), 2, True,
+        "fashion-mnist",
+        10,
+        1,
+        28,
+        (0.2860,),
+        (0.3530,),
+        2,
+        True,
         "install Debian's package (apt-get install dataset-fashion-mnist), pass --data-dir to "
         "a folder with the four IDX files, or add --download",
     ),
     "mnist": DatasetInfo(
-        "mnist", 10, 1, 28, (0.1307,), (0.3081,), 2, False,
+        "mnist",
+        10,
+        1,
+        28,
+        (0.1307,),
+        (0.3081,),
+        2,
+        False,
         "pass --data-dir to a folder with the four MNIST IDX files, or add --download",
     ),
     "cifar10": DatasetInfo(
-        "cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 4, True,
+        "cifar10",
+        10,
+        3,
+        32,
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        4,
+        True,
         "pass --data-dir to a folder holding cifar-10-python.tar.gz or its extracted "
         "cifar-10-batches-py, or add --download",
     ),
     "cifar100": DatasetInfo(
-        "cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4, True,
+        "cifar100",
+        100,
+        3,
+        32,
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+        4,
+        True,
         "pass --data-dir to a folder holding cifar-100-python.tar.gz or its extracted "
         "cifar-100-python, or add --download",
     ),
@@ -158,9 +186,7 @@ def _image_set(info: DatasetInfo, where: str, images: np.ndarray, labels: np.nda
             "the files are not this dataset"
         )
     if len(labels) and (labels.min() < 0 or labels.max() >= info.num_classes):
-        raise UserError(
-            f"{info.name} {where}: labels outside 0..{info.num_classes - 1}; replace the files"
-        )
+        raise UserError(f"{info.name} {where}: labels outside 0..{info.num_classes - 1}; replace the files")
     return ImageSet(
         torch.from_numpy(np.ascontiguousarray(images)),
         torch.from_numpy(np.asarray(labels, dtype=np.int64)),
@@ -172,8 +198,11 @@ def _image_set(info: DatasetInfo, where: str, images: np.ndarray, labels: np.nda
 CIFAR_LAYOUT = {
     # dataset: (archive, folder inside it, train members, test member, label key)
     "cifar10": (
-        "cifar-10-python.tar.gz", "cifar-10-batches-py",
-        [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels",
+        "cifar-10-python.tar.gz",
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        "test_batch",
+        b"labels",
     ),
     "cifar100": ("cifar-100-python.tar.gz", "cifar-100-python", ["train"], "test", b"fine_labels"),
 }
@@ -189,6 +218,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),  # protocol-2 pickles carry raw bytes this way
     }
 
     def find_class(self, module: str, name: str):
@@ -282,7 +312,9 @@ class Normalize:
 
     def __init__(self, info: DatasetInfo, device: torch.device):
         self.scale = (1.0 / (255.0 * torch.tensor(info.std, device=device))).view(1, -1, 1, 1)
-        self.shift = (torch.tensor(info.mean, device=device) / torch.tensor(info.std, device=device)).view(1, -1, 1, 1)
+        self.shift = (torch.tensor(info.mean, device=device) / torch.tensor(info.std, device=device)).view(
+            1, -1, 1, 1
+        )
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return images.float() * self.scale - self.shift
@@ -298,9 +330,12 @@ def augment(images: torch.Tensor, padding: int, flip: bool, generator: torch.Gen
         dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
         rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]  # (N, 1, H, 1)
         cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]  # (N, 1, 1, W)
-        images = padded[torch.arange(n, device=device)[:, None, None, None],
-                        torch.arange(images.shape[1], device=device)[None, :, None, None],
-                        rows, cols]
+        images = padded[
+            torch.arange(n, device=device)[:, None, None, None],
+            torch.arange(images.shape[1], device=device)[None, :, None, None],
+            rows,
+            cols,
+        ]
     if flip:
         flipped = torch.rand(n, generator=generator, device=device) < 0.5
         images = torch.where(flipped[:, None, None, None], images.flip(3), images)
@@ -319,7 +354,10 @@ def batches(
     n = len(data)
     if shuffle_generator is None:
         for start in range(0, n, batch_size):
-            yield normalize(data.images[start : start + batch_size]), data.labels[start : start + batch_size]
+            yield (
+                normalize(data.images[start : start + batch_size]),
+                data.labels[start : start + batch_size],
+            )
         return
     order = torch.randperm(n, generator=shuffle_generator, device=shuffle_generator.device)
     for start in range(0, n, batch_size):

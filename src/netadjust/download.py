@@ -25,24 +25,36 @@ class RemoteFile:
 
 
 OFFICIAL = {
-    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", [
-        RemoteFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-        RemoteFile("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-        RemoteFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-        RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
-    ]),
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", [
-        RemoteFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-        RemoteFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-        RemoteFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-        RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
-    ]),
-    "cifar10": ("https://www.cs.toronto.edu/~kriz/", [
-        RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
-    ]),
-    "cifar100": ("https://www.cs.toronto.edu/~kriz/", [
-        RemoteFile("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
-    ]),
+    "fashion-mnist": (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        [
+            RemoteFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+            RemoteFile("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+            RemoteFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+            RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+        ],
+    ),
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        [
+            RemoteFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            RemoteFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+            RemoteFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+            RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+        ],
+    ),
+    "cifar10": (
+        "https://www.cs.toronto.edu/~kriz/",
+        [
+            RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+        ],
+    ),
+    "cifar100": (
+        "https://www.cs.toronto.edu/~kriz/",
+        [
+            RemoteFile("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
+        ],
+    ),
 }
 
 
@@ -65,7 +77,10 @@ def fetch(files: list[RemoteFile], base_url: str, directory: Path, timeout: floa
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{remote.name}.", suffix=".part")
         try:
             digest = hashlib.md5()
-            with os.fdopen(handle, "wb") as file, urllib.request.urlopen(url, timeout=timeout) as response:
+            with (
+                os.fdopen(handle, "wb") as file,
+                urllib.request.urlopen(url, timeout=timeout) as response,
+            ):
                 while chunk := response.read(1 << 20):
                     digest.update(chunk)
                     file.write(chunk)

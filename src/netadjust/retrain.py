@@ -14,10 +14,19 @@ from .store import check_writable, write_json
 from .train import Recipe, evaluate, resolve_device
 
 
-def train_and_test(spec: ModelSpec, widths: Widths | None, data_config: DataConfig, recipe: Recipe,
-                   *, seed: int, device: str, out: Path) -> dict:
+def train_and_test(
+    spec: ModelSpec,
+    widths: Widths | None,
+    data_config: DataConfig,
+    recipe: Recipe,
+    *,
+    seed: int,
+    device: str,
+    out: Path,
+) -> dict:
     """Fit on all training images, evaluate on the test set, write ``out`` (JSON)."""
     recipe.validate()
+    data_config.validate()
     torch_device = resolve_device(device)
     if out.exists():
         raise UserError(f"{out} already exists; choose another --out")

@@ -15,7 +15,7 @@ import torch
 from . import __version__
 from .adjust import AdjustRule, adjust, layers_to_move, rescale
 from .cost import model_cost, sensitivities
-from .data import DatasetInfo, ImageSet, load, split
+from .data import DatasetInfo, ImageSet, dataset_info, load, split
 from .errors import UserError
 from .fur import estimate_fur
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths
@@ -35,8 +35,11 @@ class DataConfig:
     def validate(self) -> None:
         if not 0 < self.val_fraction < 1:
             raise UserError(f"--val-fraction is {self.val_fraction}; give a value in (0, 1)")
-        for flag, value in (("--train-limit", self.train_limit), ("--val-limit", self.val_limit),
-                            ("--test-limit", self.test_limit)):
+        for flag, value in (
+            ("--train-limit", self.train_limit),
+            ("--val-limit", self.val_limit),
+            ("--test-limit", self.test_limit),
+        ):
             if value is not None and value < 1:
                 raise UserError(f"{flag} is {value}; give at least 1")
 
@@ -80,7 +83,6 @@ class PreparedData:
 
 def prepare_data(config: DataConfig, seed: int, device: torch.device, hold_out: bool) -> PreparedData:
     """Load, split off the validation set when ``hold_out``, apply limits, move to device."""
-    config.validate()
     train, test, info = load(config.dataset, config.data_dir)
     if hold_out:
         train, val = split(train, config.val_fraction, seed)
@@ -112,8 +114,15 @@ def provenance(device: torch.device) -> dict:
     }
 
 
-def train_candidate(spec: ModelSpec, widths: Widths, data: PreparedData, recipe: Recipe,
-                    seed: int, device: torch.device, label: str):
+def train_candidate(
+    spec: ModelSpec,
+    widths: Widths,
+    data: PreparedData,
+    recipe: Recipe,
+    seed: int,
+    device: torch.device,
+    label: str,
+):
     """Build ``widths`` with seeded initial weights and fit it; return model and fit log."""
     torch.manual_seed(seed)
     model = build(spec, widths).to(device)
@@ -128,27 +137,36 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict
         raise UserError(f"{out} already holds a search; choose another --out")
     config.recipe.validate()
     config.fur.validate()
+    config.data.validate()
     if config.iterations < 1:
         raise UserError(f"--iterations is {config.iterations}; give at least 1")
     device = resolve_device(config.device)
-    data = prepare_data(config.data, config.seed, device, hold_out=True)
-    spec = model_spec_for(config.model, data.info)
-    initial = base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
+    spec = model_spec_for(config.model, dataset_info(config.data.dataset))
+    initial = (
+        base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
+    )
     config.rule.validate(len(initial))
-    check_writable(out)
     budget = model_cost(spec, initial)
     macs_of = lambda widths: model_cost(spec, widths).macs  # noqa: E731
     rescale(initial, macs_of, budget.macs, config.rule.min_width)  # fails early if unreachable
+    data = prepare_data(config.data, config.seed, device, hold_out=True)
+    check_writable(out)
 
     settings = dataclasses.asdict(config)
     settings["model"] = dataclasses.asdict(spec)
     settings["initial_widths"] = initial
     settings["provenance"] = provenance(device)
-    settings["data_sizes"] = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+    settings["data_sizes"] = {
+        "train": len(data.train),
+        "val": len(data.val),
+        "test": len(data.test),
+    }
     write_json(out / "config.json", settings)
-    log(f"search: {spec.space} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
+    log(
+        f"search: {spec.space} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
         f"{len(data.test)} test images), {config.iterations} iterations, device {device}, "
-        f"budget {budget.macs:,} MACs; run directory {out}")
+        f"budget {budget.macs:,} MACs; run directory {out}"
+    )
 
     widths = initial
     history = []
@@ -162,8 +180,16 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict
 
         timer = time.perf_counter()
         f = sensitivities(spec, widths)
-        estimate = estimate_fur(model, data.val, data.info, f, base_rate=config.fur.base_rate,
-                                repeats=config.fur.repeats, max_rate=config.fur.max_rate, seed=seed)
+        estimate = estimate_fur(
+            model,
+            data.val,
+            data.info,
+            f,
+            base_rate=config.fur.base_rate,
+            repeats=config.fur.repeats,
+            max_rate=config.fur.max_rate,
+            seed=seed,
+        )
         seconds_fur = time.perf_counter() - timer
 
         timer = time.perf_counter()
@@ -195,15 +221,18 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict
         }
         append_jsonl(out / "history.jsonl", record)
         history.append(record)
-        log(f"{label}: val top1 {val['top1']:.4f} test top1 {test['top1']:.4f} | "
+        log(
+            f"{label}: val top1 {val['top1']:.4f} test top1 {test['top1']:.4f} | "
             f"grow {', '.join(grown) or '-'} | shrink {', '.join(shrunk) or '-'} | "
             f"next {record['next_macs']:,} MACs ({record['next_macs'] / budget.macs - 1:+.2%}) | "
-            f"train {seconds_train:.0f}s fur {seconds_fur:.0f}s")
+            f"train {seconds_train:.0f}s fur {seconds_fur:.0f}s"
+        )
         widths = next_widths
 
     final_cost = model_cost(spec, widths)
     final = {
         "space": spec.space,
+        "model": dataclasses.asdict(spec),
         "widths": widths,
         "macs": final_cost.macs,
         "params": final_cost.params,
@@ -215,8 +244,10 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict
     write_json(out / "final.json", final)
     log(widths_table(initial, widths))
     log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
-    log(f"wrote {out / 'final.json'}; evaluate it with: netadjust train --space {spec.space} "
-        f"--dataset {data.info.name} --widths {out / 'final.json'}")
+    log(
+        f"wrote {out / 'final.json'}; evaluate it against the original widths with: "
+        f"netadjust train --dataset {data.info.name} --widths {out / 'final.json'}"
+    )
     return final
 
 

@@ -39,8 +39,12 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def read_widths_file(path: str | Path) -> dict[str, int]:
-    """A widths file: ``{name: int}``, or a ``final.json`` written by a search."""
+def read_widths_file(path: str | Path) -> tuple[dict[str, int], dict]:
+    """A widths file: ``{name: int}``, or a ``final.json`` written by a search.
+
+    Returns the widths and the model settings the file records (a ``final.json`` records
+    space, width multiplier and padding; a plain widths file none).
+    """
     path = Path(path)
     try:
         value = json.loads(path.read_text())
@@ -49,12 +53,16 @@ def read_widths_file(path: str | Path) -> dict[str, int]:
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read widths file {path}: {error}") from None
     except json.JSONDecodeError as error:
-        raise UserError(f"widths file {path} is not JSON ({error.msg} at line {error.lineno}); fix it") from None
+        raise UserError(
+            f"widths file {path} is not JSON ({error.msg} at line {error.lineno}); fix it"
+        ) from None
+    model = {}
     if isinstance(value, dict) and isinstance(value.get("widths"), dict):
+        model = value.get("model") if isinstance(value.get("model"), dict) else {}
         value = value["widths"]
     if not isinstance(value, dict):
         raise UserError(f"widths file {path} must hold a JSON object {{width name: channels}}")
-    return value
+    return value, model
 
 
 def check_writable(directory: Path) -> None:

@@ -43,11 +43,22 @@ class Recipe:
             (0 < self.lr < 100, f"--lr is {self.lr}; give a learning rate in (0, 100)"),
             (0 <= self.lr_min <= self.lr, f"--lr-min is {self.lr_min}; give a value in [0, lr]"),
             (0 <= self.momentum < 1, f"--momentum is {self.momentum}; give a value in [0, 1)"),
-            (0 <= self.weight_decay < 1, f"--weight-decay is {self.weight_decay}; give a value in [0, 1)"),
-            (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
-             f"--warmup-epochs is {self.warmup_epochs}; give a value in [0, epochs)"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing is {self.label_smoothing}; give a value in [0, 1)"),
-            (0 <= self.drop_rate < 1, f"--train-drop-rate is {self.drop_rate}; give a value in [0, 1)"),
+            (
+                0 <= self.weight_decay < 1,
+                f"--weight-decay is {self.weight_decay}; give a value in [0, 1)",
+            ),
+            (
+                0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
+                f"--warmup-epochs is {self.warmup_epochs}; give a value in [0, epochs)",
+            ),
+            (
+                0 <= self.label_smoothing < 1,
+                f"--label-smoothing is {self.label_smoothing}; give a value in [0, 1)",
+            ),
+            (
+                0 <= self.drop_rate < 1,
+                f"--train-drop-rate is {self.drop_rate}; give a value in [0, 1)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -122,8 +133,13 @@ def fit(
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
-            bar = tqdm(total=steps_per_epoch, desc=f"{label} epoch {epoch + 1}/{recipe.epochs}",
-                       leave=False, disable=not sys.stderr.isatty(), unit="batch")
+            bar = tqdm(
+                total=steps_per_epoch,
+                desc=f"{label} epoch {epoch + 1}/{recipe.epochs}",
+                leave=False,
+                disable=not sys.stderr.isatty(),
+                unit="batch",
+            )
             for step, (images, labels) in enumerate(
                 batches(train_set, recipe.batch_size, normalize, shuffle_generator=generator, info=info)
             ):

@@ -55,9 +55,7 @@ def get_space(name: str) -> SearchSpace:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UserError(
-            f"unknown space {name!r}; choose one of: {', '.join(space_names())}"
-        ) from None
+        raise UserError(f"unknown space {name!r}; choose one of: {', '.join(space_names())}") from None
 
 
 def space_names() -> list[str]:

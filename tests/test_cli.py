@@ -1,0 +1,180 @@
+"""The command line as users and other tools call it: real subprocesses."""
+
+import json
+import subprocess
+import sys
+
+from conftest import write_mnist_like
+
+
+def netadjust(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "netadjust", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def assert_user_error(result, *words):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("netadjust: error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+TINY = [
+    "--width-mult",
+    "0.25",
+    "--train-limit",
+    600,
+    "--val-limit",
+    300,
+    "--test-limit",
+    300,
+    "--epochs",
+    1,
+    "--repeats",
+    1,
+    "--batch-size",
+    100,
+]
+
+
+def test_search_end_to_end(tmp_path, fashion_dir):
+    out = tmp_path / "run"
+    result = netadjust(
+        "search",
+        "--data-dir",
+        fashion_dir,
+        "--iterations",
+        2,
+        "--k",
+        3,
+        "--adjust-rate",
+        0.5,
+        "--min-width",
+        1,
+        "--out",
+        out,
+        *TINY,
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    final = json.loads((out / "final.json").read_text())
+    assert config["iterations"] == 2 and config["model"]["in_channels"] == 1
+    assert config["provenance"]["torch"]
+    assert [record["iteration"] for record in history] == [0, 1]
+    names = list(final["original_widths"])
+    for record in history:
+        assert list(record["fur"]) == names
+        assert set(record["drop_rates"]) == set(names)
+        assert len(record["grown"]) == len(record["shrunk"]) == record["k"] == 3
+        assert {"loss", "top1", "top5"} <= set(record["val"]) and {"top1", "top5"} <= set(record["test"])
+        assert set(record["seconds"]) == {"train", "fur", "adjust"}
+    assert history[1]["widths"] == history[0]["next_widths"]
+    assert final["widths"] == history[1]["next_widths"]
+    assert final["widths"] != final["original_widths"]
+    assert abs(final["macs"] - final["original_macs"]) <= 0.01 * final["original_macs"]
+    for key in ("params", "original_params"):
+        assert final[key] > 0
+    assert "stage1.block0.conv1" in result.stdout  # the original -> searched table
+
+    # the searched widths feed the cost and train commands
+    cost = json.loads(
+        netadjust(
+            "cost",
+            "resnet20",
+            "--widths",
+            out / "final.json",
+            "--in-channels",
+            1,
+            "--image-size",
+            28,
+            "--json",
+        ).stdout
+    )
+    assert cost["macs"] == final["macs"] and cost["widths"] == final["widths"]
+    trained = netadjust(
+        "train",
+        "--data-dir",
+        fashion_dir,
+        "--widths",
+        out / "final.json",
+        "--epochs",
+        1,
+        "--train-limit",
+        500,
+        "--test-limit",
+        200,
+        "--out",
+        tmp_path / "t.json",
+    )
+    assert trained.returncode == 0, trained.stderr
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert result["widths"] == final["widths"] and result["macs"] == final["macs"]
+    assert 0 <= result["test"]["top1"] <= result["test"]["top5"] <= 1
+    assert result["data_sizes"] == {"train": 500, "test": 200}
+
+
+def test_cost_json_contract():
+    result = netadjust("cost", "resnet20", "--num-classes", 100, "--json")
+    assert result.returncode == 0
+    cost = json.loads(result.stdout)
+    assert cost["macs"] == 40_556_800 and cost["params"] == 278_324 - 2752
+    assert list(cost["widths"])[0] == "stage1.block0.conv1"
+
+
+def test_spaces_lists_every_space():
+    result = netadjust("spaces", "--json")
+    rows = json.loads(result.stdout)
+    assert {"resnet20", "resnet32", "resnet56", "resnet110", "plain20"} <= {r["space"] for r in rows}
+    assert all(r["macs"] > 0 and r["params"] > 0 for r in rows)
+
+
+def test_bad_input_gets_one_line_and_status_2(tmp_path):
+    assert_user_error(netadjust("cost", "resnet21"), "resnet21", "resnet20")
+    assert_user_error(netadjust("search", "--space", "vgg"), "vgg")
+    assert_user_error(netadjust("search", "--dataset", "imagenet9"), "imagenet9")
+    assert_user_error(netadjust("search", "--epochs", 0, "--data-dir", tmp_path), "--epochs")
+    assert_user_error(netadjust("search", "--lr", -1), "--lr")
+    assert_user_error(netadjust("search", "--epochs", "many"), "--epochs")
+    assert_user_error(netadjust("search", "--data-dir", tmp_path / "absent"), "does not exist")
+    assert_user_error(netadjust("search", "--data-dir", tmp_path), "not found", "--download")
+    assert_user_error(netadjust("search", "--device", "cuda:7"), "cuda")
+    bad = tmp_path / "w.json"
+    bad.write_text("{not json")
+    assert_user_error(netadjust("cost", "resnet20", "--widths", bad), "not JSON")
+    bad.write_text(json.dumps({"stage1.block0.conv1": 3}))
+    assert_user_error(netadjust("cost", "resnet20", "--widths", bad), "miss")
+    assert_user_error(netadjust("cost", "resnet20", "--widths", tmp_path / "nope.json"), "does not exist")
+
+
+def test_bad_search_settings_write_nothing(tmp_path):
+    data = write_mnist_like(tmp_path / "mnist")
+    out = tmp_path / "run"
+    base = ["search", "--dataset", "mnist", "--data-dir", data, "--out", out, *TINY]
+    assert_user_error(netadjust(*base, "--k", 12), "--k")
+    assert_user_error(netadjust(*base, "--repeats", 0), "--repeats")
+    assert_user_error(netadjust(*base, "--drop-rate", 1.5), "--drop-rate")
+    assert_user_error(netadjust(*base, "--min-width", 50), "budget")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_search_refuses_a_directory_that_holds_a_run(tmp_path):
+    data = write_mnist_like(tmp_path / "mnist")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "final.json").write_text("{}")
+    result = netadjust("search", "--dataset", "mnist", "--data-dir", data, "--out", out, *TINY)
+    assert_user_error(result, "already holds")
+    assert (out / "final.json").read_text() == "{}"
+
+
+def test_help_works():
+    result = netadjust("search", "--help")
+    assert result.returncode == 0 and "--iterations" in result.stdout
