@@ -16,51 +16,96 @@ from torch import nn
 
 from .errors import UserError
 
+_M32 = 0xFFFFFFFF
 
-def bernoulli_mask(
-    shape: tuple[int, int], rate: float, generator: torch.Generator | None, device: torch.device
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash on int64 tensors; multipliers below 2**31 keep products < 2**63."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x2C1B3C6D) & _M32
+    return x ^ (x >> 16)
+
+
+def keyed_uniform(
+    seed: int, width_index: int, repeats: torch.Tensor, samples: torch.Tensor, channels: int
 ) -> torch.Tensor:
-    """Mask of ``shape`` (N, C): 0 with probability ``rate``, else ``1 / (1 - rate)``."""
-    keep = torch.rand(shape, generator=generator, device=device) >= rate
-    return keep.to(torch.float32) / (1.0 - rate)
+    """Uniform numbers in [0, 1) of shape (N, channels), each a function of
+    (seed, width, repeat, sample index, channel) alone.
+
+    The same sample gets the same mask whatever batch it sits in and whatever else is
+    computed around it, so differently organised computations (the fast and the reference
+    FUR paths, one process or several) draw identical masks.
+    """
+    device = samples.device
+    key = _mix32(torch.tensor([(seed & _M32) ^ 0x9E3779B9], device=device))
+    key = _mix32(key ^ width_index)
+    per_sample = _mix32(_mix32(key ^ repeats.long()) ^ samples.long())  # (N,)
+    bits = _mix32(per_sample[:, None] ^ torch.arange(channels, device=device)[None, :])
+    return (bits >> 8).to(torch.float32) / float(1 << 24)  # 24 random bits, exact in float32
 
 
 class ChannelDrop:
-    """Hooks on the drop sites of ``model``; rates are set per width name, 0 by default."""
+    """Hooks on the drop sites of ``model``; rates are set per width name, 0 by default.
 
-    def __init__(self, model: nn.Module, sites: Mapping[str, str], generator: torch.Generator | None = None):
+    Masks are drawn from ``generator`` (training), or, once ``use_keys`` has named the
+    repeat and sample index of every row of the coming batch, from ``keyed_uniform`` with
+    ``seed`` (FUR estimation).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sites: Mapping[str, str],
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+    ):
+        self.sites = dict(sites)
         self.rates: dict[str, float] = {name: 0.0 for name in sites}
         self.generator = generator
+        self.seed = seed
+        self.keys: tuple[torch.Tensor, torch.Tensor] | None = None
         self._handles = []
-        for width_name, module_name in sites.items():
+        for index, (width_name, module_name) in enumerate(sites.items()):
             try:
                 module = model.get_submodule(module_name)
             except AttributeError:
                 raise UserError(
                     f"drop site {module_name!r} of width {width_name!r} is not a module of the model"
                 ) from None
-            self._handles.append(module.register_forward_hook(self._hook(width_name)))
+            self._handles.append(module.register_forward_hook(self._hook(width_name, index)))
 
-    def _hook(self, width_name: str):
+    def _hook(self, width_name: str, width_index: int):
         def drop(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor | None:
             rate = self.rates[width_name]
             if rate <= 0.0:
                 return None  # leave the output untouched
-            mask = bernoulli_mask(output.shape[:2], rate, self.generator, output.device)
-            return output * mask.to(output.dtype)[:, :, None, None]
+            n, c = output.shape[:2]
+            if self.keys is None:
+                uniform = torch.rand((n, c), generator=self.generator, device=output.device)
+            else:
+                repeats, samples = self.keys
+                uniform = keyed_uniform(self.seed, width_index, repeats, samples, c)
+            mask = (uniform >= rate).to(output.dtype) / (1.0 - rate)
+            return output * mask[:, :, None, None]
 
         return drop
 
+    def use_keys(self, repeats: torch.Tensor, samples: torch.Tensor) -> None:
+        """Key the masks of the next forward passes by (repeat, sample index) per row."""
+        self.keys = (repeats, samples)
+
     def set_rates(self, rates: Mapping[str, float]) -> None:
         """Set the given widths' rates and zero all others."""
+        unknown = set(rates) - set(self.rates)
+        if unknown:
+            raise KeyError(f"no drop site for widths {sorted(unknown)}")
         for name in self.rates:
             rate = float(rates.get(name, 0.0))
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"drop rate {rate} of {name!r} outside [0, 1)")
             self.rates[name] = rate
-        unknown = set(rates) - set(self.rates)
-        if unknown:
-            raise KeyError(f"no drop site for widths {sorted(unknown)}")
 
     def remove(self) -> None:
         """Detach the hooks; the model is plain again."""

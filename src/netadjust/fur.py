@@ -3,7 +3,15 @@
 Width i gets drop rate ``p_i = p0 * f_mean / f_i`` (clipped to ``max_rate``), so each width
 loses the same expected MACs ``p0 * f_mean``. With the model in eval mode, dropping width
 i's channels raises the validation loss; FUR_i is that rise per removed MAC, averaged over
-``repeats`` independent masks.
+``repeats`` masks. Masks are keyed by (width, repeat, sample index), so the two ways of
+computing it below give the same numbers:
+
+- ``reference``: for each width and repeat, the whole validation split through the whole
+  network, as the paper's code does.
+- ``fast``: for models that expose ``chain()`` (the blocks whose composition is the model),
+  one clean pass per batch keeps each block's input; each width then re-runs only the
+  blocks from the one holding its drop site, for all repeats at once as one larger batch,
+  restarting inside a block at the drop site itself where the block offers ``resume``.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from tqdm import tqdm
 from .channel_drop import ChannelDrop
 from .data import DatasetInfo, ImageSet, Normalize, batches
 
+METHODS = ("auto", "fast", "reference")
+
 
 @dataclass
 class FurEstimate:
@@ -28,6 +38,7 @@ class FurEstimate:
     loss_increase: dict[str, float]  # mean validation loss rise when width i is dropped
     fur: dict[str, float]  # loss rise per removed MAC
     clean_loss: float
+    method: str  # "fast" or "reference"
     seconds: float
 
 
@@ -46,15 +57,95 @@ def drop_rates(
     return rates, clipped
 
 
-@torch.no_grad()
-def mean_loss(model: nn.Module, data: ImageSet, normalize: Normalize, batch_size: int) -> float:
-    total = 0.0
-    for images, labels in batches(data, batch_size, normalize):
-        total += F.cross_entropy(model(images), labels, reduction="sum").item()
-    return total / len(data)
+def _loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Summed in float64 per sample, so that batching does not change the rounding."""
+    return F.cross_entropy(logits.float(), labels, reduction="none").double().sum().item()
 
 
-@torch.no_grad()
+def _progress(widths, label: str):
+    return tqdm(widths, desc=label, leave=False, disable=not sys.stderr.isatty(), unit="width")
+
+
+def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
+    """Clean loss sum and, per width, the loss sum over all repeats: whole network each time."""
+    clean = 0.0
+    for images, labels in batches(val_set, batch_size, normalize):
+        clean += _loss_sum(model(images), labels)
+    dropped = {}
+    for name in _progress(rates, "FUR (reference)"):
+        drop.set_rates({name: rates[name]})
+        dropped[name] = 0.0
+        for repeat in range(repeats):
+            for index, (images, labels) in enumerate(batches(val_set, batch_size, normalize)):
+                samples = torch.arange(len(labels), device=labels.device) + index * batch_size
+                drop.use_keys(torch.full_like(samples, repeat), samples)
+                dropped[name] += _loss_sum(model(images), labels)
+    return clean, dropped
+
+
+def _restart_points(model, sites: dict[str, str]) -> dict[str, tuple[int, str | None]]:
+    """For each width: the index of the chain block holding its drop site, and the site's
+    name inside that block when the block can resume there (else None: rerun the block)."""
+    chain = model.chain()
+    points = {}
+    for name, site in sites.items():
+        module = model.get_submodule(site)
+        for index, block in enumerate(chain):
+            local = next((local for local, m in block.named_modules() if m is module), None)
+            if local is not None:
+                points[name] = (index, local if hasattr(block, "resume") else None)
+                break
+        else:
+            raise ValueError(f"drop site {site!r} is in no block of the model's chain()")
+    return points
+
+
+def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
+    """Same sums as the reference; what precedes each drop site is computed once per batch."""
+    chain = model.chain()
+    points = _restart_points(model, drop.sites)
+    rows = max(1, batch_size // repeats)  # validation images per batch; repeats x rows go through
+    clean, dropped = 0.0, dict.fromkeys(rates, 0.0)
+    for index, (images, labels) in enumerate(_progress_batches(val_set, rows, normalize)):
+        drop.set_rates({})
+        drop.keys = None
+        inputs, caches, h = [], [], images
+        for block in chain:
+            inputs.append(h)
+            caches.append({})
+            h = block(h, caches[-1]) if hasattr(block, "resume") else block(h)
+        clean += _loss_sum(h, labels)
+        samples = torch.arange(len(labels), device=labels.device) + index * rows
+        repeat_ids = torch.arange(repeats, device=labels.device).repeat_interleave(len(labels))
+        drop.use_keys(repeat_ids, samples.repeat(repeats))
+        tile = lambda t: t.repeat(repeats, *([1] * (t.ndim - 1)))  # noqa: E731  (T*rows, ...)
+        for name in rates:
+            start, site = points[name]
+            drop.set_rates({name: rates[name]})
+            h = tile(inputs[start])
+            if site is None:
+                h = chain[start](h)
+            else:
+                h = chain[start].resume(site, h, {key: tile(v) for key, v in caches[start].items()})
+            for block in chain[start + 1 :]:
+                h = block(h)
+            dropped[name] += _loss_sum(h, labels.repeat(repeats))
+    return clean, dropped
+
+
+def _progress_batches(val_set, rows, normalize):
+    total = (len(val_set) + rows - 1) // rows
+    return tqdm(
+        batches(val_set, rows, normalize),
+        total=total,
+        desc="FUR (fast)",
+        leave=False,
+        disable=not sys.stderr.isatty(),
+        unit="batch",
+    )
+
+
+@torch.inference_mode()
 def estimate_fur(
     model: nn.Module,
     val_set: ImageSet,
@@ -66,22 +157,33 @@ def estimate_fur(
     seed: int,
     max_rate: float = 0.9,
     drop_sites: dict[str, str] | None = None,
-    batch_size: int = 500,
+    batch_size: int = 128,
+    method: str = "auto",
 ) -> FurEstimate:
-    """Reference estimator: for each width and repeat, the whole validation split once."""
+    """FUR of every width of ``model`` on ``val_set`` (on the model's device).
+
+    ``method`` "auto" takes the fast path when the model exposes ``chain()``.
+    ``batch_size`` images go through the network at once (the fast path: repeats x
+    batch_size / repeats); small batches stay in the CPU's caches and run faster here.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown FUR method {method!r}; choose one of {METHODS}")
+    if method == "auto":
+        method = "fast" if hasattr(model, "chain") else "reference"
     start = time.perf_counter()
-    model.eval()
-    device = val_set.images.device
-    normalize = Normalize(info, device)
     sites = drop_sites if drop_sites is not None else model.drop_sites
     rates, clipped = drop_rates(sensitivities, base_rate, max_rate)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    increase, fur = {}, {}
-    with ChannelDrop(model, sites, generator) as drop:
-        clean = mean_loss(model, val_set, normalize, batch_size)
-        for name in tqdm(sites, desc="FUR", leave=False, disable=not sys.stderr.isatty(), unit="width"):
-            drop.set_rates({name: rates[name]})
-            dropped = sum(mean_loss(model, val_set, normalize, batch_size) for _ in range(repeats))
-            increase[name] = dropped / repeats - clean
-            fur[name] = increase[name] / (rates[name] * sensitivities[name])
-    return FurEstimate(rates, clipped, increase, fur, clean, time.perf_counter() - start)
+    normalize = Normalize(info, val_set.images.device)
+    if method == "fast":
+        compute = _fast_sums
+    else:
+        compute = _reference_sums
+    was_training = model.training
+    model.eval()
+    with ChannelDrop(model, sites, seed=seed) as drop:
+        clean, dropped = compute(model, drop, val_set, normalize, rates, repeats, batch_size)
+    model.train(was_training)
+    n = len(val_set)
+    increase = {name: dropped[name] / (repeats * n) - clean / n for name in sites}
+    fur = {name: increase[name] / (rates[name] * sensitivities[name]) for name in sites}
+    return FurEstimate(rates, clipped, increase, fur, clean / n, method, time.perf_counter() - start)

@@ -3,6 +3,10 @@
 A search space turns a widths mapping ``{width name: channels}`` (forward order) into a plain
 ``nn.Module``. Every built model carries ``drop_sites``: width name -> qualified name of the
 module after whose output that width's channels can be dropped (its batch norm).
+
+Optional, for the fast FUR path: ``chain()`` returns modules whose composition is the model
+(stem, blocks, head); a block may also offer ``forward(x, cache)`` and
+``resume(site, x, cache)`` to restart its computation at one of its drop sites.
 """
 
 from __future__ import annotations

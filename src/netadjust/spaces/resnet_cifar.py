@@ -49,28 +49,69 @@ class BasicBlock(nn.Module):
         else:
             self.out_width = out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """``cache``, when given, receives each conv's output for ``resume``."""
+        conv1 = self.conv1(x)
+        conv2 = self.conv2(F.relu(self.bn1(conv1), inplace=True))
+        if cache is not None:
+            cache.update(conv1=conv1, conv2=conv2)
+        return self.merge(x, self.bn2(conv2))
+
+    def resume(self, site: str, x: torch.Tensor, cache: dict) -> torch.Tensor:
+        """The block's output recomputed from drop site ``site`` ("bn1" or "bn2") on, the
+        convs before it taken from ``cache``: the site's module runs again, so its hooks fire."""
+        conv2 = (
+            self.conv2(F.relu(self.bn1(cache["conv1"]), inplace=True)) if site == "bn1" else cache["conv2"]
+        )
+        return self.merge(x, self.bn2(conv2))
+
+    def merge(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Add the shortcut of input ``x`` to the residual branch ``y``, then relu."""
         if self.shortcut is None:
-            return F.relu(y)
+            return F.relu(y, inplace=True)
         skip = x
         if self.stride > 1:
             # ceil_mode keeps the shortcut's size equal to the strided conv's on odd inputs
             skip = F.avg_pool2d(skip, self.stride, ceil_mode=True)
         if self.shortcut == "local" and skip.shape[1] > y.shape[1]:
             skip = skip[:, : y.shape[1]]
-        return F.relu(pad_channels(skip, self.out_width) + pad_channels(y, self.out_width))
+        return F.relu(pad_channels(skip, self.out_width) + pad_channels(y, self.out_width), inplace=True)
+
+
+class Stem(nn.Module):
+    """The unsearched first conv, its batch norm and relu."""
+
+    def __init__(self, in_channels: int, width: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class Head(nn.Module):
+    """Global average pool and the linear classifier."""
+
+    def __init__(self, width: int, num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 class CifarResNet(nn.Module):
-    """Stem, three stages of blocks, global average pool, linear classifier."""
+    """Stem, three stages of blocks, head.
+
+    ``chain()`` lists the stem, every block and the head in order: the model is their
+    composition, which lets FUR estimation restart the forward pass at any block.
+    """
 
     def __init__(self, spec: ModelSpec, widths: Widths, blocks_per_stage: int, shortcut: str | None):
         super().__init__()
         stem = scaled(16, spec.width_mult)
-        self.conv1 = nn.Conv2d(spec.in_channels, stem, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem)
+        self.stem = Stem(spec.in_channels, stem)
         self.drop_sites: dict[str, str] = {}
         stream = stem
         for stage in range(1, 4):
@@ -86,12 +127,15 @@ class CifarResNet(nn.Module):
                 self.drop_sites[f"{prefix}.conv2"] = f"{prefix}.bn2"
                 stream = block.out_width
             setattr(self, f"stage{stage}", nn.Sequential(blocks))
-        self.fc = nn.Linear(stream, spec.num_classes)
+        self.head = Head(stream, spec.num_classes)
+
+    def chain(self) -> list[nn.Module]:
+        return [self.stem, *self.stage1, *self.stage2, *self.stage3, self.head]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.stage3(self.stage2(self.stage1(x)))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        for module in self.chain():
+            x = module(x)
+        return x
 
 
 def _base_widths(blocks_per_stage: int):
