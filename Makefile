@@ -12,8 +12,8 @@ demo: setup data
 	$(BIN)/netadjust search --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: setup data
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pytest
 
 setup: $(VENV)/.installed

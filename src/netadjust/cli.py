@@ -76,6 +76,19 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         default=0.05,
         help="channel-dropout regulariser at the last epoch and deepest layer (0: off)",
     )
+    group.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        default="auto",
+        help="autocast precision of training (auto: bf16 where the device has it)",
+    )
+    group.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train in NHWC memory format (default on)",
+    )
+    group.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
 
@@ -99,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--drop-rate", type=float, default=None, help="p0, FUR base drop rate")
     group.add_argument("--max-drop-rate", type=float, default=0.9, help="FUR drop rates are clipped here")
     group.add_argument("--repeats", type=int, default=None, help="T, masks per width in FUR")
+    group.add_argument(
+        "--fur-method",
+        choices=["auto", "fast", "reference"],
+        default="auto",
+        help="auto: the fast path where the space exposes its blocks",
+    )
+    group.add_argument(
+        "--fur-bf16",
+        action="store_true",
+        help="estimate FUR under bf16 autocast (faster; ranking kept in our measurement)",
+    )
     group.add_argument("--k", type=float, default=None, help="widths grown and shrunk at iteration 0")
     group.add_argument("--k-decay", type=float, default=None, help="k falls by this per iteration")
     group.add_argument("--adjust-rate", type=float, default=None, help="a, share of the initial width moved")
@@ -161,6 +185,9 @@ def recipe(args: argparse.Namespace, preset: dict) -> Recipe:
         warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing,
         drop_rate=args.train_drop_rate,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        compile=args.compile,
     )
 
 
@@ -192,6 +219,8 @@ def command_search(args: argparse.Namespace) -> int:
             base_rate=pick(args, preset, "drop_rate"),
             repeats=pick(args, preset, "repeats"),
             max_rate=args.max_drop_rate,
+            method=args.fur_method,
+            bf16=args.fur_bf16,
         ),
         rule=AdjustRule(
             k0=pick(args, preset, "k"),

@@ -159,12 +159,14 @@ def estimate_fur(
     drop_sites: dict[str, str] | None = None,
     batch_size: int = 128,
     method: str = "auto",
+    bf16: bool = False,
 ) -> FurEstimate:
     """FUR of every width of ``model`` on ``val_set`` (on the model's device).
 
     ``method`` "auto" takes the fast path when the model exposes ``chain()``.
     ``batch_size`` images go through the network at once (the fast path: repeats x
     batch_size / repeats); small batches stay in the CPU's caches and run faster here.
+    ``bf16`` runs the network under bfloat16 autocast (losses still summed in float64).
     """
     if method not in METHODS:
         raise ValueError(f"unknown FUR method {method!r}; choose one of {METHODS}")
@@ -180,7 +182,11 @@ def estimate_fur(
         compute = _reference_sums
     was_training = model.training
     model.eval()
-    with ChannelDrop(model, sites, seed=seed) as drop:
+    device_type = val_set.images.device.type
+    with (
+        ChannelDrop(model, sites, seed=seed) as drop,
+        torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16),
+    ):
         clean, dropped = compute(model, drop, val_set, normalize, rates, repeats, batch_size)
     model.train(was_training)
     n = len(val_set)

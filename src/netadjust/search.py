@@ -49,6 +49,8 @@ class FurConfig:
     base_rate: float = 0.05  # p0: drop rate of the width with the mean sensitivity
     repeats: int = 5  # T: independent masks per width
     max_rate: float = 0.9  # p_i is clipped here (the reference divides by 1 - p_i)
+    method: str = "auto"  # "fast" where the model exposes chain(), else "reference"
+    bf16: bool = False  # bfloat16 autocast for the FUR forward passes
 
     def validate(self) -> None:
         if not 0 < self.base_rate < 1:
@@ -189,6 +191,8 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict
             repeats=config.fur.repeats,
             max_rate=config.fur.max_rate,
             seed=seed,
+            method=config.fur.method,
+            bf16=config.fur.bf16,
         )
         seconds_fur = time.perf_counter() - timer
 
@@ -212,6 +216,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict
             "clean_val_loss": estimate.clean_loss,
             "loss_increase": estimate.loss_increase,
             "fur": estimate.fur,
+            "fur_method": estimate.method,
             "k": layers_to_move(config.rule, iteration),
             "grown": grown,
             "shrunk": shrunk,

@@ -35,6 +35,9 @@ class Recipe:
     warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs
     label_smoothing: float = 0.0
     drop_rate: float = 0.05  # channel-dropout regulariser at the last epoch and deepest width
+    precision: str = "auto"  # autocast: bf16 where supported, else fp16 on CUDA; or bf16/fp16/fp32
+    channels_last: bool = True  # NHWC memory format: faster convolutions on CPU (oneDNN) and GPU
+    compile: bool = False  # torch.compile the model (no gain measured on this 2-core CPU)
 
     def validate(self) -> None:
         checks = [
@@ -59,10 +62,34 @@ class Recipe:
                 0 <= self.drop_rate < 1,
                 f"--train-drop-rate is {self.drop_rate}; give a value in [0, 1)",
             ),
+            (self.precision in PRECISIONS, f"--precision is {self.precision!r}; choose one of {PRECISIONS}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """oneDNN's own check for native bf16 instructions (AVX-512 BF16 / AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain float32."""
+    if precision == "auto":
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if cpu_has_fast_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -124,6 +151,11 @@ def fit(
     total_steps = steps_per_epoch * recipe.epochs
     warmup_steps = int(recipe.warmup_epochs * steps_per_epoch)
     sites = drop_sites if drop_sites is not None else getattr(model, "drop_sites", {})
+    dtype = autocast_dtype(recipe.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    forward = torch.compile(model) if recipe.compile else model
     history = []
     start = time.perf_counter()
     with ChannelDrop(model, sites, mask_generator) as drop:
@@ -145,15 +177,17 @@ def fit(
             ):
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup_steps, recipe)
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    logits = forward(images.contiguous(memory_format=memory_format))
+                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=recipe.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 loss_sum += loss.detach() * len(labels)
                 correct += (logits.argmax(1) == labels).sum()
                 seen += len(labels)
-                if bar.disable is False and step % 10 == 0:
+                if not bar.disable and step % 10 == 0:
                     bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
                 bar.update()
             bar.close()
@@ -164,6 +198,7 @@ def fit(
                     "lower --lr or raise --warmup-epochs"
                 )
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "top1": correct.item() / seen})
+    model.to(memory_format=torch.contiguous_format)
     return {"epochs": history, "seconds": time.perf_counter() - start}
 
 
