@@ -171,7 +171,7 @@ def test_search_refuses_a_directory_that_holds_a_run(tmp_path):
     out.mkdir()
     (out / "final.json").write_text("{}")
     result = netadjust("search", "--dataset", "mnist", "--data-dir", data, "--out", out, *TINY)
-    assert_user_error(result, "already holds")
+    assert_user_error(result, "holds files of a search", "--force")
     assert (out / "final.json").read_text() == "{}"
 
 

@@ -6,7 +6,9 @@ Exit status: 0 success, 2 bad input (one line on stderr), 1 unexpected failure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -16,7 +18,14 @@ from .adjust import AdjustRule
 from .cost import model_cost
 from .errors import UserError
 from .presets import PRESETS
-from .search import DataConfig, FurConfig, SearchConfig, run_search
+from .search import (
+    DataConfig,
+    FurConfig,
+    SearchConfig,
+    read_run_settings,
+    run_search,
+    search_config_from_settings,
+)
 from .spaces import ModelSpec, base_widths, check_widths, get_space, space_names
 from .store import read_widths_file
 from .train import Recipe, default_device
@@ -130,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--min-width", type=int, default=None)
     group.add_argument("--val-fraction", type=float, default=0.1)
     group.add_argument("--out", default=None, help="run directory (default runs/search-<time>)")
+    group.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the search in RUN_DIR with its recorded settings",
+    )
+    group.add_argument(
+        "--force", action="store_true", help="start over in an --out that holds another or a finished search"
+    )
 
     train = commands.add_parser("train", help="train one configuration on the full training set")
     add_model_flags(train)
@@ -207,11 +225,42 @@ def data_config(args: argparse.Namespace, preset: dict) -> DataConfig:
     )
 
 
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so that the search unwinds cleanly."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def command_search(args: argparse.Namespace) -> int:
+    if args.resume:
+        out = Path(args.resume)
+        config = search_config_from_settings(read_run_settings(out), str(out))
+        if args.device:
+            config = dataclasses.replace(config, device=args.device)
+    else:
+        config = search_config(args)
+        out = Path(config.out)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        run_search(config, force=args.force)
+    except (KeyboardInterrupt, Terminated) as stop:
+        print(
+            f"netadjust: interrupted; {out} keeps the last checkpoint, continue with: "
+            f"netadjust search --resume {out}",
+            file=sys.stderr,
+        )
+        return 143 if isinstance(stop, Terminated) else 130
+    return 0
+
+
+def search_config(args: argparse.Namespace) -> SearchConfig:
+    """The search settings from flags, the preset and a widths file."""
     preset = PRESETS[args.preset]
     widths, recorded = widths_and_model(args)
     spec = model_spec(args, {**preset, **recorded})
-    config = SearchConfig(
+    return SearchConfig(
         model=spec,
         data=data_config(args, preset),
         recipe=recipe(args, preset),
@@ -235,8 +284,6 @@ def command_search(args: argparse.Namespace) -> int:
         device=args.device or default_device(),
         out=args.out or time.strftime("runs/search-%Y%m%d-%H%M%S"),
     )
-    run_search(config)
-    return 0
 
 
 def command_train(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ directory (``config.json``, ``history.jsonl``, ``final.json``)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from .data import DatasetInfo, ImageSet, dataset_info, load, split
 from .errors import UserError
 from .fur import estimate_fur
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths
-from .store import append_jsonl, check_writable, write_json
+from .store import append_jsonl, check_writable, read_jsonl, save_torch, write_json
 from .train import Recipe, evaluate, fit, resolve_device
 
 
@@ -124,19 +125,93 @@ def train_candidate(
     seed: int,
     device: torch.device,
     label: str,
+    checkpoint: Callable[[dict], None] | None = None,
+    resume_from: dict | None = None,
 ):
     """Build ``widths`` with seeded initial weights and fit it; return model and fit log."""
     torch.manual_seed(seed)
     model = build(spec, widths).to(device)
-    log = fit(model, data.train, data.info, recipe, seed=seed, label=label)
+    log = fit(
+        model,
+        data.train,
+        data.info,
+        recipe,
+        seed=seed,
+        label=label,
+        checkpoint=checkpoint,
+        resume_from=resume_from,
+    )
     return model, log
 
 
-def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict:
-    """Run the whole search; return the content of ``final.json``."""
+CHECKPOINT = "checkpoint.pt"  # the current iteration's training state, written every epoch
+RUN_FILES = ("config.json", "history.jsonl", "final.json", CHECKPOINT)
+NOT_COMPARED = ("out", "device", "provenance", "data_sizes")  # may change between resumes
+
+
+def search_config_from_settings(settings: dict, out: str) -> SearchConfig:
+    """Rebuild the configuration a run directory's ``config.json`` records."""
+    try:
+        return SearchConfig(
+            model=ModelSpec(**settings["model"]),
+            data=DataConfig(**settings["data"]),
+            recipe=Recipe(**settings["recipe"]),
+            fur=FurConfig(**settings["fur"]),
+            rule=AdjustRule(**settings["rule"]),
+            iterations=settings["iterations"],
+            initial_widths=settings["initial_widths"],
+            seed=settings["seed"],
+            device=settings["device"],
+            out=out,
+        )
+    except (KeyError, TypeError) as error:
+        raise UserError(
+            f"{out}/config.json was not written by this version of netadjust ({error}); start a new search"
+        ) from None
+
+
+def read_run_settings(out: Path) -> dict:
+    try:
+        return json.loads((out / "config.json").read_text())
+    except FileNotFoundError:
+        raise UserError(f"{out} holds no search (no config.json); check the path") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read {out}/config.json ({error}); start a new search") from None
+
+
+def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
+    """The history to continue from: [] for a new run; the recorded iterations when ``out``
+    holds an unfinished run of the same settings. Anything else is refused unless ``force``,
+    which clears the old run's files."""
+    if not (out / "config.json").exists():
+        leftovers = [name for name in RUN_FILES if (out / name).exists()]
+        if leftovers and not force:
+            raise UserError(
+                f"{out} holds files of a search ({', '.join(leftovers)}) but no config.json; "
+                "choose another --out, or pass --force to start it over"
+            )
+        for name in leftovers:
+            (out / name).unlink()
+        return []
+    saved = read_run_settings(out)
+    keep = lambda d: {k: v for k, v in d.items() if k not in NOT_COMPARED}  # noqa: E731
+    differing = sorted(k for k in set(keep(saved)) | set(keep(settings)) if saved.get(k) != settings.get(k))
+    finished = (out / "final.json").exists()
+    if (differing or finished) and not force:
+        why = f"other settings (differing: {', '.join(differing)})" if differing else "a finished search"
+        raise UserError(f"{out} holds {why}; choose another --out, or pass --force to start it over")
+    if differing or finished:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        return []
+    history = out / "history.jsonl"
+    return read_jsonl(history) if history.exists() else []
+
+
+def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: bool = False) -> dict:
+    """Run the whole search, or continue the unfinished one in ``config.out``; return the
+    content of ``final.json``."""
     out = Path(config.out)
-    if (out / "history.jsonl").exists() or (out / "final.json").exists():
-        raise UserError(f"{out} already holds a search; choose another --out")
     config.recipe.validate()
     config.fur.validate()
     config.data.validate()
@@ -151,33 +226,38 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict
     budget = model_cost(spec, initial)
     macs_of = lambda widths: model_cost(spec, widths).macs  # noqa: E731
     rescale(initial, macs_of, budget.macs, config.rule.min_width)  # fails early if unreachable
-    data = prepare_data(config.data, config.seed, device, hold_out=True)
-    check_writable(out)
-
-    settings = dataclasses.asdict(config)
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))
     settings["model"] = dataclasses.asdict(spec)
     settings["initial_widths"] = initial
-    settings["provenance"] = provenance(device)
-    settings["data_sizes"] = {
-        "train": len(data.train),
-        "val": len(data.val),
-        "test": len(data.test),
-    }
-    write_json(out / "config.json", settings)
+    history = completed_iterations(out, settings, force)
+    data = prepare_data(config.data, config.seed, device, hold_out=True)
+    check_writable(out)
+    if not (out / "config.json").exists():
+        settings["provenance"] = provenance(device)
+        settings["data_sizes"] = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+        write_json(out / "config.json", settings)
     log(
         f"search: {spec.space} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
         f"{len(data.test)} test images), {config.iterations} iterations, device {device}, "
         f"budget {budget.macs:,} MACs; run directory {out}"
+        + (f"; resuming at iteration {len(history) + 1}" if history else "")
     )
 
-    widths = initial
-    history = []
-    for iteration in range(config.iterations):
+    widths = history[-1]["next_widths"] if history else initial
+    for iteration in range(len(history), config.iterations):
         seed = config.seed + 1000 * iteration
         label = f"iter {iteration + 1}/{config.iterations}"
-        timer = time.perf_counter()
-        model, fit_log = train_candidate(spec, widths, data, config.recipe, seed, device, label)
-        seconds_train = time.perf_counter() - timer
+        saved = load_checkpoint(out / CHECKPOINT, iteration, widths)
+        if saved is not None:
+            log(f"{label}: continuing the training from its checkpoint after epoch {len(saved['history'])}")
+
+        def checkpoint(state: dict, iteration=iteration, widths=widths) -> None:
+            save_torch(out / CHECKPOINT, {"iteration": iteration, "widths": widths, "train": state})
+
+        model, fit_log = train_candidate(
+            spec, widths, data, config.recipe, seed, device, label, checkpoint, saved
+        )
+        seconds_train = fit_log["seconds"]
         val, test = evaluate(model, data.val, data.info), evaluate(model, data.test, data.info)
 
         timer = time.perf_counter()
@@ -247,6 +327,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict
         "iterations": config.iterations,
     }
     write_json(out / "final.json", final)
+    (out / CHECKPOINT).unlink(missing_ok=True)
     log(widths_table(initial, widths))
     log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
     log(
@@ -254,6 +335,16 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> dict
         f"netadjust train --dataset {data.info.name} --widths {out / 'final.json'}"
     )
     return final
+
+
+def load_checkpoint(path: Path, iteration: int, widths: Widths) -> dict | None:
+    """The training state saved for this iteration and these widths, if any."""
+    if not path.exists():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved["iteration"] != iteration or saved["widths"] != widths:
+        return None
+    return saved["train"]
 
 
 def widths_table(original: Widths, searched: Widths) -> str:

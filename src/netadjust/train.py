@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -135,10 +136,15 @@ def fit(
     seed: int,
     drop_sites: dict[str, str] | None = None,
     label: str = "train",
+    checkpoint: Callable[[dict], None] | None = None,
+    resume_from: dict | None = None,
 ) -> dict:
     """Train ``model`` from its current weights; return per-epoch loss/accuracy and seconds.
 
-    ``train_set`` must already sit on the model's device.
+    ``train_set`` must already sit on the model's device. After every epoch ``checkpoint``
+    receives the whole training state (model, optimiser, loss scaler, both random
+    generators, epochs done); handing such a state back as ``resume_from`` continues the
+    run exactly where it stood.
     """
     device = train_set.images.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -156,10 +162,17 @@ def fit(
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     forward = torch.compile(model) if recipe.compile else model
-    history = []
+    history, seconds_before = [], 0.0
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        scaler.load_state_dict(resume_from["scaler"])
+        generator.set_state(resume_from["shuffle_generator"])
+        mask_generator.set_state(resume_from["mask_generator"])
+        history, seconds_before = resume_from["history"], resume_from["seconds"]
     start = time.perf_counter()
     with ChannelDrop(model, sites, mask_generator) as drop:
-        for epoch in range(recipe.epochs):
+        for epoch in range(len(history), recipe.epochs):
             model.train()
             drop.set_rates(regulariser_rates(list(sites), recipe.drop_rate, epoch, recipe.epochs))
             loss_sum = torch.zeros((), device=device)
@@ -198,8 +211,20 @@ def fit(
                     "lower --lr or raise --warmup-epochs"
                 )
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "top1": correct.item() / seen})
+            if checkpoint is not None:
+                checkpoint(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "shuffle_generator": generator.get_state(),
+                        "mask_generator": mask_generator.get_state(),
+                        "history": history,
+                        "seconds": seconds_before + time.perf_counter() - start,
+                    }
+                )
     model.to(memory_format=torch.contiguous_format)
-    return {"epochs": history, "seconds": time.perf_counter() - start}
+    return {"epochs": history, "seconds": seconds_before + time.perf_counter() - start}
 
 
 @torch.no_grad()

@@ -1,0 +1,145 @@
+"""A search killed at any moment continues to the same result: real processes, real signals."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_cli import assert_user_error, netadjust
+
+SEARCH = [
+    "--width-mult",
+    0.25,
+    "--train-limit",
+    2000,
+    "--val-limit",
+    2000,
+    "--test-limit",
+    300,
+    "--epochs",
+    3,
+    "--repeats",
+    4,
+    "--iterations",
+    2,
+    "--k",
+    2,
+    "--batch-size",
+    100,
+]
+
+
+def start(out: Path, fashion_dir: Path, *extra) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "netadjust",
+        "search",
+        "--data-dir",
+        fashion_dir,
+        "--out",
+        out,
+        *SEARCH,
+        *extra,
+    ]
+    return subprocess.Popen(
+        [str(a) for a in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for_checkpoint(out: Path, process: subprocess.Popen, epochs: int) -> dict:
+    """Poll until iteration 0's checkpoint holds ``epochs`` epochs (writes are atomic)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        path = out / "checkpoint.pt"
+        if path.exists():
+            saved = torch.load(path, weights_only=True)
+            if saved["iteration"] == 0 and len(saved["train"]["history"]) >= epochs:
+                return saved
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+def results(out: Path) -> tuple[dict, list[dict]]:
+    final = json.loads((out / "final.json").read_text())
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    return final, history
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, request):
+    fashion = Path("/usr/share/datasets/fashion-mnist")
+    if not (fashion / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed")
+    out = tmp_path_factory.mktemp("whole") / "run"
+    process = start(out, fashion)
+    assert process.wait(timeout=300) == 0, process.communicate()
+    return results(out)
+
+
+def assert_same_search(out: Path, uninterrupted):
+    final, history = results(out)
+    final_ref, history_ref = uninterrupted
+    assert final["widths"] == final_ref["widths"]
+    assert [r["fur"] for r in history] == [r["fur"] for r in history_ref]
+    assert [r["val"] for r in history] == [r["val"] for r in history_ref]
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_killed_during_training_resumes_to_the_same_result(tmp_path, fashion_dir, uninterrupted):
+    out = tmp_path / "run"
+    process = start(out, fashion_dir)
+    wait_for_checkpoint(out, process, epochs=1)
+    process.kill()  # SIGKILL: no chance to clean up
+    process.wait()
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert len(saved["train"]["history"]) < 3 and not (out / "history.jsonl").exists()
+    resumed = netadjust("search", "--resume", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "continuing the training" in resumed.stdout
+    assert_same_search(out, uninterrupted)
+
+
+def test_killed_during_fur_resumes_to_the_same_result(tmp_path, fashion_dir, uninterrupted):
+    out = tmp_path / "run"
+    process = start(out, fashion_dir)
+    wait_for_checkpoint(out, process, epochs=3)  # training done: evaluation and FUR follow
+    process.kill()
+    process.wait()
+    assert not (out / "history.jsonl").exists()  # it died before iteration 0 was recorded
+    # a plain re-run with the same settings continues too
+    resumed = netadjust("search", "--data-dir", fashion_dir, "--out", out, *SEARCH)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_search(out, uninterrupted)
+
+
+def test_sigterm_stops_with_143_and_says_how_to_resume(tmp_path, fashion_dir, uninterrupted):
+    out = tmp_path / "run"
+    process = start(out, fashion_dir)
+    wait_for_checkpoint(out, process, epochs=1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert f"--resume {out}" in stderr and "Traceback" not in stderr
+    assert netadjust("search", "--resume", out).returncode == 0
+    assert_same_search(out, uninterrupted)
+
+
+def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fashion_dir):
+    out = tmp_path / "run"
+    quick = ["--data-dir", fashion_dir, "--out", out, *SEARCH[:-2], "--iterations", 1]
+    assert netadjust("search", *quick).returncode == 0
+    before = (out / "final.json").read_text()
+    assert_user_error(netadjust("search", *quick), "finished search", "--force")
+    assert_user_error(netadjust("search", *quick, "--lr", 0.05), "other settings", "recipe")
+    assert (out / "final.json").read_text() == before
+    forced = netadjust("search", *quick, "--lr", 0.05, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads((out / "config.json").read_text())["recipe"]["lr"] == 0.05
+    assert_user_error(netadjust("search", "--resume", tmp_path / "nothing"), "no config.json")
