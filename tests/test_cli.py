@@ -67,7 +67,7 @@ def test_search_end_to_end(tmp_path, fashion_dir):
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     final = json.loads((out / "final.json").read_text())
     assert config["iterations"] == 2 and config["model"]["in_channels"] == 1
-    assert config["provenance"]["torch"]
+    assert config["provenance"]["torch"] and len(config["provenance"]["dataset_sha256"]) == 64
     assert [record["iteration"] for record in history] == [0, 1]
     names = list(final["original_widths"])
     for record in history:
@@ -163,6 +163,14 @@ def test_bad_search_settings_write_nothing(tmp_path):
     assert_user_error(netadjust(*base, "--drop-rate", 1.5), "--drop-rate")
     assert_user_error(netadjust(*base, "--min-width", 50), "budget")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_unwritable_output_is_refused(tmp_path, fashion_dir):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = netadjust("search", "--data-dir", fashion_dir, "--out", blocker / "run", *TINY)
+    assert_user_error(result, "cannot write", "--out")
+    assert blocker.read_text() == "x"
 
 
 def test_search_refuses_a_directory_that_holds_a_run(tmp_path):

@@ -12,26 +12,10 @@ import torch
 
 from test_cli import assert_user_error, netadjust
 
-SEARCH = [
-    "--width-mult",
-    0.25,
-    "--train-limit",
-    2000,
-    "--val-limit",
-    2000,
-    "--test-limit",
-    300,
-    "--epochs",
-    3,
-    "--repeats",
-    4,
-    "--iterations",
-    2,
-    "--k",
-    2,
-    "--batch-size",
-    100,
-]
+SEARCH = (
+    "--width-mult 0.25 --train-limit 1500 --val-limit 1000 --test-limit 200 --epochs 3 "
+    "--repeats 3 --iterations 2 --k 2 --batch-size 100"
+).split()
 
 
 def start(out: Path, fashion_dir: Path, *extra) -> subprocess.Popen:
@@ -133,7 +117,7 @@ def test_sigterm_stops_with_143_and_says_how_to_resume(tmp_path, fashion_dir, un
 
 def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fashion_dir):
     out = tmp_path / "run"
-    quick = ["--data-dir", fashion_dir, "--out", out, *SEARCH[:-2], "--iterations", 1]
+    quick = ["--data-dir", fashion_dir, "--out", out, *SEARCH, "--iterations", 1]  # the last flag wins
     assert netadjust("search", *quick).returncode == 0
     before = (out / "final.json").read_text()
     assert_user_error(netadjust("search", *quick), "finished search", "--force")

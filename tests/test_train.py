@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from netadjust.data import load
 from netadjust.errors import UserError
 from netadjust.spaces import ModelSpec, build
-from netadjust.train import Recipe, autocast_dtype, evaluate, fit, lr_at
+from netadjust.train import NonFiniteLoss, Recipe, autocast_dtype, evaluate, fit, lr_at
 
 SPEC = ModelSpec("resnet20", 10, 1, 28, 0.5)
 
@@ -65,3 +66,47 @@ def test_training_is_reproducible(fashion_dir):
             fit(model, train.subset(slice(0, 600)), info, Recipe(epochs=1, lr=0.05), seed=3)["epochs"]
         )
     assert logs[0] == logs[1]
+
+
+def test_a_nan_loss_stops_training_after_the_last_good_checkpoint(fashion_dir):
+    train, _, info = load("fashion-mnist", fashion_dir)
+    torch.manual_seed(0)
+    model = build(SPEC)
+    calls = []
+
+    def poison(module, inputs, output):  # from the 8th batch on (epoch 2), logits are NaN
+        calls.append(1)
+        return output * float("nan") if len(calls) >= 8 else None
+
+    model.head.register_forward_hook(poison)
+    saved = []
+    with pytest.raises(NonFiniteLoss, match="epoch 2.*lower --lr"):
+        fit(
+            model,
+            train.subset(slice(0, 500)),
+            info,
+            Recipe(epochs=3, batch_size=100),
+            seed=0,
+            checkpoint=lambda state: saved.append(copy.deepcopy(state)),
+        )
+    assert len(saved) == 1 and len(saved[0]["history"]) == 1  # epoch 1 kept, nothing after
+    assert all(torch.isfinite(t).all() for t in saved[0]["model"].values() if t.is_floating_point())
+
+
+def test_resuming_from_a_checkpoint_equals_training_straight_through(fashion_dir):
+    train, _, info = load("fashion-mnist", fashion_dir)
+    train = train.subset(slice(0, 400))
+    recipe = Recipe(epochs=3, batch_size=100, lr=0.05)
+    torch.manual_seed(1)
+    whole = build(SPEC)
+    saved = []
+    straight = fit(
+        whole, train, info, recipe, seed=1, checkpoint=lambda state: saved.append(copy.deepcopy(state))
+    )
+    assert [len(state["history"]) for state in saved] == [1, 2, 3]
+    torch.manual_seed(99)  # other initial weights: the checkpoint must replace them all
+    resumed_model = build(SPEC)
+    resumed = fit(resumed_model, train, info, recipe, seed=1, resume_from=saved[0])
+    assert resumed["epochs"] == straight["epochs"]
+    for a, b in zip(whole.state_dict().values(), resumed_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

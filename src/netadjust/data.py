@@ -8,6 +8,7 @@ pickled batches of CIFAR's "python version" (extracted, or read straight out of 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import math
 import pickle
@@ -294,6 +295,15 @@ def load(name: str, data_dir: str | Path | None) -> tuple[ImageSet, ImageSet, Da
     else:
         train, test = load_idx_dataset(info, directory)
     return train, test, info
+
+
+def content_hash(*sets: ImageSet) -> str:
+    """SHA-256 of the decoded images and labels: names the data whatever its compression."""
+    digest = hashlib.sha256()
+    for data in sets:
+        for tensor in (data.images, data.labels):
+            digest.update(tensor.cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def split(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:

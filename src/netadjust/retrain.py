@@ -50,7 +50,7 @@ def train_and_test(
         "recipe": recipe.__dict__,
         "model": spec.__dict__,
         "data_sizes": {"train": len(data.train), "test": len(data.test)},
-        "provenance": provenance(torch_device),
+        "provenance": {**provenance(torch_device), "dataset_sha256": data.sha256},
     }
     write_json(out, result)
     result["path"] = str(out)

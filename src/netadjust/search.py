@@ -16,7 +16,7 @@ import torch
 from . import __version__
 from .adjust import AdjustRule, adjust, layers_to_move, rescale
 from .cost import model_cost, sensitivities
-from .data import DatasetInfo, ImageSet, dataset_info, load, split
+from .data import DatasetInfo, ImageSet, content_hash, dataset_info, load, split
 from .errors import UserError
 from .fur import estimate_fur
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths
@@ -82,11 +82,13 @@ class PreparedData:
     train: ImageSet
     val: ImageSet
     test: ImageSet
+    sha256: str  # of the whole dataset as loaded, before splits and limits
 
 
 def prepare_data(config: DataConfig, seed: int, device: torch.device, hold_out: bool) -> PreparedData:
     """Load, split off the validation set when ``hold_out``, apply limits, move to device."""
     train, test, info = load(config.dataset, config.data_dir)
+    sha256 = content_hash(train, test)
     if hold_out:
         train, val = split(train, config.val_fraction, seed)
     else:
@@ -97,6 +99,7 @@ def prepare_data(config: DataConfig, seed: int, device: torch.device, hold_out: 
         limit(train, config.train_limit).to(device),
         limit(val, config.val_limit).to(device),
         limit(test, config.test_limit).to(device),
+        sha256,
     )
 
 
@@ -235,6 +238,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
     if not (out / "config.json").exists():
         settings["provenance"] = provenance(device)
         settings["data_sizes"] = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+        settings["provenance"]["dataset_sha256"] = data.sha256
         write_json(out / "config.json", settings)
     log(
         f"search: {spec.space} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "

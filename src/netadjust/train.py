@@ -143,8 +143,8 @@ def fit(
 
     ``train_set`` must already sit on the model's device. After every epoch ``checkpoint``
     receives the whole training state (model, optimiser, loss scaler, both random
-    generators, epochs done); handing such a state back as ``resume_from`` continues the
-    run exactly where it stood.
+    generators, epochs done), holding the live tensors: save or copy it before returning.
+    Handing such a state back as ``resume_from`` continues the run exactly where it stood.
     """
     device = train_set.images.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -219,7 +219,7 @@ def fit(
                         "scaler": scaler.state_dict(),
                         "shuffle_generator": generator.get_state(),
                         "mask_generator": mask_generator.get_state(),
-                        "history": history,
+                        "history": list(history),
                         "seconds": seconds_before + time.perf_counter() - start,
                     }
                 )
