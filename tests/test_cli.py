@@ -137,7 +137,8 @@ def test_spaces_lists_every_space():
 
 
 def test_bad_input_gets_one_line_and_status_2(tmp_path):
-    assert_user_error(netadjust("cost", "resnet21"), "resnet21", "resnet20")
+    assert_user_error(netadjust("cost", "resnet21"), "resnet21", "6n+2")
+    assert_user_error(netadjust("cost", "vgg11"), "vgg11", "resnet20")
     assert_user_error(netadjust("search", "--space", "vgg"), "vgg")
     assert_user_error(netadjust("search", "--dataset", "imagenet9"), "imagenet9")
     assert_user_error(netadjust("search", "--epochs", 0, "--data-dir", tmp_path), "--epochs")

@@ -84,6 +84,7 @@ def test_killed_during_training_resumes_to_the_same_result(tmp_path, fashion_dir
     process.wait()
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert len(saved["train"]["history"]) < 3 and not (out / "history.jsonl").exists()
+    assert saved["phase"] == "train"
     resumed = netadjust("search", "--resume", out)
     assert resumed.returncode == 0, resumed.stderr
     assert "continuing the training" in resumed.stdout
@@ -93,7 +94,7 @@ def test_killed_during_training_resumes_to_the_same_result(tmp_path, fashion_dir
 def test_killed_during_fur_resumes_to_the_same_result(tmp_path, fashion_dir, uninterrupted):
     out = tmp_path / "run"
     process = start(out, fashion_dir)
-    wait_for_checkpoint(out, process, epochs=3)  # training done: evaluation and FUR follow
+    assert wait_for_checkpoint(out, process, epochs=3)["phase"] == "fur"  # evaluation and FUR follow
     process.kill()
     process.wait()
     assert not (out / "history.jsonl").exists()  # it died before iteration 0 was recorded

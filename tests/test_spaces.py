@@ -76,7 +76,15 @@ def test_random_widths_build_and_run(data):
 
 def test_unknown_space_lists_the_known_ones():
     with pytest.raises(UserError, match="resnet20"):
-        get_space("resnet21")
+        get_space("vgg16")
+
+
+def test_any_depth_of_the_form_6n_plus_2():
+    assert len(base_widths(ModelSpec("resnet26"))) == 24
+    assert len(base_widths(ModelSpec("plain32"))) == 30
+    for bad in ("resnet21", "plain2", "resnet0"):
+        with pytest.raises(UserError, match="6n\\+2"):
+            get_space(bad)
 
 
 def test_bad_widths_are_refused():

@@ -373,6 +373,11 @@ def command_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def one_line(message: str) -> str:
+    """Escape control characters (a user's argument may hold any) to keep the message one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 COMMANDS = {
     "search": command_search,
     "train": command_train,
@@ -386,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except UserError as error:
-        print(f"netadjust: error: {error}", file=sys.stderr)
+        print(f"netadjust: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("netadjust: interrupted", file=sys.stderr)

@@ -256,7 +256,10 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
             log(f"{label}: continuing the training from its checkpoint after epoch {len(saved['history'])}")
 
         def checkpoint(state: dict, iteration=iteration, widths=widths) -> None:
-            save_torch(out / CHECKPOINT, {"iteration": iteration, "widths": widths, "train": state})
+            phase = "fur" if len(state["history"]) == config.recipe.epochs else "train"
+            save_torch(
+                out / CHECKPOINT, {"iteration": iteration, "phase": phase, "widths": widths, "train": state}
+            )
 
         model, fit_log = train_candidate(
             spec, widths, data, config.recipe, seed, device, label, checkpoint, saved

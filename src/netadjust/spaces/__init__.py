@@ -11,6 +11,7 @@ Optional, for the fast FUR path: ``chain()`` returns modules whose composition i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ class SearchSpace:
 
 
 _REGISTRY: dict[str, SearchSpace] = {}
+_FAMILIES: dict[str, Callable[[int], SearchSpace]] = {}  # name prefix -> space of a given depth
 
 
 def register(space: SearchSpace) -> SearchSpace:
@@ -54,12 +56,21 @@ def register(space: SearchSpace) -> SearchSpace:
     return space
 
 
+def register_family(prefix: str, make: Callable[[int], SearchSpace]) -> None:
+    """Spaces named ``prefix`` + depth, made on first use; ``make`` refuses bad depths."""
+    if prefix in _FAMILIES:
+        raise ValueError(f"space family {prefix!r} is already registered")
+    _FAMILIES[prefix] = make
+
+
 def get_space(name: str) -> SearchSpace:
     """Look a space up by name; an unknown name is answered with the known ones."""
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise UserError(f"unknown space {name!r}; choose one of: {', '.join(space_names())}") from None
+    match = re.fullmatch(r"([a-z]+)(\d+)", name)
+    if match and match.group(1) in _FAMILIES:
+        return register(_FAMILIES[match.group(1)](int(match.group(2))))
+    raise UserError(f"unknown space {name!r}; choose one of: {', '.join(space_names())}")
 
 
 def space_names() -> list[str]:

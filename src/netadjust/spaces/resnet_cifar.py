@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from . import ModelSpec, SearchSpace, Widths, register
+from . import ModelSpec, SearchSpace, Widths, register, register_family
 
 STAGE_WIDTHS = (16, 32, 64)
 PADDING_MODES = ("max", "local")
@@ -160,19 +160,24 @@ def _builder(blocks_per_stage: int, residual: bool):
     return build
 
 
-def _register(name: str, depth: int, residual: bool) -> None:
+def make_space(name: str, depth: int, residual: bool) -> SearchSpace:
+    if depth < 8 or (depth - 2) % 6:
+        raise UserError(
+            f"space {name!r}: depth {depth} is not of the form 6n+2 with n >= 1; "
+            "use e.g. 20, 32, 44, 56 or 110"
+        )
     n = (depth - 2) // 6
     kind = "ResNet" if residual else "plain net (no shortcuts)"
-    register(
-        SearchSpace(
-            name=name,
-            description=f"CIFAR-style {kind}, depth {depth} = 6*{n}+2, {6 * n} searchable widths",
-            base_widths=_base_widths(n),
-            build=_builder(n, residual),
-        )
+    return SearchSpace(
+        name=name,
+        description=f"CIFAR-style {kind}, depth {depth} = 6*{n}+2, {6 * n} searchable widths",
+        base_widths=_base_widths(n),
+        build=_builder(n, residual),
     )
 
 
 for _depth in (20, 32, 44, 56, 110):
-    _register(f"resnet{_depth}", _depth, residual=True)
-_register("plain20", 20, residual=False)
+    register(make_space(f"resnet{_depth}", _depth, residual=True))
+register(make_space("plain20", 20, residual=False))
+register_family("resnet", lambda depth: make_space(f"resnet{depth}", depth, residual=True))
+register_family("plain", lambda depth: make_space(f"plain{depth}", depth, residual=False))
