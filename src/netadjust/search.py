@@ -232,9 +232,9 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
     settings = json.loads(json.dumps(dataclasses.asdict(config)))
     settings["model"] = dataclasses.asdict(spec)
     settings["initial_widths"] = initial
-    history = completed_iterations(out, settings, force)
     data = prepare_data(config.data, config.seed, device, hold_out=True)
     check_writable(out)
+    history = completed_iterations(out, settings, force)  # after every check: --force deletes
     if not (out / "config.json").exists():
         settings["provenance"] = provenance(device)
         settings["data_sizes"] = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
