@@ -105,13 +105,16 @@ def test_killed_during_fur_resumes_to_the_same_result(tmp_path, fashion_dir, uni
     assert_same_search(out, uninterrupted)
 
 
-def test_sigterm_stops_with_143_and_says_how_to_resume(tmp_path, fashion_dir, uninterrupted):
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_search_and_says_how_to_resume(
+    tmp_path, fashion_dir, uninterrupted, signum, status
+):
     out = tmp_path / "run"
     process = start(out, fashion_dir)
     wait_for_checkpoint(out, process, epochs=1)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143
+    assert process.returncode == status
     assert f"--resume {out}" in stderr and "Traceback" not in stderr
     assert netadjust("search", "--resume", out).returncode == 0
     assert_same_search(out, uninterrupted)

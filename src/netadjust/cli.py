@@ -243,6 +243,7 @@ def command_search(args: argparse.Namespace) -> int:
         config = search_config(args)
         out = Path(config.out)
     signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     try:
         run_search(config, force=args.force)
     except (KeyboardInterrupt, Terminated) as stop:
