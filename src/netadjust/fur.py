@@ -108,7 +108,6 @@ def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
     clean, dropped = 0.0, dict.fromkeys(rates, 0.0)
     for index, (images, labels) in enumerate(_progress_batches(val_set, rows, normalize)):
         drop.set_rates({})
-        drop.keys = None
         inputs, caches, h = [], [], images
         for block in chain:
             inputs.append(h)
