@@ -17,16 +17,9 @@ import torch
 
 from netadjust.cost import sensitivities
 from netadjust.data import load, split
-from netadjust.fur import estimate_fur
+from netadjust.fur import estimate_fur, spearman
 from netadjust.spaces import ModelSpec, base_widths, build
 from netadjust.train import Recipe, fit
-
-
-def spearman(a: list[float], b: list[float]) -> float:
-    """Rank correlation (no ties in continuous values)."""
-    ranks = [torch.tensor(x).argsort().argsort().double() for x in (a, b)]
-    ra, rb = (r - r.mean() for r in ranks)
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
 
 
 def main() -> None:

@@ -76,6 +76,9 @@ def test_search_end_to_end(tmp_path, fashion_dir):
         assert len(record["grown"]) == len(record["shrunk"]) == record["k"] == 3
         assert {"loss", "top1", "top5"} <= set(record["val"]) and {"top1", "top5"} <= set(record["test"])
         assert set(record["seconds"]) == {"train", "fur", "adjust"}
+        assert -1 <= record["fur_stability"]["spearman"] <= 1
+        assert 0 <= record["fur_stability"]["grow_overlap"] <= 1
+        assert len(record["fur_halves"]) == 2 and list(record["fur_halves"][0]) == names
     assert history[1]["widths"] == history[0]["next_widths"]
     assert final["widths"] == history[1]["next_widths"]
     assert final["widths"] != final["original_widths"]

@@ -142,3 +142,42 @@ def test_dropping_channels_of_a_trained_network_raises_the_loss(fashion_dir):
     rises = list(estimate.loss_increase.values())
     assert sum(rises) > 0
     assert sum(rise > 0 for rise in rises) > len(rises) // 2
+
+
+def test_halves_split_the_estimate_and_stability_compares_them():
+    from netadjust.fur import FurEstimate, spearman, stability
+
+    torch.manual_seed(0)
+    model = build(SPEC).eval()
+    val = validation_set(31)  # odd size: 16 even-indexed, 15 odd-indexed samples
+    f = sensitivities(SPEC, base_widths(SPEC))
+    estimate = estimate_fur(model, val, INFO, f, base_rate=0.1, repeats=2, seed=0, batch_size=10)
+    even, odd = estimate.halves
+    for name in estimate.fur:
+        assert estimate.fur[name] == pytest.approx(
+            (16 * even[name] + 15 * odd[name]) / 31, rel=1e-9, abs=1e-18
+        )
+
+    same = FurEstimate({}, [], {}, {}, 0.0, "fast", 0.0, ({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0},) * 2)
+    assert stability(same, 1) == {
+        "split": "even vs odd validation samples",
+        "spearman": pytest.approx(1.0),
+        "k": 1,
+        "grow_overlap": 1.0,
+        "shrink_overlap": 1.0,
+    }
+    flipped = FurEstimate(
+        {},
+        [],
+        {},
+        {},
+        0.0,
+        "fast",
+        0.0,
+        ({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}, {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}),
+    )
+    result = stability(flipped, 2)
+    assert result["spearman"] == pytest.approx(-1.0)
+    assert result["grow_overlap"] == 0.0 and result["shrink_overlap"] == 0.0
+    assert stability(flipped, 0)["grow_overlap"] is None
+    assert spearman([1, 5, 2], [10, 30, 20]) == pytest.approx(1.0)

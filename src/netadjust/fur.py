@@ -40,6 +40,7 @@ class FurEstimate:
     clean_loss: float
     method: str  # "fast" or "reference"
     seconds: float
+    halves: tuple[dict[str, float], dict[str, float]]  # FUR on even / odd validation samples
 
 
 def drop_rates(
@@ -57,9 +58,14 @@ def drop_rates(
     return rates, clipped
 
 
-def _loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Summed in float64 per sample, so that batching does not change the rounding."""
-    return F.cross_entropy(logits.float(), labels, reduction="none").double().sum().item()
+def _loss_sums(logits: torch.Tensor, labels: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """Loss sums over the even- and the odd-indexed validation samples, shape (2,), float64.
+
+    Summed per sample in float64, so that batching does not change the rounding; the two
+    halves give two independent estimates for the stability figures.
+    """
+    losses = F.cross_entropy(logits.float(), labels, reduction="none").double()
+    return torch.zeros(2, dtype=torch.float64, device=losses.device).index_add_(0, samples % 2, losses).cpu()
 
 
 def _progress(widths, label: str):
@@ -67,19 +73,20 @@ def _progress(widths, label: str):
 
 
 def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
-    """Clean loss sum and, per width, the loss sum over all repeats: whole network each time."""
-    clean = 0.0
-    for images, labels in batches(val_set, batch_size, normalize):
-        clean += _loss_sum(model(images), labels)
+    """Clean loss sums and, per width, the loss sums over all repeats: whole network each time."""
+    clean = torch.zeros(2, dtype=torch.float64)
+    for index, (images, labels) in enumerate(batches(val_set, batch_size, normalize)):
+        samples = torch.arange(len(labels), device=labels.device) + index * batch_size
+        clean += _loss_sums(model(images), labels, samples)
     dropped = {}
     for name in _progress(rates, "FUR (reference)"):
         drop.set_rates({name: rates[name]})
-        dropped[name] = 0.0
+        dropped[name] = torch.zeros(2, dtype=torch.float64)
         for repeat in range(repeats):
             for index, (images, labels) in enumerate(batches(val_set, batch_size, normalize)):
                 samples = torch.arange(len(labels), device=labels.device) + index * batch_size
                 drop.use_keys(torch.full_like(samples, repeat), samples)
-                dropped[name] += _loss_sum(model(images), labels)
+                dropped[name] += _loss_sums(model(images), labels, samples)
     return clean, dropped
 
 
@@ -105,7 +112,8 @@ def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
     chain = model.chain()
     points = _restart_points(model, drop.sites)
     rows = max(1, batch_size // repeats)  # validation images per batch; repeats x rows go through
-    clean, dropped = 0.0, dict.fromkeys(rates, 0.0)
+    clean = torch.zeros(2, dtype=torch.float64)
+    dropped = {name: torch.zeros(2, dtype=torch.float64) for name in rates}
     for index, (images, labels) in enumerate(_progress_batches(val_set, rows, normalize)):
         drop.set_rates({})
         inputs, caches, h = [], [], images
@@ -113,8 +121,8 @@ def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
             inputs.append(h)
             caches.append({})
             h = block(h, caches[-1]) if hasattr(block, "resume") else block(h)
-        clean += _loss_sum(h, labels)
         samples = torch.arange(len(labels), device=labels.device) + index * rows
+        clean += _loss_sums(h, labels, samples)
         repeat_ids = torch.arange(repeats, device=labels.device).repeat_interleave(len(labels))
         drop.use_keys(repeat_ids, samples.repeat(repeats))
         tile = lambda t: t.repeat(repeats, *([1] * (t.ndim - 1)))  # noqa: E731  (T*rows, ...)
@@ -128,7 +136,7 @@ def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
                 h = chain[start].resume(site, h, {key: tile(v) for key, v in caches[start].items()})
             for block in chain[start + 1 :]:
                 h = block(h)
-            dropped[name] += _loss_sum(h, labels.repeat(repeats))
+            dropped[name] += _loss_sums(h, labels.repeat(repeats), samples.repeat(repeats))
     return clean, dropped
 
 
@@ -188,7 +196,45 @@ def estimate_fur(
     ):
         clean, dropped = compute(model, drop, val_set, normalize, rates, repeats, batch_size)
     model.train(was_training)
+
+    def fur_from(clean: float, dropped: dict[str, float], n: int) -> tuple[dict, dict]:
+        increase = {name: dropped[name] / (repeats * n) - clean / n for name in sites}
+        return increase, {name: increase[name] / (rates[name] * sensitivities[name]) for name in sites}
+
     n = len(val_set)
-    increase = {name: dropped[name] / (repeats * n) - clean / n for name in sites}
-    fur = {name: increase[name] / (rates[name] * sensitivities[name]) for name in sites}
-    return FurEstimate(rates, clipped, increase, fur, clean / n, method, time.perf_counter() - start)
+    increase, fur = fur_from(clean.sum().item(), {k: v.sum().item() for k, v in dropped.items()}, n)
+    halves = tuple(
+        fur_from(clean[h].item(), {k: v[h].item() for k, v in dropped.items()}, size)[1]
+        for h, size in ((0, (n + 1) // 2), (1, n // 2))
+    )
+    return FurEstimate(
+        rates, clipped, increase, fur, clean.sum().item() / n, method, time.perf_counter() - start, halves
+    )
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Rank correlation of two equally long lists (ties get distinct ranks)."""
+    ranks = [torch.tensor(x, dtype=torch.float64).argsort().argsort().double() for x in (a, b)]
+    ra, rb = (r - r.mean() for r in ranks)
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+def stability(estimate: FurEstimate, k: int) -> dict:
+    """How far the two half-sample estimates agree: their Spearman correlation, and the
+    share of the k widths each would grow (and shrink) that the other picks too."""
+    first, second = estimate.halves
+    names = list(first)
+
+    def extremes(fur: dict, top: bool) -> set[str]:
+        return set(sorted(names, key=fur.get, reverse=top)[:k])
+
+    def overlap(top: bool) -> float | None:
+        return len(extremes(first, top) & extremes(second, top)) / k if k else None
+
+    return {
+        "split": "even vs odd validation samples",
+        "spearman": spearman([first[n] for n in names], [second[n] for n in names]),
+        "k": k,
+        "grow_overlap": overlap(True),
+        "shrink_overlap": overlap(False),
+    }

@@ -18,7 +18,7 @@ from .adjust import AdjustRule, adjust, layers_to_move, rescale
 from .cost import model_cost, sensitivities
 from .data import DatasetInfo, ImageSet, content_hash, dataset_info, load, split
 from .errors import UserError
-from .fur import estimate_fur
+from .fur import estimate_fur, stability
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths
 from .store import append_jsonl, check_writable, read_jsonl, save_torch, write_json
 from .train import Recipe, evaluate, fit, resolve_device
@@ -147,6 +147,7 @@ def train_candidate(
     return model, log
 
 
+LOW_STABILITY = 0.8  # split-half Spearman below this earns a warning
 CHECKPOINT = "checkpoint.pt"  # the current iteration's training state, written every epoch
 RUN_FILES = ("config.json", "history.jsonl", "final.json", CHECKPOINT)
 NOT_COMPARED = ("out", "device", "provenance", "data_sizes")  # may change between resumes
@@ -282,6 +283,8 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
             bf16=config.fur.bf16,
         )
         seconds_fur = time.perf_counter() - timer
+        k = layers_to_move(config.rule, iteration)
+        agreement = stability(estimate, k)
 
         timer = time.perf_counter()
         adjusted, grown, shrunk = adjust(widths, estimate.fur, initial, iteration, config.rule)
@@ -304,7 +307,9 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
             "loss_increase": estimate.loss_increase,
             "fur": estimate.fur,
             "fur_method": estimate.method,
-            "k": layers_to_move(config.rule, iteration),
+            "fur_halves": estimate.halves,
+            "fur_stability": agreement,
+            "k": k,
             "grown": grown,
             "shrunk": shrunk,
             "next_widths": next_widths,
@@ -317,8 +322,20 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
             f"{label}: val top1 {val['top1']:.4f} test top1 {test['top1']:.4f} | "
             f"grow {', '.join(grown) or '-'} | shrink {', '.join(shrunk) or '-'} | "
             f"next {record['next_macs']:,} MACs ({record['next_macs'] / budget.macs - 1:+.2%}) | "
-            f"train {seconds_train:.0f}s fur {seconds_fur:.0f}s"
+            f"train {seconds_train:.0f}s fur {seconds_fur:.0f}s | FUR split-half "
+            f"Spearman {agreement['spearman']:.2f}"
+            + (
+                f", grow/shrink overlap {agreement['grow_overlap']:.2f}/{agreement['shrink_overlap']:.2f}"
+                if k
+                else ""
+            )
         )
+        if agreement["spearman"] < LOW_STABILITY:
+            log(
+                f"{label}: warning: the two halves of the validation split rank the widths differently "
+                f"(Spearman {agreement['spearman']:.2f}); the adjustment is partly noise. Consider more "
+                "--repeats or a larger --val-limit"
+            )
         widths = next_widths
 
     final_cost = model_cost(spec, widths)
