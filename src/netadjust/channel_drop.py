@@ -83,11 +83,10 @@ class ChannelDrop:
                 return None  # leave the output untouched
             n, c = output.shape[:2]
             if self.keys is None:
-                uniform = torch.rand((n, c), generator=self.generator, device=output.device)
+                keep = torch.rand((n, c), generator=self.generator, device=output.device) >= rate
             else:
-                repeats, samples = self.keys
-                uniform = keyed_uniform(self.seed, width_index, repeats, samples, c)
-            mask = (uniform >= rate).to(output.dtype) / (1.0 - rate)
+                keep = keyed_uniform(self.seed, width_index, *self.keys, c) >= rate
+            mask = keep.to(output.dtype) / (1.0 - rate)
             return output * mask[:, :, None, None]
 
         return drop
