@@ -15,11 +15,8 @@ import time
 
 import torch
 
-from netadjust.cost import sensitivities
-from netadjust.data import load, split
+from _trained import trained_resnet20
 from netadjust.fur import estimate_fur, spearman
-from netadjust.spaces import ModelSpec, base_widths, build
-from netadjust.train import Recipe, fit
 
 
 def main() -> None:
@@ -30,14 +27,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
-    train, _, info = load("fashion-mnist", args.data_dir)
-    train, val = split(train, 0.1, seed=0)
-    val = val.subset(slice(0, args.val))
-    spec = ModelSpec("resnet20", info.num_classes, info.in_channels, info.image_size, 1.0)
-    torch.manual_seed(0)
-    model = build(spec)
-    fit(model, train.subset(slice(0, 10000)), info, Recipe(epochs=2, lr=0.1), seed=0)
-    f = sensitivities(spec, base_widths(spec))
+    model, val, info, f = trained_resnet20(args.data_dir, 1.0, 10000, 2, args.val)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(val)} validation images, "
         f"T = {args.repeats}, batch {args.batch_size}"

@@ -17,13 +17,8 @@ import argparse
 import statistics
 import time
 
-import torch
-
-from netadjust.cost import sensitivities
-from netadjust.data import load, split
+from _trained import trained_resnet20
 from netadjust.fur import estimate_fur, spearman
-from netadjust.spaces import ModelSpec, base_widths, build
-from netadjust.train import Recipe, fit
 
 K = 6
 # name: (path, repeats); the reference is the paper's estimator at T = 2. Tried and dropped:
@@ -48,14 +43,7 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=6000)
     args = parser.parse_args()
 
-    train, _, info = load("fashion-mnist", args.data_dir)
-    train, val = split(train, 0.1, seed=0)
-    val = val.subset(slice(0, args.val))
-    spec = ModelSpec("resnet20", info.num_classes, info.in_channels, info.image_size, 0.5)
-    torch.manual_seed(0)
-    model = build(spec)
-    fit(model, train.subset(slice(0, 20000)), info, Recipe(epochs=3, lr=0.1), seed=0)
-    f = sensitivities(spec, base_widths(spec))
+    model, val, info, f = trained_resnet20(args.data_dir, 0.5, 20000, 3, args.val)
     common = dict(base_rate=0.05, batch_size=128)
 
     # the quantity: a long Bernoulli run; its standard error from 8 independent pairs of repeats
