@@ -318,13 +318,8 @@ def command_cost(args: argparse.Namespace) -> int:
     ):
         if value < 1:
             raise UserError(f"{flag} is {value}; give at least 1")
-    spec = ModelSpec(
-        spec.space,
-        args.num_classes,
-        args.in_channels,
-        args.image_size,
-        spec.width_mult,
-        spec.padding,
+    spec = dataclasses.replace(
+        spec, num_classes=args.num_classes, in_channels=args.in_channels, image_size=args.image_size
     )
     widths = base_widths(spec) if widths is None else check_widths(spec, widths)
     cost = model_cost(spec, widths)

@@ -68,8 +68,9 @@ def _loss_sums(logits: torch.Tensor, labels: torch.Tensor, samples: torch.Tensor
     return torch.zeros(2, dtype=torch.float64, device=losses.device).index_add_(0, samples % 2, losses).cpu()
 
 
-def _progress(widths, label: str):
-    return tqdm(widths, desc=label, leave=False, disable=not sys.stderr.isatty(), unit="width")
+def _progress(items, label: str, unit: str, total: int | None = None):
+    """A progress bar on a terminal, nothing otherwise."""
+    return tqdm(items, desc=label, total=total, leave=False, disable=not sys.stderr.isatty(), unit=unit)
 
 
 def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
@@ -79,7 +80,7 @@ def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size)
         samples = torch.arange(len(labels), device=labels.device) + index * batch_size
         clean += _loss_sums(model(images), labels, samples)
     dropped = {}
-    for name in _progress(rates, "FUR (reference)"):
+    for name in _progress(rates, "FUR (reference)", "width"):
         drop.set_rates({name: rates[name]})
         dropped[name] = torch.zeros(2, dtype=torch.float64)
         for repeat in range(repeats):
@@ -90,10 +91,9 @@ def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size)
     return clean, dropped
 
 
-def _restart_points(model, sites: dict[str, str]) -> dict[str, tuple[int, str | None]]:
+def _restart_points(model, chain: list, sites: dict[str, str]) -> dict[str, tuple[int, str | None]]:
     """For each width: the index of the chain block holding its drop site, and the site's
     name inside that block when the block can resume there (else None: rerun the block)."""
-    chain = model.chain()
     points = {}
     for name, site in sites.items():
         module = model.get_submodule(site)
@@ -110,11 +110,13 @@ def _restart_points(model, sites: dict[str, str]) -> dict[str, tuple[int, str | 
 def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
     """Same sums as the reference; what precedes each drop site is computed once per batch."""
     chain = model.chain()
-    points = _restart_points(model, drop.sites)
+    points = _restart_points(model, chain, drop.sites)
     rows = max(1, batch_size // repeats)  # validation images per batch; repeats x rows go through
     clean = torch.zeros(2, dtype=torch.float64)
     dropped = {name: torch.zeros(2, dtype=torch.float64) for name in rates}
-    for index, (images, labels) in enumerate(_progress_batches(val_set, rows, normalize)):
+    batch_count = (len(val_set) + rows - 1) // rows
+    progress = _progress(batches(val_set, rows, normalize), "FUR (fast)", "batch", batch_count)
+    for index, (images, labels) in enumerate(progress):
         drop.set_rates({})
         inputs, caches, h = [], [], images
         for block in chain:
@@ -138,18 +140,6 @@ def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
                 h = block(h)
             dropped[name] += _loss_sums(h, labels.repeat(repeats), samples.repeat(repeats))
     return clean, dropped
-
-
-def _progress_batches(val_set, rows, normalize):
-    total = (len(val_set) + rows - 1) // rows
-    return tqdm(
-        batches(val_set, rows, normalize),
-        total=total,
-        desc="FUR (fast)",
-        leave=False,
-        disable=not sys.stderr.isatty(),
-        unit="batch",
-    )
 
 
 @torch.inference_mode()
