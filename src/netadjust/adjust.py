@@ -86,24 +86,41 @@ def rescale(
             f"the budget of {budget:,} cannot be met: the minimum widths alone cost "
             f"{cost(floor):,}; lower --min-width"
         )
+    best = closest_scaling(widths, cost, budget, min_width, tolerance, max_steps)
+    if abs(cost(best) - budget) <= tolerance * budget:
+        return best
+    return _nudge(best, cost, budget, min_width, tolerance)
+
+
+def closest_scaling(
+    widths: Widths,
+    cost: Callable[[Widths], int],
+    target: int,
+    min_width: int,
+    tolerance: float = 0.0,
+    max_steps: int = 40,
+) -> Widths:
+    """``widths`` scaled by the one factor s (bisection) whose rounded widths cost closest
+    to ``target``, stopping early once within ``tolerance``. Every width keeps its share:
+    this is also the uniform baseline at a given cost."""
     low, high = 0.0, 1.0
     for _ in range(30):  # the cost grows with s; 2**30 is far beyond any budget
-        if cost(scale_widths(widths, high, min_width)) >= budget:
+        if cost(scale_widths(widths, high, min_width)) >= target:
             break
         high *= 2
     best = scale_widths(widths, 1.0, min_width)
     for _ in range(max_steps):
-        if abs(cost(best) - budget) <= tolerance * budget:
-            return best
+        if abs(cost(best) - target) <= tolerance * target:
+            break
         middle = (low + high) / 2
         candidate = scale_widths(widths, middle, min_width)
-        if abs(cost(candidate) - budget) < abs(cost(best) - budget):
+        if abs(cost(candidate) - target) < abs(cost(best) - target):
             best = candidate
-        if cost(candidate) < budget:
+        if cost(candidate) < target:
             low = middle
         else:
             high = middle
-    return _nudge(best, cost, budget, min_width, tolerance)
+    return best
 
 
 def _nudge(

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .adjust import AdjustRule
+from .api import cost
 from .cost import model_cost
 from .errors import UserError
 from .presets import PRESETS
@@ -22,11 +23,12 @@ from .search import (
     DataConfig,
     FurConfig,
     SearchConfig,
+    read_run,
     read_run_settings,
     run_search,
     search_config_from_settings,
 )
-from .spaces import ModelSpec, base_widths, check_widths, get_space, space_names
+from .spaces import ModelSpec, base_widths, get_space, space_names
 from .store import read_widths_file
 from .train import Recipe, default_device
 
@@ -153,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(train)
     add_data_flags(train)
     add_training_flags(train)
-    train.add_argument("--out", default=None, help="result file (default runs/train-<time>.json)")
+    train.add_argument(
+        "--out",
+        default=None,
+        help="result file (default runs/train-<time>.json); the weights go beside it (.safetensors)",
+    )
+    train.add_argument("--onnx", action="store_true", help="also write the trained network as ONNX")
 
     cost = commands.add_parser("cost", help="MACs and parameters of a configuration")
     add_model_flags(cost, space_positional=True)
@@ -161,6 +168,34 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--in-channels", type=int, default=3)
     cost.add_argument("--image-size", type=int, default=32)
     cost.add_argument("--json", action="store_true", help="print one JSON object")
+
+    compare = commands.add_parser(
+        "compare", help="train original, searched and uniformly scaled widths; compare test accuracy"
+    )
+    compare.add_argument("run_dir", metavar="RUN_DIR", help="a finished search's run directory")
+    compare.add_argument("--seeds", type=int, default=1, help="trainings per network (seeds 0..N-1)")
+    compare.add_argument("--seed", type=int, default=0, help="first seed")
+    group = compare.add_argument_group("training (default: the run's own recipe)")
+    for flag, kind in RECIPE_FLAGS.items():
+        group.add_argument(f"--{flag}", type=kind, default=None)
+    group.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default=None)
+    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    group.add_argument("--device", default=None, help="default: the run's device")
+    group = compare.add_argument_group("data (default: the run's dataset, all training and test images)")
+    group.add_argument("--data-dir", default=None, help="default: the run's")
+    group.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    group.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    compare.add_argument("--force", action="store_true", help="retrain results kept with other settings")
+
+    export = commands.add_parser("export", help="write a search's widths, weights and ONNX to a folder")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a search's run directory")
+    export.add_argument("--out", required=True, help="folder to write into")
+    export.add_argument(
+        "--weights",
+        default=None,
+        help="a .safetensors of the searched widths (default: the one `netadjust compare` trained)",
+    )
+    export.add_argument("--onnx", action="store_true", help="also write model.onnx")
 
     spaces = commands.add_parser("spaces", help="list the built-in search spaces")
     spaces.add_argument("--json", action="store_true")
@@ -299,11 +334,13 @@ def command_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device or default_device(),
         out=Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json")),
+        onnx=args.onnx,
     )
     test = result["test"]
+    written = ", ".join(result[key] for key in ("path", "weights", "onnx") if key in result)
     print(
         f"test top1 {test['top1']:.4f} top5 {test['top5']:.4f} loss {test['loss']:.4f} "
-        f"({result['macs']:,} MACs, {result['params']:,} params); wrote {result['path']}"
+        f"({result['macs']:,} MACs, {result['params']:,} params); wrote {written}"
     )
     return 0
 
@@ -318,27 +355,80 @@ def command_cost(args: argparse.Namespace) -> int:
     ):
         if value < 1:
             raise UserError(f"{flag} is {value}; give at least 1")
-    spec = dataclasses.replace(
-        spec, num_classes=args.num_classes, in_channels=args.in_channels, image_size=args.image_size
+    report = cost(
+        spec.space,
+        widths,
+        num_classes=args.num_classes,
+        in_channels=args.in_channels,
+        image_size=args.image_size,
+        width_mult=spec.width_mult,
+        padding=spec.padding,
     )
-    widths = base_widths(spec) if widths is None else check_widths(spec, widths)
-    cost = model_cost(spec, widths)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "space": spec.space,
-                    "macs": cost.macs,
-                    "params": cost.params,
-                    "widths": widths,
-                    "model": asdict(spec),
-                }
-            )
-        )
+        print(json.dumps(asdict(report)))
     else:
         print(
-            f"{spec.space}: {cost.macs:,} MACs, {cost.params:,} params "
+            f"{spec.space}: {report.macs:,} MACs, {report.params:,} params "
             f"({args.in_channels}x{args.image_size}x{args.image_size} input, {args.num_classes} classes)"
+        )
+    return 0
+
+
+# compare's flags that override the run's recipe: flag -> type (Recipe field = flag, dashes
+# as underscores; --train-drop-rate sets drop_rate)
+RECIPE_FLAGS = {
+    "epochs": int,
+    "batch-size": int,
+    "lr": float,
+    "lr-min": float,
+    "momentum": float,
+    "weight-decay": float,
+    "warmup-epochs": float,
+    "label-smoothing": float,
+    "train-drop-rate": float,
+}
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_run
+
+    fields = [flag.replace("-", "_") for flag in RECIPE_FLAGS] + ["precision", "channels_last"]
+    overrides = {
+        ("drop_rate" if name == "train_drop_rate" else name): getattr(args, name)
+        for name in fields
+        if getattr(args, name) is not None
+    }
+    data = {
+        name: getattr(args, name)
+        for name in ("data_dir", "train_limit", "test_limit")
+        if getattr(args, name) is not None
+    }
+    compare_run(
+        args.run_dir,
+        seeds=args.seeds,
+        first_seed=args.seed,
+        recipe_overrides=overrides,
+        data_overrides=data,
+        device=args.device,
+        force=args.force,
+    )
+    return 0
+
+
+def command_export(args: argparse.Namespace) -> int:
+    from .export import build_call, export_run
+
+    written = export_run(
+        Path(args.run_dir), Path(args.out), Path(args.weights) if args.weights else None, args.onnx
+    )
+    for path in written:
+        print(path)
+    spec = ModelSpec(**read_run(args.run_dir).final["model"])
+    print(f"rebuild it in Python with: {build_call(spec, str(written[0]))}")
+    if len(written) == 1:
+        print(
+            f"no trained network of these widths was found; `netadjust compare {args.run_dir}` trains "
+            "one (or pass a `netadjust train` .safetensors with --weights)"
         )
     return 0
 
@@ -379,6 +469,8 @@ COMMANDS = {
     "train": command_train,
     "cost": command_cost,
     "spaces": command_spaces,
+    "compare": command_compare,
+    "export": command_export,
 }
 
 

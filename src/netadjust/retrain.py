@@ -3,15 +3,50 @@ how a searched configuration is evaluated (beside the original widths, trained t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from .cost import model_cost
 from .errors import UserError
-from .search import DataConfig, model_spec_for, prepare_data, provenance, train_candidate
+from .export import check_onnx_available, save_onnx, save_weights
+from .search import DataConfig, PreparedData, model_spec_for, prepare_data, provenance, train_candidate
 from .spaces import ModelSpec, Widths, base_widths, check_widths
 from .store import check_writable, write_json
 from .train import Recipe, evaluate, resolve_device
+
+
+def train_on_full(
+    spec: ModelSpec,
+    widths: Widths,
+    data: PreparedData,
+    recipe: Recipe,
+    seed: int,
+    device: torch.device,
+    label: str = "train",
+) -> tuple[nn.Module, dict]:
+    """Fit ``widths`` on ``data.train`` and evaluate on ``data.test``; the result record."""
+    start = time.perf_counter()
+    model, fit_log = train_candidate(spec, widths, data, recipe, seed, device, label)
+    cost = model_cost(spec, widths)
+    return model, {
+        "space": spec.space,
+        "dataset": data.info.name,
+        "widths": widths,
+        "macs": cost.macs,
+        "params": cost.params,
+        "test": evaluate(model, data.test, data.info),
+        "train": fit_log["epochs"],
+        "seconds": time.perf_counter() - start,
+        "seed": seed,
+        "recipe": dataclasses.asdict(recipe),
+        "model": dataclasses.asdict(spec),
+        "data_sizes": {"train": len(data.train), "test": len(data.test)},
+        "provenance": {**provenance(device), "dataset_sha256": data.sha256},
+    }
 
 
 def train_and_test(
@@ -23,35 +58,29 @@ def train_and_test(
     seed: int,
     device: str,
     out: Path,
+    onnx: bool = False,
 ) -> dict:
-    """Fit on all training images, evaluate on the test set, write ``out`` (JSON)."""
+    """Fit on all training images, evaluate on the test set; write ``out`` (JSON) and the
+    trained network beside it (``.safetensors``, and ``.onnx`` when asked)."""
     recipe.validate()
     data_config.validate()
     torch_device = resolve_device(device)
-    if out.exists():
-        raise UserError(f"{out} already exists; choose another --out")
+    weights_path, onnx_path = out.with_suffix(".safetensors"), out.with_suffix(".onnx")
+    for path in (out, weights_path) + ((onnx_path,) if onnx else ()):
+        if path.exists():
+            raise UserError(f"{path} already exists; choose another --out")
+    if onnx:
+        check_onnx_available()
     check_writable(out.parent)
     data = prepare_data(data_config, seed, torch_device, hold_out=False)
     spec = model_spec_for(spec, data.info)
     widths = base_widths(spec) if widths is None else check_widths(spec, widths)
-    start = time.perf_counter()
-    model, fit_log = train_candidate(spec, widths, data, recipe, seed, torch_device, "train")
-    cost = model_cost(spec, widths)
-    result = {
-        "space": spec.space,
-        "dataset": data.info.name,
-        "widths": widths,
-        "macs": cost.macs,
-        "params": cost.params,
-        "test": evaluate(model, data.test, data.info),
-        "train": fit_log["epochs"],
-        "seconds": time.perf_counter() - start,
-        "seed": seed,
-        "recipe": recipe.__dict__,
-        "model": spec.__dict__,
-        "data_sizes": {"train": len(data.train), "test": len(data.test)},
-        "provenance": {**provenance(torch_device), "dataset_sha256": data.sha256},
-    }
+    model, result = train_on_full(spec, widths, data, recipe, seed, torch_device)
+    save_weights(model, spec, widths, weights_path)
+    result["weights"] = str(weights_path)
+    if onnx:
+        save_onnx(model, spec, onnx_path)
+        result["onnx"] = str(onnx_path)
     write_json(out, result)
     result["path"] = str(out)
     return result

@@ -183,6 +183,27 @@ def read_run_settings(out: Path) -> dict:
         raise UserError(f"cannot read {out}/config.json ({error}); start a new search") from None
 
 
+@dataclass
+class Run:
+    """What a run directory holds: its settings, the iterations so far, the result if done."""
+
+    path: Path
+    settings: dict
+    history: list[dict]
+    final: dict | None
+
+
+def read_run(path: str | Path) -> Run:
+    path = Path(path)
+    settings = read_run_settings(path)
+    try:
+        history = read_jsonl(path / "history.jsonl") if (path / "history.jsonl").exists() else []
+        final = json.loads((path / "final.json").read_text()) if (path / "final.json").exists() else None
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read the run in {path} ({error}); check the files") from None
+    return Run(path, settings, history, final)
+
+
 def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
     """The history to continue from: [] for a new run; the recorded iterations when ``out``
     holds an unfinished run of the same settings. Anything else is refused unless ``force``,

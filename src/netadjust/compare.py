@@ -1,0 +1,206 @@
+"""Did the search pay off? Train the original widths, the searched widths and a uniformly
+scaled network of the searched cost from scratch with one recipe, for several seeds, and
+compare their test accuracy: the experiment the paper's tables are made of.
+
+Every trained network is kept in ``RUN_DIR/compare/`` (``<name>-seed<k>.json`` and
+``.safetensors``), so an interrupted comparison continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+from .adjust import closest_scaling
+from .cost import model_cost
+from .errors import UserError
+from .export import save_weights
+from .retrain import train_on_full
+from .search import DataConfig, Run, prepare_data, read_run
+from .spaces import ModelSpec, Widths
+from .store import check_writable, write_json
+from .train import Recipe, resolve_device
+
+NETWORKS = ("original", "searched", "uniform")
+MATCHED = ("widths", "seed", "recipe", "dataset", "data_sizes")  # a kept result must agree on these
+
+
+def candidate_widths(run: Run, spec: ModelSpec) -> dict[str, Widths]:
+    """The three networks: the uniform one is the original scaled by one factor to the
+    searched network's MACs (the original itself when those equal the budget)."""
+    original, searched = run.final["original_widths"], run.final["widths"]
+    uniform = closest_scaling(
+        original, lambda widths: model_cost(spec, widths).macs, run.final["macs"], min_width=1
+    )
+    return {"original": original, "searched": searched, "uniform": uniform}
+
+
+def compare_run(
+    run_dir: str | Path,
+    *,
+    seeds: int,
+    first_seed: int = 0,
+    recipe_overrides: dict | None = None,
+    data_overrides: dict | None = None,
+    device: str | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train the three networks for ``seeds`` seeds; write and return ``compare.json``."""
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    if run.final is None:
+        raise UserError(f"{run_dir} holds no finished search (no final.json); finish it with --resume first")
+    if seeds < 1:
+        raise UserError(f"--seeds is {seeds}; give at least 1")
+    spec = ModelSpec(**run.final["model"])
+    recipe = dataclasses.replace(Recipe(**run.settings["recipe"]), **(recipe_overrides or {}))
+    recipe.validate()
+    run_data = {"dataset": run.settings["data"]["dataset"], "data_dir": run.settings["data"]["data_dir"]}
+    data_config = DataConfig(**{**run_data, **(data_overrides or {})})
+    data_config.validate()
+    torch_device = resolve_device(device or run.settings["device"])
+    networks = candidate_widths(run, spec)
+    uniform_macs = model_cost(spec, networks["uniform"]).macs
+    if abs(uniform_macs - run.final["macs"]) > 0.01 * run.final["macs"]:
+        log(
+            f"warning: no single scale factor brings the original widths within 1% of the searched "
+            f"network's {run.final['macs']:,} MACs (closest: {uniform_macs:,}); the network is too narrow"
+        )
+    folder = run_dir / "compare"
+    check_writable(folder)
+    data = prepare_data(data_config, first_seed, torch_device, hold_out=False)
+    expected = {
+        "recipe": dataclasses.asdict(recipe),
+        "dataset": data.info.name,
+        "data_sizes": {"train": len(data.train), "test": len(data.test)},
+    }
+    plan = [(name, seed) for name in NETWORKS for seed in range(first_seed, first_seed + seeds)]
+    kept = _kept_results(folder, plan, networks, expected, force)
+    results: dict[tuple[str, int], dict] = {}
+    for name, seed in plan:
+        if name == "uniform" and networks["uniform"] == networks["original"]:
+            continue  # the original network itself: its results serve for both
+        if (name, seed) in kept:
+            results[name, seed] = kept[name, seed]
+            log(f"{name} seed {seed}: kept from {folder}")
+            continue
+        model, result = train_on_full(
+            spec, networks[name], data, recipe, seed, torch_device, label=f"{name} seed {seed}"
+        )
+        save_weights(model, spec, networks[name], folder / f"{name}-seed{seed}.safetensors")
+        write_json(folder / f"{name}-seed{seed}.json", result)
+        results[name, seed] = result
+        log(f"{name} seed {seed}: test top1 {result['test']['top1']:.4f} top5 {result['test']['top5']:.4f}")
+
+    seed_list = list(range(first_seed, first_seed + seeds))
+    same_as_original = networks["uniform"] == networks["original"]
+    source = {
+        "original": "original",
+        "searched": "searched",
+        "uniform": "original" if same_as_original else "uniform",
+    }
+    summary = {
+        name: _summarise(networks[name], [results[source[name], seed] for seed in seed_list], spec)
+        for name in NETWORKS
+    }
+    if same_as_original:
+        summary["uniform"]["same_as"] = "original"
+    comparison = {
+        **summary,
+        "difference": {
+            "searched_minus_original": _difference(summary["searched"], summary["original"]),
+            "searched_minus_uniform": _difference(summary["searched"], summary["uniform"]),
+        },
+        "seeds": seed_list,
+        "recipe": expected["recipe"],
+        "dataset": data.info.name,
+        "data_sizes": expected["data_sizes"],
+        "device": str(torch_device),
+    }
+    write_json(run_dir / "compare.json", comparison)
+    log(comparison_table(comparison))
+    log(f"wrote {run_dir / 'compare.json'} and the trained networks in {folder}")
+    return comparison
+
+
+def _kept_results(
+    folder: Path, plan: list[tuple[str, int]], networks: dict, expected: dict, force: bool
+) -> dict[tuple[str, int], dict]:
+    """Results of an earlier comparison that this one can reuse; one trained with other
+    settings is refused (it would be overwritten) unless ``force``."""
+    kept, stale = {}, []
+    for name, seed in plan:
+        path = folder / f"{name}-seed{seed}.json"
+        if not path.exists():
+            continue
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            result = {}
+        wanted = {**expected, "widths": networks[name], "seed": seed}
+        if (
+            all(result.get(key) == wanted[key] for key in MATCHED)
+            and (folder / f"{name}-seed{seed}.safetensors").exists()
+        ):
+            kept[name, seed] = result
+        else:
+            stale.append(path.name)
+    if stale and not force:
+        raise UserError(
+            f"{folder} holds results trained with other settings ({', '.join(stale[:3])}); "
+            "pass --force to retrain and replace them"
+        )
+    return kept
+
+
+def _summarise(widths: Widths, results: list[dict], spec: ModelSpec) -> dict:
+    cost = model_cost(spec, widths)
+    top1 = [result["test"]["top1"] for result in results]
+    top5 = [result["test"]["top5"] for result in results]
+    spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
+    return {
+        "top1_mean": statistics.fmean(top1),
+        "top1_std": spread(top1),
+        "top1": top1,
+        "top5_mean": statistics.fmean(top5),
+        "top5_std": spread(top5),
+        "top5": top5,
+        "macs": cost.macs,
+        "params": cost.params,
+        "widths": widths,
+        "seconds": [result["seconds"] for result in results],
+    }
+
+
+def _difference(a: dict, b: dict) -> dict:
+    return {"top1": a["top1_mean"] - b["top1_mean"], "top5": a["top5_mean"] - b["top5_mean"]}
+
+
+def comparison_table(comparison: dict) -> str:
+    """The comparison as a plain-text table (mean ± sample std over seeds, in %)."""
+    n = len(comparison["seeds"])
+    lines = [
+        f"{'network':<10} {'top-1 (%)':>16} {'top-5 (%)':>16} {'MACs':>14} {'params':>11}   ({n} seed"
+        + ("s)" if n > 1 else ")")
+    ]
+    for name in NETWORKS:
+        row = comparison[name]
+        note = "  (= original)" if row.get("same_as") else ""
+        lines.append(
+            f"{name:<10} {100 * row['top1_mean']:>8.2f} ± {100 * row['top1_std']:<5.2f} "
+            f"{100 * row['top5_mean']:>8.2f} ± {100 * row['top5_std']:<5.2f} "
+            f"{row['macs']:>14,} {row['params']:>11,}{note}"
+        )
+    for key, label in (
+        ("searched_minus_original", "searched − original"),
+        ("searched_minus_uniform", "searched − uniform"),
+    ):
+        difference = comparison["difference"][key]
+        lines.append(
+            f"{label}: top-1 {100 * difference['top1']:+.2f} points, top-5 {100 * difference['top5']:+.2f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Take a network away: weights as safetensors (self-describing: the file's metadata
+records the space and the widths, so ``netadjust.load`` rebuilds the model from it alone)
+and the graph as ONNX (``torch.onnx.export``, batch size left free)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import __version__
+from .errors import UserError
+from .search import read_run
+from .spaces import ModelSpec, Widths, build, check_widths
+from .store import write_json
+
+WEIGHTS_FORMAT = "netadjust-weights-1"
+
+
+def save_weights(model: nn.Module, spec: ModelSpec, widths: Widths, path: Path) -> None:
+    """Every tensor of the state dict (parameters and batch-norm statistics) on the CPU,
+    with the space and widths in the metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {name: value.detach().contiguous().cpu() for name, value in model.state_dict().items()}
+    metadata = {
+        "format": WEIGHTS_FORMAT,
+        "netadjust": __version__,
+        "model": json.dumps(dataclasses.asdict(spec)),
+        "widths": json.dumps(widths),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(temporary), metadata=metadata)
+    temporary.replace(path)
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec, Widths]:
+    """Rebuild the model a ``save_weights`` file describes and load its tensors (eval mode)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist; check the path")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as file:
+            metadata = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise UserError(f"{path} is not a safetensors file ({error}); give a file netadjust wrote") from None
+    if metadata.get("format") != WEIGHTS_FORMAT:
+        raise UserError(f"{path} holds no netadjust model description; give a file netadjust wrote")
+    spec = ModelSpec(**json.loads(metadata["model"]))
+    widths = check_widths(spec, json.loads(metadata["widths"]))
+    model = build(spec, widths).to(device)
+    model.load_state_dict(tensors)
+    return model.eval(), spec, widths
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter warns about optional packages (torchvision) and its own deprecations."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def save_onnx(model: nn.Module, spec: ModelSpec, path: Path) -> None:
+    """The eval-mode graph, input ``images`` (N, C, H, W) normalised as in training, output
+    ``logits``; N is free."""
+    check_onnx_available()
+    example = torch.zeros(2, spec.in_channels, spec.image_size, spec.image_size)
+    model = model.cpu().eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+        temporary = path.with_name(f".{path.name}.tmp")
+        program.save(str(temporary))
+    temporary.replace(path)
+
+
+def check_onnx_available() -> None:
+    """Refuse --onnx early, before any training, when the exporter's packages are missing."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "--onnx needs the packages onnx and onnxscript; install them with pip install 'netadjust[export]'"
+        ) from None
+
+
+def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> list[Path]:
+    """Write the searched widths of ``run_dir`` (and, when a trained network of them is
+    known, its weights and optionally ONNX) into ``out``; return the files written."""
+    run = read_run(run_dir)
+    if run.final is None:
+        raise UserError(f"{run_dir} holds no finished search (no final.json); finish it with --resume first")
+    if weights is None:
+        weights = trained_searched_weights(run_dir)
+    if onnx and weights is None:
+        raise UserError(
+            f"--onnx needs a trained network of the searched widths; run `netadjust compare {run_dir}` "
+            "or `netadjust train --widths .../final.json`, then pass its .safetensors with --weights"
+        )
+    if onnx:
+        check_onnx_available()
+    targets = [out / "widths.json"] + ([out / "model.safetensors"] if weights else [])
+    targets += [out / "model.onnx"] if onnx else []
+    existing = [str(path) for path in targets if path.exists()]
+    if existing:
+        raise UserError(f"{', '.join(existing)} already exist; choose another --out")
+    model = None
+    if weights is not None:
+        model, spec, widths = load_weights(weights)
+        if widths != run.final["widths"]:
+            raise UserError(
+                f"{weights} holds other widths than {run_dir}/final.json; give the searched network"
+            )
+    write_json(out / "widths.json", run.final["widths"])
+    if model is not None:
+        save_weights(model, spec, widths, out / "model.safetensors")
+        if onnx:
+            save_onnx(model, spec, out / "model.onnx")
+    return targets
+
+
+def trained_searched_weights(run_dir: Path) -> Path | None:
+    """The first seed's trained searched network that ``netadjust compare`` saved, if any."""
+    candidates = sorted((run_dir / "compare").glob("searched-seed*.safetensors"))
+    return candidates[0] if candidates else None
+
+
+def build_call(spec: ModelSpec, widths_file: str) -> str:
+    """The Python line that rebuilds the model of ``spec`` from a widths file."""
+    defaults = ModelSpec()
+    extras = "".join(
+        f", {field.name}={getattr(spec, field.name)!r}"
+        for field in dataclasses.fields(spec)
+        if field.name != "space" and getattr(spec, field.name) != getattr(defaults, field.name)
+    )
+    return f'netadjust.build("{spec.space}", "{widths_file}"{extras})'
