@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--image-size", type=int, default=32)
     cost.add_argument("--json", action="store_true", help="print one JSON object")
 
+    report = commands.add_parser("report", help="plots and a Markdown summary of a run directory")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a search's run directory (finished or not)")
+
     compare = commands.add_parser(
         "compare", help="train original, searched and uniformly scaled widths; compare test accuracy"
     )
@@ -389,6 +392,14 @@ RECIPE_FLAGS = {
 }
 
 
+def command_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    for path in write_report(args.run_dir):
+        print(path)
+    return 0
+
+
 def command_compare(args: argparse.Namespace) -> int:
     from .compare import compare_run
 
@@ -469,6 +480,7 @@ COMMANDS = {
     "train": command_train,
     "cost": command_cost,
     "spaces": command_spaces,
+    "report": command_report,
     "compare": command_compare,
     "export": command_export,
 }

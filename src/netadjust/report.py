@@ -1,0 +1,300 @@
+"""Plots and a Markdown summary of a run directory: what the search changed, why (FUR), and
+what it cost and gained. Written into ``RUN_DIR/report/``; works on unfinished runs too."""
+
+from __future__ import annotations
+
+import json
+from itertools import groupby
+from pathlib import Path
+
+from .errors import UserError
+from .export import build_call
+from .search import Run, read_run
+from .spaces import ModelSpec
+from .store import write_text
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError(
+            "netadjust report needs matplotlib; install it with pip install 'netadjust[report]'"
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def searched_widths(run: Run) -> tuple[dict[str, int], str]:
+    """The result so far and how to call it: final.json, or the last iteration's output."""
+    if run.final is not None:
+        return run.final["widths"], "searched"
+    return run.history[-1]["next_widths"], f"after iteration {len(run.history)} (unfinished)"
+
+
+def stages(names: list[str]) -> list[tuple[str, int, int]]:
+    """(label, first index, last index) of each run of names sharing their first component."""
+    result, start = [], 0
+    for label, members in groupby(names, key=lambda name: name.split(".")[0]):
+        count = len(list(members))
+        result.append((label, start, start + count - 1))
+        start += count
+    return result
+
+
+def short_name(name: str) -> str:
+    """``stage2.block0.conv1`` -> ``s2.b0.c1``: tick labels that fit."""
+    return ".".join(part[0] + "".join(ch for ch in part if ch.isdigit()) for part in name.split("."))
+
+
+def _mark_stages(axes, names: list[str]) -> None:
+    parts = stages(names)
+    for label, first, last in parts:
+        if first > 0:
+            axes.axvline(first - 0.5, color="0.6", linestyle="--", linewidth=0.8)
+        axes.text(
+            (first + last) / 2, 1.01, label, transform=axes.get_xaxis_transform(), ha="center", va="bottom"
+        )
+    axes.set_xticks(range(len(names)))
+    axes.set_xticklabels([short_name(name) for name in names], rotation=90, fontsize=7)
+    axes.set_xlim(-0.6, len(names) - 0.4)
+
+
+def plot_widths(run: Run, path: Path) -> None:
+    plt = _pyplot()
+    original = run.settings["initial_widths"]
+    names = list(original)
+    searched, label = searched_widths(run)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2), 4.2))
+    x = range(len(names))
+    for record in run.history[1:]:
+        axes.plot(x, [record["widths"][n] for n in names], color="tab:blue", alpha=0.18, linewidth=1)
+    axes.step(x, [original[n] for n in names], where="mid", color="0.35", linewidth=1.6, label="original")
+    axes.plot(
+        x, [searched[n] for n in names], "o-", color="tab:blue", markersize=3.5, linewidth=1.6, label=label
+    )
+    if len(run.history) > 1:
+        axes.plot([], [], color="tab:blue", alpha=0.3, label="earlier iterations")
+    _mark_stages(axes, names)
+    axes.set_ylabel("channels")
+    axes.set_ylim(bottom=0)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8)
+    axes.set_title(f"{run.settings['model']['space']}: widths per layer, forward order", pad=18)
+    _save(figure, path)
+
+
+def plot_fur(run: Run, path: Path) -> None:
+    """Heat map, one row per iteration: FUR scaled by the row's largest magnitude (scales
+    differ between iterations), grown layers marked ▲, shrunk ▼."""
+    plt = _pyplot()
+    names = list(run.settings["initial_widths"])
+    rows = []
+    for record in run.history:
+        values = [record["fur"][n] for n in names]
+        peak = max(abs(v) for v in values) or 1.0
+        rows.append([v / peak for v in values])
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2.5), 1.2 + 0.45 * len(rows)))
+    image = axes.imshow(rows, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    for row, record in enumerate(run.history):
+        for name in record["grown"]:
+            axes.text(names.index(name), row, "▲", ha="center", va="center", fontsize=7)
+        for name in record["shrunk"]:
+            axes.text(names.index(name), row, "▼", ha="center", va="center", fontsize=7)
+    _mark_stages(axes, names)
+    axes.set_yticks(range(len(rows)))
+    axes.set_yticklabels([f"iter {r['iteration'] + 1}" for r in run.history], fontsize=8)
+    bar = figure.colorbar(image, ax=axes, fraction=0.03, pad=0.01)
+    bar.set_label("FUR / max |FUR|", fontsize=8)
+    axes.set_title("FLOPs utilisation ratio per layer (▲ grown, ▼ shrunk)", pad=18)
+    _save(figure, path)
+
+
+def plot_progress(run: Run, path: Path) -> None:
+    plt = _pyplot()
+    iterations = [r["iteration"] + 1 for r in run.history]
+    budget = run.history[0]["macs"]
+    figure, (accuracy, macs, params) = plt.subplots(1, 3, figsize=(11, 3.4))
+    accuracy.plot(iterations, [100 * r["val"]["top1"] for r in run.history], "o-", label="validation")
+    accuracy.plot(iterations, [100 * r["test"]["top1"] for r in run.history], "s--", label="test")
+    accuracy.set_ylabel("top-1 (%)")
+    accuracy.legend(fontsize=8)
+    macs.plot(iterations, [r["macs"] / 1e6 for r in run.history], "o-")
+    macs.plot(
+        [iterations[-1] + 1], [run.history[-1]["next_macs"] / 1e6], "o", fillstyle="none", label="result"
+    )
+    macs.axhline(budget / 1e6, color="0.5", linestyle=":", label="budget")
+    macs.fill_between(iterations, 0.99 * budget / 1e6, 1.01 * budget / 1e6, color="0.85", label="±1%")
+    macs.set_ylabel("MMACs")
+    macs.legend(fontsize=8)
+    params.plot(iterations, [r["params"] / 1e3 for r in run.history], "o-", color="tab:green")
+    params.set_ylabel("parameters (thousands)")
+    for axes in (accuracy, macs, params):
+        axes.set_xlabel("iteration (network trained)")
+        axes.set_xticks(iterations + [iterations[-1] + 1] if axes is macs else iterations)
+        axes.grid(alpha=0.3)
+    figure.suptitle("search progress: each iteration's network, trained for the search")
+    _save(figure, path)
+
+
+def _save(figure, path: Path) -> None:
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=130)
+    temporary.replace(path)
+    figure.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+def markdown(run: Run) -> str:
+    """The summary: settings, widths table, cost and accuracy, time, FUR stability, and the
+    comparison when ``netadjust compare`` has run."""
+    settings, history = run.settings, run.history
+    original = settings["initial_widths"]
+    searched, label = searched_widths(run)
+    spec = ModelSpec(**settings["model"])
+    recipe, fur, rule = settings["recipe"], settings["fur"], settings["rule"]
+    last = history[-1]
+    final_macs = run.final["macs"] if run.final else last["next_macs"]
+    final_params = run.final["params"] if run.final else None
+    lines = [
+        f"# Network Adjustment: {spec.space} on {settings['data']['dataset']}",
+        "",
+        f"Run directory `{run.path}`; {len(history)} of {settings['iterations']} iterations done"
+        + ("" if run.final else " (unfinished)")
+        + ".",
+        "",
+        "## Settings",
+        "",
+        f"- network: {spec.space}, width multiplier {spec.width_mult}, padding {spec.padding}, "
+        f"{spec.in_channels}×{spec.image_size}×{spec.image_size} input, {spec.num_classes} classes",
+        f"- data: {settings['data_sizes']['train']} training / {settings['data_sizes']['val']} validation "
+        f"(FUR) / {settings['data_sizes']['test']} test images",
+        f"- training per iteration: {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
+        f"lr {recipe['lr']} cosine to {recipe['lr_min']}, weight decay {recipe['weight_decay']}, "
+        f"precision {recipe['precision']}",
+        f"- FUR: base drop rate {fur['base_rate']}, {fur['repeats']} repeats, method {last['fur_method']}",
+        f"- adjustment: k0 {rule['k0']} (decay {rule['k_decay']}), rate {rule['rate']} "
+        f"(rank decay {rule['rate_decay']}), minimum width {rule['min_width']}",
+        f"- seed {settings['seed']}, device {settings['provenance']['device']}, "
+        f"netadjust {settings['provenance']['netadjust']}, torch {settings['provenance']['torch']}",
+        "",
+        "## Widths",
+        "",
+        "![widths](widths.png)",
+        "",
+        f"| width | original | {label} | change |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, before in original.items():
+        after = searched[name]
+        lines.append(
+            f"| `{name}` | {before} | {after} | {after - before:+d} |"
+            if after != before
+            else f"| `{name}` | {before} | {after} | |"
+        )
+    lines += [
+        "",
+        f"MACs {history[0]['macs']:,} → {final_macs:,} ({final_macs / history[0]['macs'] - 1:+.2%}); "
+        + (
+            f"params {history[0]['params']:,} → {final_params:,}."
+            if final_params
+            else "params: see the last iteration."
+        ),
+        "",
+    ]
+    if run.final is not None:
+        lines += [
+            "",
+            f"Rebuild it in Python: `{build_call(spec, str(run.path / 'final.json'))}`.",
+        ]
+    lines += [
+        "",
+        "## Iterations",
+        "",
+        "![progress](progress.png)",
+        "",
+        "| iteration | MACs | params | val top-1 | test top-1 | FUR split-half Spearman | grown | shrunk "
+        "| train s | FUR s |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
+    ]
+    for r in history:
+        lines.append(
+            f"| {r['iteration'] + 1} | {r['macs']:,} | {r['params']:,} | {100 * r['val']['top1']:.2f} | "
+            f"{100 * r['test']['top1']:.2f} | {r['fur_stability']['spearman']:.2f} | "
+            f"{', '.join(short_name(n) for n in r['grown']) or '–'} | "
+            f"{', '.join(short_name(n) for n in r['shrunk']) or '–'} | "
+            f"{r['seconds']['train']:.0f} | {r['seconds']['fur']:.0f} |"
+        )
+    totals = {phase: sum(r["seconds"][phase] for r in history) for phase in ("train", "fur", "adjust")}
+    lines += [
+        "",
+        f"Time: training {totals['train']:.0f} s, FUR {totals['fur']:.0f} s, adjust and rescale "
+        f"{totals['adjust']:.1f} s in all. The accuracies above are of each iteration's network trained "
+        "for the search (on the training split minus the validation split); the fair test is "
+        "`netadjust compare`.",
+        "",
+        "## FUR",
+        "",
+        "![fur](fur.png)",
+        "",
+    ]
+    lines += _comparison_section(run.path)
+    return "\n".join(lines) + "\n"
+
+
+def _comparison_section(run_dir: Path) -> list[str]:
+    path = run_dir / "compare.json"
+    if not path.exists():
+        return [
+            "## Comparison",
+            "",
+            f"Not run yet: `netadjust compare {run_dir} --seeds 3` trains the original, searched and "
+            "uniformly scaled networks from scratch and compares their test accuracy.",
+        ]
+    comparison = json.loads(path.read_text())
+    n = len(comparison["seeds"])
+    lines = [
+        "## Comparison",
+        "",
+        f"Each network trained from scratch on {comparison['data_sizes']['train']} images for "
+        f"{comparison['recipe']['epochs']} epochs, {n} seed{'s' if n > 1 else ''}; test top-1 / top-5 on "
+        f"{comparison['data_sizes']['test']} images, mean ± sample standard deviation.",
+        "",
+        "| network | top-1 (%) | top-5 (%) | MACs | params |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ("original", "searched", "uniform"):
+        row = comparison[name]
+        same = " (= original)" if row.get("same_as") else ""
+        lines.append(
+            f"| {name}{same} | {100 * row['top1_mean']:.2f} ± {100 * row['top1_std']:.2f} | "
+            f"{100 * row['top5_mean']:.2f} ± {100 * row['top5_std']:.2f} | "
+            f"{row['macs']:,} | {row['params']:,} |"
+        )
+    difference = comparison["difference"]["searched_minus_original"]
+    lines += [
+        "",
+        f"Searched − original: {100 * difference['top1']:+.2f} points top-1, "
+        f"{100 * difference['top5']:+.2f} top-5.",
+    ]
+    return lines
+
+
+def write_report(run_dir: str | Path) -> list[Path]:
+    """Render the figures and ``report.md`` into ``RUN_DIR/report/``; return their paths."""
+    run = read_run(run_dir)
+    if not run.history:
+        raise UserError(f"{run_dir} has no completed iteration yet; report on it after the first one")
+    folder = Path(run_dir) / "report"
+    folder.mkdir(exist_ok=True)
+    paths = [folder / "widths.png", folder / "fur.png", folder / "progress.png", folder / "report.md"]
+    plot_widths(run, paths[0])
+    plot_fur(run, paths[1])
+    plot_progress(run, paths[2])
+    write_text(paths[3], markdown(run))
+    return paths
