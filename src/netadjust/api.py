@@ -104,7 +104,7 @@ def search(preset: str = "quick", *, force: bool = False, log=print, **options) 
     config = search_config(args)
     if isinstance(widths, dict):
         config = dataclasses.replace(config, initial_widths=widths)
-    final = run_search(config, log=log, force=force)
+    final = run_search(config, log=log, force=force, tensorboard=args.tensorboard)
     out = Path(config.out)
     return SearchResult(out, final, read_jsonl(out / "history.jsonl"), config)
 

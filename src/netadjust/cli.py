@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--force", action="store_true", help="start over in an --out that holds another or a finished search"
     )
+    group.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard scalars to RUN_DIR/tensorboard (needs the tensorboard package)",
+    )
 
     train = commands.add_parser("train", help="train one configuration on the full training set")
     add_model_flags(train)
@@ -283,7 +288,7 @@ def command_search(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     try:
-        run_search(config, force=args.force)
+        run_search(config, force=args.force, tensorboard=args.tensorboard)
     except (KeyboardInterrupt, Terminated) as stop:
         print(
             f"netadjust: interrupted; {out} keeps the last checkpoint, continue with: "

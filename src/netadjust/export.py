@@ -89,6 +89,7 @@ def save_onnx(model: nn.Module, spec: ModelSpec, path: Path) -> None:
             model,
             (example,),
             dynamo=True,
+            verbose=False,
             input_names=["images"],
             output_names=["logits"],
             dynamic_shapes=({0: torch.export.Dim("batch")},),

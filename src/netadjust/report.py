@@ -96,7 +96,7 @@ def plot_fur(run: Run, path: Path) -> None:
         values = [record["fur"][n] for n in names]
         peak = max(abs(v) for v in values) or 1.0
         rows.append([v / peak for v in values])
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2.5), 1.2 + 0.45 * len(rows)))
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2.5), max(3.0, 1.6 + 0.45 * len(rows))))
     image = axes.imshow(rows, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     for row, record in enumerate(run.history):
         for name in record["grown"]:
@@ -209,7 +209,6 @@ def markdown(run: Run) -> str:
     ]
     if run.final is not None:
         lines += [
-            "",
             f"Rebuild it in Python: `{build_call(spec, str(run.path / 'final.json'))}`.",
         ]
     lines += [

@@ -15,10 +15,11 @@ import torch
 
 from . import __version__
 from .adjust import AdjustRule, adjust, layers_to_move, rescale
-from .cost import model_cost, sensitivities
+from .cost import Cost, model_cost, sensitivities
 from .data import DatasetInfo, ImageSet, content_hash, dataset_info, load, split
 from .errors import UserError
 from .fur import estimate_fur, stability
+from .scalars import ScalarLog, require_tensorboard
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths
 from .store import append_jsonl, check_writable, read_jsonl, save_torch, write_json
 from .train import Recipe, evaluate, fit, resolve_device
@@ -130,6 +131,7 @@ def train_candidate(
     label: str,
     checkpoint: Callable[[dict], None] | None = None,
     resume_from: dict | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ):
     """Build ``widths`` with seeded initial weights and fit it; return model and fit log."""
     torch.manual_seed(seed)
@@ -143,6 +145,7 @@ def train_candidate(
         label=label,
         checkpoint=checkpoint,
         resume_from=resume_from,
+        on_epoch=on_epoch,
     )
     return model, log
 
@@ -233,9 +236,11 @@ def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
     return read_jsonl(history) if history.exists() else []
 
 
-def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: bool = False) -> dict:
+def run_search(
+    config: SearchConfig, log: Callable[[str], None] = print, force: bool = False, tensorboard: bool = False
+) -> dict:
     """Run the whole search, or continue the unfinished one in ``config.out``; return the
-    content of ``final.json``."""
+    content of ``final.json``. ``tensorboard``: also write scalars to ``out/tensorboard``."""
     out = Path(config.out)
     config.recipe.validate()
     config.fur.validate()
@@ -254,6 +259,8 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
     settings = json.loads(json.dumps(dataclasses.asdict(config)))
     settings["model"] = dataclasses.asdict(spec)
     settings["initial_widths"] = initial
+    if tensorboard:
+        require_tensorboard()
     data = prepare_data(config.data, config.seed, device, hold_out=True)
     check_writable(out)
     history = completed_iterations(out, settings, force)  # after every check: --force deletes
@@ -269,6 +276,50 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
         + (f"; resuming at iteration {len(history) + 1}" if history else "")
     )
 
+    scalars = ScalarLog(out / "tensorboard" if tensorboard else None)
+    try:
+        widths = _iterate(config, spec, data, initial, budget, history, device, out, scalars, log)
+    finally:
+        scalars.close()
+
+    final_cost = model_cost(spec, widths)
+    final = {
+        "space": spec.space,
+        "model": dataclasses.asdict(spec),
+        "widths": widths,
+        "macs": final_cost.macs,
+        "params": final_cost.params,
+        "original_widths": initial,
+        "original_macs": budget.macs,
+        "original_params": budget.params,
+        "iterations": config.iterations,
+    }
+    write_json(out / "final.json", final)
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    log(widths_table(initial, widths))
+    log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
+    log(
+        f"wrote {out / 'final.json'}; evaluate it against the original widths with: "
+        f"netadjust train --dataset {data.info.name} --widths {out / 'final.json'}"
+    )
+    return final
+
+
+def _iterate(
+    config: SearchConfig,
+    spec: ModelSpec,
+    data: PreparedData,
+    initial: Widths,
+    budget: Cost,
+    history: list[dict],
+    device: torch.device,
+    out: Path,
+    scalars: ScalarLog,
+    log: Callable[[str], None],
+) -> Widths:
+    """The iterations not in ``history`` yet, each appended to ``history.jsonl``; returns
+    the widths after the last one."""
+    macs_of = lambda widths: model_cost(spec, widths).macs  # noqa: E731
     widths = history[-1]["next_widths"] if history else initial
     for iteration in range(len(history), config.iterations):
         seed = config.seed + 1000 * iteration
@@ -283,8 +334,11 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
                 out / CHECKPOINT, {"iteration": iteration, "phase": phase, "widths": widths, "train": state}
             )
 
+        def on_epoch(record: dict, run=f"iter{iteration + 1}") -> None:
+            scalars.add(run, {f"train/{key}": record[key] for key in ("loss", "top1", "lr")}, record["epoch"])
+
         model, fit_log = train_candidate(
-            spec, widths, data, config.recipe, seed, device, label, checkpoint, saved
+            spec, widths, data, config.recipe, seed, device, label, checkpoint, saved, on_epoch
         )
         seconds_train = fit_log["seconds"]
         val, test = evaluate(model, data.val, data.info), evaluate(model, data.test, data.info)
@@ -339,6 +393,17 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
         }
         append_jsonl(out / "history.jsonl", record)
         history.append(record)
+        scalars.add(
+            "search",
+            {
+                "val/top1": val["top1"],
+                "test/top1": test["top1"],
+                "cost/macs": cost.macs,
+                "cost/params": cost.params,
+                "fur/split_half_spearman": agreement["spearman"],
+            },
+            iteration + 1,
+        )
         log(
             f"{label}: val top1 {val['top1']:.4f} test top1 {test['top1']:.4f} | "
             f"grow {', '.join(grown) or '-'} | shrink {', '.join(shrunk) or '-'} | "
@@ -358,28 +423,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, force: 
                 "--repeats or a larger --val-limit"
             )
         widths = next_widths
-
-    final_cost = model_cost(spec, widths)
-    final = {
-        "space": spec.space,
-        "model": dataclasses.asdict(spec),
-        "widths": widths,
-        "macs": final_cost.macs,
-        "params": final_cost.params,
-        "original_widths": initial,
-        "original_macs": budget.macs,
-        "original_params": budget.params,
-        "iterations": config.iterations,
-    }
-    write_json(out / "final.json", final)
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    log(widths_table(initial, widths))
-    log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
-    log(
-        f"wrote {out / 'final.json'}; evaluate it against the original widths with: "
-        f"netadjust train --dataset {data.info.name} --widths {out / 'final.json'}"
-    )
-    return final
+    return widths
 
 
 def load_checkpoint(path: Path, iteration: int, widths: Widths) -> dict | None:

@@ -138,6 +138,7 @@ def fit(
     label: str = "train",
     checkpoint: Callable[[dict], None] | None = None,
     resume_from: dict | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train ``model`` from its current weights; return per-epoch loss/accuracy and seconds.
 
@@ -145,6 +146,7 @@ def fit(
     receives the whole training state (model, optimiser, loss scaler, both random
     generators, epochs done), holding the live tensors: save or copy it before returning.
     Handing such a state back as ``resume_from`` continues the run exactly where it stood.
+    ``on_epoch`` receives each epoch's record and its last learning rate (for logging).
     """
     device = train_set.images.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -211,6 +213,8 @@ def fit(
                     "lower --lr or raise --warmup-epochs"
                 )
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "top1": correct.item() / seen})
+            if on_epoch is not None:
+                on_epoch({**history[-1], "lr": optimizer.param_groups[0]["lr"]})
             if checkpoint is not None:
                 checkpoint(
                     {

@@ -1,0 +1,255 @@
+"""What a user takes away from a search: the Python API, the report, the comparison with
+the original and the uniform baseline, exported weights and ONNX, TensorBoard scalars."""
+
+import json
+import shutil
+import statistics
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+import netadjust
+from conftest import write_mnist_like
+from netadjust.adjust import closest_scaling
+from netadjust.cost import model_cost
+from netadjust.errors import UserError
+from netadjust.export import load_weights, save_onnx, save_weights
+from netadjust.report import write_report
+from netadjust.search import DataConfig, prepare_data
+from netadjust.spaces import ModelSpec, base_widths
+from netadjust.train import evaluate
+from test_cli import assert_user_error
+from test_cli import netadjust as cli
+
+SEARCH = dict(
+    dataset="mnist",
+    width_mult=0.25,
+    train_limit=300,
+    val_limit=150,
+    test_limit=100,
+    epochs=2,
+    iterations=2,
+    repeats=2,
+    k=2,
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished two-iteration search on a tiny MNIST-format dataset, through the API."""
+    root = tmp_path_factory.mktemp("results")
+    data = write_mnist_like(root / "data", n_train=500, n_test=200)
+    result = netadjust.search(
+        **SEARCH, data_dir=str(data), out=str(root / "run"), tensorboard=True, log=lambda line: None
+    )
+    return result
+
+
+def test_search_api_returns_what_the_run_directory_holds(run):
+    assert run.final == json.loads((run.out / "final.json").read_text())
+    lines = (run.out / "history.jsonl").read_text().splitlines()
+    assert run.history == [json.loads(line) for line in lines]
+    assert len(run.history) == SEARCH["iterations"]
+    assert run.widths == run.history[-1]["next_widths"]
+    assert run.config.recipe.epochs == SEARCH["epochs"]
+
+
+def test_search_api_refuses_unknown_options():
+    with pytest.raises(TypeError, match="epoch"):
+        netadjust.search(epoch=3)
+
+
+def test_tensorboard_scalars_match_the_history(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    search = EventAccumulator(str(run.out / "tensorboard" / "search"))
+    search.Reload()
+    logged = [event.value for event in search.Scalars("val/top1")]
+    assert logged == pytest.approx([record["val"]["top1"] for record in run.history], rel=1e-6)
+    assert [event.value for event in search.Scalars("cost/macs")] == [r["macs"] for r in run.history]
+    for record in run.history:
+        curves = EventAccumulator(str(run.out / "tensorboard" / f"iter{record['iteration'] + 1}"))
+        curves.Reload()
+        losses = curves.Scalars("train/loss")
+        assert [event.step for event in losses] == list(range(1, SEARCH["epochs"] + 1))
+        assert losses[-1].value == pytest.approx(record["train"]["loss"], rel=1e-6)
+
+
+def test_cost_api_is_what_the_cli_prints(tmp_path):
+    report = netadjust.cost("resnet20", num_classes=100)
+    assert report.macs == 40_556_800
+    printed = cli("cost", "resnet20", "--num-classes", 100, "--json")
+    assert json.loads(printed.stdout) == asdict(report)
+    widths = {**report.widths, "stage3.block2.conv2": 32}
+    (tmp_path / "w.json").write_text(json.dumps(widths))
+    assert netadjust.cost("resnet20", tmp_path / "w.json", num_classes=100).macs < report.macs
+    model = netadjust.build("resnet20", widths, num_classes=100)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+    with pytest.raises(TypeError, match="classes"):
+        netadjust.build("resnet20", classes=100)
+
+
+def test_report_writes_valid_figures_and_a_summary(run, tmp_path):
+    from PIL import Image
+
+    paths = write_report(run.out)
+    assert [path.name for path in paths] == ["widths.png", "fur.png", "progress.png", "report.md"]
+    for path in paths[:3]:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            width, height = image.size
+            # a plot, not an empty canvas: many distinct colours
+            pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+            assert len(np.unique(pixels, axis=0)) > 50
+        assert width >= 600 and height >= 300, (path, width, height)
+    text = paths[3].read_text()
+    for image in ("widths.png", "fur.png", "progress.png"):
+        assert f"]({image})" in text
+    for name, before in run.final["original_widths"].items():
+        assert f"| `{name}` | {before} | {run.final['widths'][name]} |" in text
+    assert f"{run.final['original_macs']:,} → {run.final['macs']:,}" in text
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run.out, unfinished)
+    (unfinished / "final.json").unlink()
+    shutil.rmtree(unfinished / "report")
+    text = write_report(unfinished)[3].read_text()
+    assert "(unfinished)" in text
+
+
+def test_report_and_export_refuse_runs_without_results(run, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text((run.out / "config.json").read_text())
+    assert_user_error(cli("report", empty), "no completed iteration")
+    assert_user_error(cli("export", empty, "--out", tmp_path / "x"), "no finished search")
+    assert_user_error(cli("compare", empty), "no finished search")
+    assert_user_error(cli("report", tmp_path / "nowhere"), "no config.json")
+
+
+def test_uniform_baseline_keeps_every_share_and_meets_the_cost():
+    spec = ModelSpec(width_mult=0.5)
+    original = base_widths(spec)
+    target = int(0.8 * model_cost(spec, original).macs)
+    uniform = closest_scaling(original, lambda w: model_cost(spec, w).macs, target, min_width=1)
+    assert abs(model_cost(spec, uniform).macs - target) <= 0.01 * target
+    assert len({uniform[name] / original[name] for name in original if name.startswith("stage3")}) == 1
+
+
+def test_compare_trains_three_networks_and_keeps_its_results(run):
+    flags = ["--seeds", 2, "--epochs", 1, "--train-limit", 200, "--test-limit", 100]
+    first = cli("compare", run.out, *flags)
+    assert first.returncode == 0, first.stderr
+    comparison = json.loads((run.out / "compare.json").read_text())
+    for name, widths in (("original", run.final["original_widths"]), ("searched", run.final["widths"])):
+        row = comparison[name]
+        assert row["widths"] == widths
+        assert len(row["top1"]) == 2 and row["top1_mean"] == pytest.approx(statistics.fmean(row["top1"]))
+        assert row["top1_std"] == pytest.approx(statistics.stdev(row["top1"]))
+        assert {"top1_mean", "top1_std", "top1", "macs", "params", "widths"} <= set(row)
+    assert comparison["searched"]["macs"] == run.final["macs"]
+    uniform = comparison["uniform"]
+    assert abs(uniform["macs"] - run.final["macs"]) <= 0.01 * run.final["macs"]
+    assert comparison["difference"]["searched_minus_original"]["top1"] == pytest.approx(
+        comparison["searched"]["top1_mean"] - comparison["original"]["top1_mean"]
+    )
+    # each result is the saved network's real accuracy
+    data = prepare_data(
+        DataConfig(dataset="mnist", data_dir=run.config.data.data_dir, train_limit=200, test_limit=100),
+        0,
+        torch.device("cpu"),
+        hold_out=False,
+    )
+    model = netadjust.load(run.out / "compare" / "searched-seed1.safetensors")
+    assert evaluate(model, data.test, data.info)["top1"] == comparison["searched"]["top1"][1]
+
+    again = cli("compare", run.out, *flags)
+    assert again.returncode == 0 and again.stdout.count("kept from") >= 4, again.stdout
+    before = (run.out / "compare.json").read_bytes()
+    changed = cli("compare", run.out, *flags[:2], "--epochs", 2, *flags[4:])
+    assert_user_error(changed, "other settings", "--force")
+    assert (run.out / "compare.json").read_bytes() == before
+
+
+def test_export_writes_widths_weights_and_a_valid_onnx(run, tmp_path):
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    if not (run.out / "compare").exists():
+        cli("compare", run.out, "--epochs", 1, "--train-limit", 100, "--test-limit", 50)
+    out = tmp_path / "export"
+    result = cli("export", run.out, "--out", out, "--onnx")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "widths.json").read_text()) == run.final["widths"]
+    assert 'netadjust.build("resnet20"' in result.stdout
+
+    exported = netadjust.load(out / "model.safetensors")
+    trained = netadjust.load(sorted((run.out / "compare").glob("searched-seed*.safetensors"))[0])
+    images = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(exported(images), trained(images))
+    graph = onnx.load(out / "model.onnx")
+    onnx.checker.check_model(graph, full_check=True)
+    (logits,) = ReferenceEvaluator(graph).run(None, {"images": images.numpy()})
+    np.testing.assert_allclose(logits, trained(images).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+    assert_user_error(cli("export", run.out, "--out", out), "already exist")
+    other = tmp_path / "other.safetensors"
+    spec = ModelSpec(**run.final["model"])
+    save_weights(
+        netadjust.build("resnet20", **{k: v for k, v in asdict(spec).items() if k != "space"}),
+        spec,
+        base_widths(spec),
+        other,
+    )
+    assert_user_error(cli("export", run.out, "--out", tmp_path / "o", "--weights", other), "other widths")
+
+
+def test_export_without_a_trained_network_writes_widths_only(run, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(run.out, bare, ignore=shutil.ignore_patterns("compare", "compare.json"))
+    assert_user_error(cli("export", bare, "--out", tmp_path / "a", "--onnx"), "--onnx needs")
+    assert not (tmp_path / "a").exists()
+    result = cli("export", bare, "--out", tmp_path / "b")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["widths.json"]
+    assert "netadjust compare" in result.stdout
+
+
+def test_weights_round_trip_with_batch_norm_statistics(tmp_path):
+    spec = ModelSpec(width_mult=0.25, num_classes=7, in_channels=2, image_size=12)
+    widths = {**base_widths(spec), "stage2.block1.conv1": 3}
+    torch.manual_seed(0)
+    model = netadjust.build("resnet20", widths, num_classes=7, in_channels=2, image_size=12, width_mult=0.25)
+    model.train()
+    model(torch.randn(16, 2, 12, 12))  # moves the running statistics off their initial values
+    model.eval()
+    save_weights(model, spec, widths, tmp_path / "m.safetensors")
+    loaded, loaded_spec, loaded_widths = load_weights(tmp_path / "m.safetensors")
+    assert loaded_spec == spec and loaded_widths == widths
+    images = torch.randn(4, 2, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), model(images))
+    save_onnx(model, spec, tmp_path / "m.onnx")  # odd widths and input sizes export too
+
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError, match="not a safetensors"):
+        netadjust.load(tmp_path / "junk.safetensors")
+
+
+def test_train_saves_the_network_it_reports(tmp_path):
+    data = write_mnist_like(tmp_path / "data", n_train=200, n_test=80)
+    out = tmp_path / "t.json"
+    result = cli(
+        "train", "--dataset", "mnist", "--data-dir", data, "--width-mult", 0.25, "--epochs", 1, "--out", out
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    model = netadjust.load(tmp_path / "t.safetensors")
+    loaded = prepare_data(DataConfig(dataset="mnist", data_dir=str(data)), 0, torch.device("cpu"), False)
+    assert evaluate(model, loaded.test, loaded.info) == record["test"]
+    assert_user_error(cli("train", "--dataset", "mnist", "--data-dir", data, "--out", out), "already exists")
