@@ -3,13 +3,17 @@
 import contextlib
 import gzip
 import io
+import json
 import pickle
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import write_cifar, write_idx
+from conftest import write_cifar, write_idx, write_mnist_like
 from netadjust.cli import main
 
 FLAGS = [
@@ -170,3 +174,51 @@ def test_random_bytes_as_cifar_batches(tmp_path, junk):
         ]
     )
     assert code == 2 and "Traceback" not in stderr, stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A real finished search, small enough to make in seconds."""
+    root = tmp_path_factory.mktemp("fuzz-run")
+    data = write_mnist_like(root / "data", n_train=120, n_test=40)
+    code, stderr = run(
+        ["search", "--dataset", "mnist", "--data-dir", str(data), "--width-mult", "0.25", "--epochs", "1"]
+        + ["--iterations", "1", "--repeats", "1", "--k", "1", "--out", str(root / "run")]
+    )
+    assert code == 0, stderr
+    return root / "run"
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    name=st.sampled_from(["config.json", "history.jsonl", "final.json"]),
+    damage=st.one_of(
+        st.binary(max_size=60),
+        JSON_VALUES.map(lambda value: json.dumps(value).encode()),
+        st.integers(0, 40),  # drop this key (modulo the number of keys) of the file's object
+    ),
+    command=st.sampled_from(["report", "export"]),
+)
+def test_damaged_run_directories(tiny_run, tmp_path_factory, name, damage, command):
+    copy = tmp_path_factory.mktemp("damaged") / "run"
+    shutil.copytree(tiny_run, copy)
+    path = copy / name
+    if isinstance(damage, int):
+        text = path.read_text()
+        value = json.loads(text.splitlines()[0] if name.endswith(".jsonl") else text)
+        del value[sorted(value)[damage % len(value)]]
+        damage = json.dumps(value).encode()
+    path.write_bytes(damage)
+    argv = [command, str(copy)] + (["--out", str(copy / "export")] if command == "export" else [])
+    code, stderr = run(argv)
+    assert code in (0, 2), (argv, code, stderr)
+    assert "Traceback" not in stderr
+    if code == 2:
+        assert len(stderr.strip().splitlines()) == 1, stderr

@@ -139,7 +139,7 @@ def _kept_results(
             continue
         try:
             result = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             result = {}
         wanted = {**expected, "widths": networks[name], "seed": seed}
         if (

@@ -182,7 +182,7 @@ def read_run_settings(out: Path) -> dict:
         return json.loads((out / "config.json").read_text())
     except FileNotFoundError:
         raise UserError(f"{out} holds no search (no config.json); check the path") from None
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"cannot read {out}/config.json ({error}); start a new search") from None
 
 
@@ -202,9 +202,24 @@ def read_run(path: str | Path) -> Run:
     try:
         history = read_jsonl(path / "history.jsonl") if (path / "history.jsonl").exists() else []
         final = json.loads((path / "final.json").read_text()) if (path / "final.json").exists() else None
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"cannot read the run in {path} ({error}); check the files") from None
+    for name, value, keys in (
+        ("config.json", settings, SETTINGS_KEYS),
+        *(("history.jsonl", record, RECORD_KEYS) for record in history),
+        *([("final.json", final, FINAL_KEYS)] if final is not None else []),
+    ):
+        if not isinstance(value, dict) or not keys <= set(value):
+            raise UserError(f"{path}/{name} was not written by this version of netadjust; check the path")
     return Run(path, settings, history, final)
+
+
+# what readers of a run directory (report, compare, export) rely on
+SETTINGS_KEYS = {"model", "data", "recipe", "fur", "rule", "iterations", "initial_widths", "seed", "device"}
+SETTINGS_KEYS |= {"data_sizes", "provenance"}
+RECORD_KEYS = {"iteration", "widths", "macs", "params", "train", "val", "test", "fur", "grown", "shrunk"}
+RECORD_KEYS |= {"fur_method", "fur_stability", "next_widths", "next_macs", "seconds"}
+FINAL_KEYS = {"model", "widths", "macs", "params", "original_widths", "original_macs"}
 
 
 def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
