@@ -206,7 +206,7 @@ def test_export_writes_widths_weights_and_a_valid_onnx(run, tmp_path):
         base_widths(spec),
         other,
     )
-    assert_user_error(cli("export", run.out, "--out", tmp_path / "o", "--weights", other), "other widths")
+    assert_user_error(cli("export", run.out, "--out", tmp_path / "o", "--weights", other), "another network")
 
 
 def test_export_without_a_trained_network_writes_widths_only(run, tmp_path):

@@ -78,12 +78,14 @@ def compare_run(
         "dataset": data.info.name,
         "data_sizes": {"train": len(data.train), "test": len(data.test)},
     }
-    plan = [(name, seed) for name in NETWORKS for seed in range(first_seed, first_seed + seeds)]
+    seed_list = list(range(first_seed, first_seed + seeds))
+    same_as_original = networks["uniform"] == networks["original"]
+    plan = [(name, seed) for name in NETWORKS for seed in seed_list]
+    if same_as_original:  # the original network itself: its results serve for both
+        plan = [(name, seed) for name, seed in plan if name != "uniform"]
     kept = _kept_results(folder, plan, networks, expected, force)
     results: dict[tuple[str, int], dict] = {}
     for name, seed in plan:
-        if name == "uniform" and networks["uniform"] == networks["original"]:
-            continue  # the original network itself: its results serve for both
         if (name, seed) in kept:
             results[name, seed] = kept[name, seed]
             log(f"{name} seed {seed}: kept from {folder}")
@@ -96,8 +98,6 @@ def compare_run(
         results[name, seed] = result
         log(f"{name} seed {seed}: test top1 {result['test']['top1']:.4f} top5 {result['test']['top5']:.4f}")
 
-    seed_list = list(range(first_seed, first_seed + seeds))
-    same_as_original = networks["uniform"] == networks["original"]
     source = {
         "original": "original",
         "searched": "searched",

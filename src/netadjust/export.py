@@ -133,9 +133,9 @@ def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> li
     model = None
     if weights is not None:
         model, spec, widths = load_weights(weights)
-        if widths != run.final["widths"]:
+        if widths != run.final["widths"] or spec != ModelSpec(**run.final["model"]):
             raise UserError(
-                f"{weights} holds other widths than {run_dir}/final.json; give the searched network"
+                f"{weights} holds another network than {run_dir}/final.json; give the searched one"
             )
     write_json(out / "widths.json", run.final["widths"])
     if model is not None:
