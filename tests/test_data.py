@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import write_cifar, write_idx, write_mnist_like
-from netadjust.data import DATASETS, Normalize, augment, batches, load, read_idx, split
+from netadjust.data import DATASETS, Normalize, augment, batches, load, read_idx, split, training_batches
 from netadjust.download import RemoteFile, ensure_downloaded, fetch
 from netadjust.errors import UserError
 
@@ -114,6 +114,30 @@ def test_split_is_seeded_disjoint_and_complete():
     assert not torch.equal(other.labels, train.labels)
 
 
+def test_process_shards_make_up_the_single_process_batches():
+    from netadjust.data import ImageSet
+
+    data = ImageSet(torch.randint(0, 256, (53, 1, 4, 4), dtype=torch.uint8), torch.arange(53))
+    normalize = Normalize(DATASETS["mnist"], torch.device("cpu"))
+    order = lambda: torch.Generator().manual_seed(7)  # noqa: E731  (the same on every process)
+    single = [
+        (labels.tolist(), size)
+        for _, labels, size in training_batches(data, 12, normalize, None, order(), None)
+    ]
+    shards = [
+        list(training_batches(data, 4, normalize, None, order(), None, rank=rank, world_size=3))
+        for rank in range(3)
+    ]
+    assert all(len(shard) == len(single) == 5 for shard in shards)
+    for step, (labels, size) in enumerate(single):
+        union = [label for shard in shards for label in shard[step][1].tolist()]
+        assert union == labels and all(shard[step][2] == size for shard in shards)
+    last = list(training_batches(data, 4, normalize, None, order(), None, rank=2, world_size=3))[-1]
+    assert len(last[1]) == 1  # the last global batch of 5 splits 2/2/1
+    tiny = list(training_batches(data, 26, normalize, None, order(), None, rank=0, world_size=2))
+    assert len(tiny) == 1  # the one image left over after 52 is fewer than 2 processes: dropped
+
+
 def test_augment_crops_and_flips_whole_batches():
     images = torch.arange(2 * 1 * 6 * 6, dtype=torch.uint8).view(2, 1, 6, 6).repeat(200, 1, 1, 1)
     out = augment(images, padding=2, flip=True, generator=torch.Generator().manual_seed(0))
@@ -136,8 +160,8 @@ def test_normalize_and_batches_cover_the_set_once():
     data = ImageSet(torch.randint(0, 256, (50, 1, 28, 28), dtype=torch.uint8), torch.arange(50))
     normalize = Normalize(info, torch.device("cpu"))
     seen = []
-    for images, labels in batches(
-        data, 16, normalize, shuffle_generator=torch.Generator().manual_seed(0), info=info
+    for images, labels, _ in training_batches(
+        data, 16, normalize, info, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
     ):
         assert images.dtype == torch.float32
         seen += labels.tolist()

@@ -17,6 +17,8 @@ from pathlib import Path
 from .adjust import AdjustRule
 from .api import cost
 from .cost import model_cost
+from .distributed import SharedError, launch, launched_by_torchrun, start
+from .distributed import stop as stop_processes
 from .errors import UserError
 from .presets import PRESETS
 from .search import (
@@ -27,6 +29,7 @@ from .search import (
     read_run_settings,
     run_search,
     search_config_from_settings,
+    validate,
 )
 from .spaces import ModelSpec, base_widths, get_space, space_names
 from .store import read_widths_file
@@ -100,6 +103,17 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         help="train in NHWC memory format (default on)",
     )
     group.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+    group.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the dataset's random crop and flip (default on)",
+    )
+    group.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="with several processes: batch-norm statistics over the global batch",
+    )
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
 
@@ -149,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--force", action="store_true", help="start over in an --out that holds another or a finished search"
+    )
+    group.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="run as N processes on this machine (DDP; one per GPU on CUDA), as torchrun would",
+    )
+    group.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=1800.0,
+        help="seconds a process waits for the others before it gives up (several processes)",
     )
     group.add_argument(
         "--tensorboard",
@@ -249,6 +275,8 @@ def recipe(args: argparse.Namespace, preset: dict) -> Recipe:
         precision=args.precision,
         channels_last=args.channels_last,
         compile=args.compile,
+        augment=args.augment,
+        sync_bn=args.sync_bn,
     )
 
 
@@ -277,6 +305,16 @@ def _raise_terminated(signum, frame):
 
 
 def command_search(args: argparse.Namespace) -> int:
+    if args.nproc is not None and not launched_by_torchrun():
+        if args.nproc < 1:
+            raise UserError(f"--nproc is {args.nproc}; give at least 1")
+        # refuse bad input here, in one line, before any process starts
+        validate(
+            search_config_from_settings(read_run_settings(Path(args.resume)), args.resume)
+            if args.resume
+            else search_config(args)
+        )
+        return launch(args.nproc, without_flag(args.argv, "--nproc"))
     if args.resume:
         out = Path(args.resume)
         config = search_config_from_settings(read_run_settings(out), str(out))
@@ -285,10 +323,14 @@ def command_search(args: argparse.Namespace) -> int:
     else:
         config = search_config(args)
         out = Path(config.out)
+    if args.dist_timeout <= 0:
+        raise UserError(f"--dist-timeout is {args.dist_timeout}; give a positive number of seconds")
+    processes, device = start(config.device, args.dist_timeout)
+    config = dataclasses.replace(config, device=device)
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     try:
-        run_search(config, force=args.force, tensorboard=args.tensorboard)
+        run_search(config, force=args.force, tensorboard=args.tensorboard, processes=processes)
     except (KeyboardInterrupt, Terminated) as stop:
         print(
             f"netadjust: interrupted; {out} keeps the last checkpoint, continue with: "
@@ -296,7 +338,22 @@ def command_search(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        stop_processes()
     return 0
+
+
+def without_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` less ``flag VALUE`` / ``flag=VALUE``."""
+    result, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == flag:
+            skip = True
+        elif not token.startswith(flag + "="):
+            result.append(token)
+    return result
 
 
 def search_config(args: argparse.Namespace) -> SearchConfig:
@@ -493,10 +550,13 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
+        args.argv = argv
         return COMMANDS[args.command](args)
     except UserError as error:
-        print(f"netadjust: error: {one_line(str(error))}", file=sys.stderr)
+        if not (isinstance(error, SharedError) and error.rank > 0):
+            print(f"netadjust: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("netadjust: interrupted", file=sys.stderr)

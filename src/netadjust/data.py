@@ -353,26 +353,38 @@ def augment(images: torch.Tensor, padding: int, flip: bool, generator: torch.Gen
 
 
 def batches(
+    data: ImageSet, batch_size: int, normalize: Normalize
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (float images, labels) in order: evaluation and FUR."""
+    for start in range(0, len(data), batch_size):
+        yield normalize(data.images[start : start + batch_size]), data.labels[start : start + batch_size]
+
+
+def training_batches(
     data: ImageSet,
     batch_size: int,
     normalize: Normalize,
-    *,
-    shuffle_generator: torch.Generator | None = None,
-    info: DatasetInfo | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (float images, labels). Shuffled and augmented when a generator is given."""
-    n = len(data)
-    if shuffle_generator is None:
-        for start in range(0, n, batch_size):
-            yield (
-                normalize(data.images[start : start + batch_size]),
-                data.labels[start : start + batch_size],
-            )
-        return
-    order = torch.randperm(n, generator=shuffle_generator, device=shuffle_generator.device)
-    for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
+    info: DatasetInfo | None,
+    order_generator: torch.Generator,
+    augment_generator: torch.Generator,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Yield (images, labels, global batch size): shuffled, augmented unless ``info`` is None.
+
+    Every process draws the same order; global batch s is ``order[s*B*W : (s+1)*B*W]``
+    (B per process, W processes) and process r takes the r-th of its W near-equal parts, so
+    the union over processes is the batch one process of batch B*W would see. A last global
+    batch smaller than W is dropped (some process would get no image).
+    """
+    step = batch_size * world_size
+    order = torch.randperm(len(data), generator=order_generator, device=order_generator.device)
+    for start in range(0, len(data), step):
+        global_batch = order[start : start + step]
+        if len(global_batch) < world_size:
+            return
+        index = torch.tensor_split(global_batch, world_size)[rank]
         images = data.images[index]
         if info is not None:
-            images = augment(images, info.crop_padding, info.flip, shuffle_generator)
-        yield normalize(images), data.labels[index]
+            images = augment(images, info.crop_padding, info.flip, augment_generator)
+        yield normalize(images), data.labels[index], len(global_batch)

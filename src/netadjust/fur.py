@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from .channel_drop import ChannelDrop
 from .data import DatasetInfo, ImageSet, Normalize, batches
+from .distributed import SINGLE, Processes
 
 METHODS = ("auto", "fast", "reference")
 
@@ -73,11 +74,11 @@ def _progress(items, label: str, unit: str, total: int | None = None):
     return tqdm(items, desc=label, total=total, leave=False, disable=not sys.stderr.isatty(), unit=unit)
 
 
-def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
+def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size, first_sample):
     """Clean loss sums and, per width, the loss sums over all repeats: whole network each time."""
     clean = torch.zeros(2, dtype=torch.float64)
     for index, (images, labels) in enumerate(batches(val_set, batch_size, normalize)):
-        samples = torch.arange(len(labels), device=labels.device) + index * batch_size
+        samples = torch.arange(len(labels), device=labels.device) + index * batch_size + first_sample
         clean += _loss_sums(model(images), labels, samples)
     dropped = {}
     for name in _progress(rates, "FUR (reference)", "width"):
@@ -85,7 +86,7 @@ def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size)
         dropped[name] = torch.zeros(2, dtype=torch.float64)
         for repeat in range(repeats):
             for index, (images, labels) in enumerate(batches(val_set, batch_size, normalize)):
-                samples = torch.arange(len(labels), device=labels.device) + index * batch_size
+                samples = torch.arange(len(labels), device=labels.device) + index * batch_size + first_sample
                 drop.use_keys(torch.full_like(samples, repeat), samples)
                 dropped[name] += _loss_sums(model(images), labels, samples)
     return clean, dropped
@@ -107,7 +108,7 @@ def _restart_points(model, chain: list, sites: dict[str, str]) -> dict[str, tupl
     return points
 
 
-def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
+def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size, first_sample):
     """Same sums as the reference; what precedes each drop site is computed once per batch."""
     chain = model.chain()
     points = _restart_points(model, chain, drop.sites)
@@ -123,7 +124,7 @@ def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size):
             inputs.append(h)
             caches.append({})
             h = block(h, caches[-1]) if hasattr(block, "resume") else block(h)
-        samples = torch.arange(len(labels), device=labels.device) + index * rows
+        samples = torch.arange(len(labels), device=labels.device) + index * rows + first_sample
         clean += _loss_sums(h, labels, samples)
         repeat_ids = torch.arange(repeats, device=labels.device).repeat_interleave(len(labels))
         drop.use_keys(repeat_ids, samples.repeat(repeats))
@@ -157,6 +158,7 @@ def estimate_fur(
     batch_size: int = 128,
     method: str = "auto",
     bf16: bool = False,
+    processes: Processes = SINGLE,
 ) -> FurEstimate:
     """FUR of every width of ``model`` on ``val_set`` (on the model's device).
 
@@ -164,6 +166,8 @@ def estimate_fur(
     ``batch_size`` images go through the network at once (the fast path: repeats x
     batch_size / repeats); small batches stay in the CPU's caches and run faster here.
     ``bf16`` runs the network under bfloat16 autocast (losses still summed in float64).
+    With several ``processes`` each takes a contiguous share of ``val_set``; masks are keyed
+    by the global sample index and the loss sums all-reduced, so the result is the same.
     """
     if method not in METHODS:
         raise ValueError(f"unknown FUR method {method!r}; choose one of {METHODS}")
@@ -184,8 +188,14 @@ def estimate_fur(
         ChannelDrop(model, sites, seed=seed) as drop,
         torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16),
     ):
-        clean, dropped = compute(model, drop, val_set, normalize, rates, repeats, batch_size)
+        share = processes.shard(len(val_set))
+        clean, dropped = compute(
+            model, drop, val_set.subset(share), normalize, rates, repeats, batch_size, share.start
+        )
     model.train(was_training)
+    names = list(dropped)
+    sums = processes.sum(torch.stack([clean, *(dropped[name] for name in names)]).to(val_set.images.device))
+    clean, dropped = sums[0].cpu(), {name: sums[1 + i].cpu() for i, name in enumerate(names)}
 
     def fur_from(clean: float, dropped: dict[str, float], n: int) -> tuple[dict, dict]:
         increase = {name: dropped[name] / (repeats * n) - clean / n for name in sites}

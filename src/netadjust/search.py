@@ -17,6 +17,7 @@ from . import __version__
 from .adjust import AdjustRule, adjust, layers_to_move, rescale
 from .cost import Cost, model_cost, sensitivities
 from .data import DatasetInfo, ImageSet, content_hash, dataset_info, load, split
+from .distributed import SINGLE, Processes
 from .errors import UserError
 from .fur import estimate_fur, stability
 from .scalars import ScalarLog, require_tensorboard
@@ -132,6 +133,7 @@ def train_candidate(
     checkpoint: Callable[[dict], None] | None = None,
     resume_from: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    processes: Processes = SINGLE,
 ):
     """Build ``widths`` with seeded initial weights and fit it; return model and fit log."""
     torch.manual_seed(seed)
@@ -146,6 +148,7 @@ def train_candidate(
         checkpoint=checkpoint,
         resume_from=resume_from,
         on_epoch=on_epoch,
+        processes=processes,
     )
     return model, log
 
@@ -251,17 +254,29 @@ def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
     return read_jsonl(history) if history.exists() else []
 
 
-def run_search(
-    config: SearchConfig, log: Callable[[str], None] = print, force: bool = False, tensorboard: bool = False
-) -> dict:
-    """Run the whole search, or continue the unfinished one in ``config.out``; return the
-    content of ``final.json``. ``tensorboard``: also write scalars to ``out/tensorboard``."""
-    out = Path(config.out)
+def validate(config: SearchConfig) -> None:
+    """The checks that need no data and no run directory."""
     config.recipe.validate()
     config.fur.validate()
     config.data.validate()
     if config.iterations < 1:
         raise UserError(f"--iterations is {config.iterations}; give at least 1")
+
+
+def run_search(
+    config: SearchConfig,
+    log: Callable[[str], None] = print,
+    force: bool = False,
+    tensorboard: bool = False,
+    processes: Processes = SINGLE,
+) -> dict:
+    """Run the whole search, or continue the unfinished one in ``config.out``; return the
+    content of ``final.json``. ``tensorboard``: also write scalars to ``out/tensorboard``.
+    With several ``processes`` every one runs this; only rank 0 writes and logs."""
+    out = Path(config.out)
+    if not processes.is_main:
+        log = lambda line: None  # noqa: E731
+    validate(config)
     device = resolve_device(config.device)
     spec = model_spec_for(config.model, dataset_info(config.data.dataset))
     initial = (
@@ -274,26 +289,38 @@ def run_search(
     settings = json.loads(json.dumps(dataclasses.asdict(config)))
     settings["model"] = dataclasses.asdict(spec)
     settings["initial_widths"] = initial
+    settings["processes"] = processes.world_size  # resume needs as many
     if tensorboard:
         require_tensorboard()
     data = prepare_data(config.data, config.seed, device, hold_out=True)
-    check_writable(out)
-    history = completed_iterations(out, settings, force)  # after every check: --force deletes
-    if not (out / "config.json").exists():
-        settings["provenance"] = provenance(device)
-        settings["data_sizes"] = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
-        settings["provenance"]["dataset_sha256"] = data.sha256
-        write_json(out / "config.json", settings)
+
+    def open_run_directory() -> list[dict]:
+        check_writable(out)
+        history = completed_iterations(out, settings, force)  # after every check: --force deletes
+        if not (out / "config.json").exists():
+            settings["provenance"] = provenance(device)
+            settings["data_sizes"] = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+            settings["provenance"]["dataset_sha256"] = data.sha256
+            write_json(out / "config.json", settings)
+        return history
+
+    history = processes.agree(open_run_directory)
+    batch = config.recipe.batch_size
     log(
         f"search: {spec.space} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
         f"{len(data.test)} test images), {config.iterations} iterations, device {device}, "
         f"budget {budget.macs:,} MACs; run directory {out}"
         + (f"; resuming at iteration {len(history) + 1}" if history else "")
+        + (
+            f"; {processes.world_size} processes, batch {batch} per process = {batch * processes.world_size}"
+            if processes.world_size > 1
+            else ""
+        )
     )
 
-    scalars = ScalarLog(out / "tensorboard" if tensorboard else None)
+    scalars = ScalarLog(out / "tensorboard" if tensorboard and processes.is_main else None)
     try:
-        widths = _iterate(config, spec, data, initial, budget, history, device, out, scalars, log)
+        widths = _iterate(config, spec, data, initial, budget, history, device, out, scalars, log, processes)
     finally:
         scalars.close()
 
@@ -309,8 +336,9 @@ def run_search(
         "original_params": budget.params,
         "iterations": config.iterations,
     }
-    write_json(out / "final.json", final)
-    (out / CHECKPOINT).unlink(missing_ok=True)
+    if processes.is_main:
+        write_json(out / "final.json", final)
+        (out / CHECKPOINT).unlink(missing_ok=True)
     log(widths_table(initial, widths))
     log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
     log(
@@ -331,6 +359,7 @@ def _iterate(
     out: Path,
     scalars: ScalarLog,
     log: Callable[[str], None],
+    processes: Processes,
 ) -> Widths:
     """The iterations not in ``history`` yet, each appended to ``history.jsonl``; returns
     the widths after the last one."""
@@ -339,11 +368,13 @@ def _iterate(
     for iteration in range(len(history), config.iterations):
         seed = config.seed + 1000 * iteration
         label = f"iter {iteration + 1}/{config.iterations}"
-        saved = load_checkpoint(out / CHECKPOINT, iteration, widths)
+        saved = processes.agree(lambda: load_checkpoint(out / CHECKPOINT, iteration, widths))  # noqa: B023
         if saved is not None:
             log(f"{label}: continuing the training from its checkpoint after epoch {len(saved['history'])}")
 
         def checkpoint(state: dict, iteration=iteration, widths=widths) -> None:
+            if not processes.is_main:
+                return
             phase = "fur" if len(state["history"]) == config.recipe.epochs else "train"
             save_torch(
                 out / CHECKPOINT, {"iteration": iteration, "phase": phase, "widths": widths, "train": state}
@@ -353,10 +384,11 @@ def _iterate(
             scalars.add(run, {f"train/{key}": record[key] for key in ("loss", "top1", "lr")}, record["epoch"])
 
         model, fit_log = train_candidate(
-            spec, widths, data, config.recipe, seed, device, label, checkpoint, saved, on_epoch
+            spec, widths, data, config.recipe, seed, device, label, checkpoint, saved, on_epoch, processes
         )
         seconds_train = fit_log["seconds"]
-        val, test = evaluate(model, data.val, data.info), evaluate(model, data.test, data.info)
+        val = evaluate(model, data.val, data.info, processes=processes)
+        test = evaluate(model, data.test, data.info, processes=processes)
 
         timer = time.perf_counter()
         f = sensitivities(spec, widths)
@@ -371,6 +403,7 @@ def _iterate(
             seed=seed,
             method=config.fur.method,
             bf16=config.fur.bf16,
+            processes=processes,
         )
         seconds_fur = time.perf_counter() - timer
         k = layers_to_move(config.rule, iteration)
@@ -378,7 +411,7 @@ def _iterate(
 
         timer = time.perf_counter()
         adjusted, grown, shrunk = adjust(widths, estimate.fur, initial, iteration, config.rule)
-        next_widths = rescale(adjusted, macs_of, budget.macs, config.rule.min_width)
+        next_widths = processes.broadcast(rescale(adjusted, macs_of, budget.macs, config.rule.min_width))
         seconds_adjust = time.perf_counter() - timer
 
         cost = model_cost(spec, widths)
@@ -406,7 +439,8 @@ def _iterate(
             "next_macs": macs_of(next_widths),
             "seconds": {"train": seconds_train, "fur": seconds_fur, "adjust": seconds_adjust},
         }
-        append_jsonl(out / "history.jsonl", record)
+        if processes.is_main:
+            append_jsonl(out / "history.jsonl", record)
         history.append(record)
         scalars.add(
             "search",

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .channel_drop import ChannelDrop, regulariser_rates
-from .data import DatasetInfo, ImageSet, Normalize, batches
+from .data import DatasetInfo, ImageSet, Normalize, batches, training_batches
+from .distributed import SINGLE, Processes, generator, sync_batch_norm
 from .errors import UserError
 
 
@@ -39,6 +41,8 @@ class Recipe:
     precision: str = "auto"  # autocast: bf16 where supported, else fp16 on CUDA; or bf16/fp16/fp32
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU (oneDNN) and GPU
     compile: bool = False  # torch.compile the model (no gain measured on this 2-core CPU)
+    augment: bool = True  # the dataset's random crop and flip
+    sync_bn: bool = False  # with several processes: batch statistics over the global batch
 
     def validate(self) -> None:
         checks = [
@@ -139,23 +143,30 @@ def fit(
     checkpoint: Callable[[dict], None] | None = None,
     resume_from: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    processes: Processes = SINGLE,
 ) -> dict:
     """Train ``model`` from its current weights; return per-epoch loss/accuracy and seconds.
 
     ``train_set`` must already sit on the model's device. After every epoch ``checkpoint``
-    receives the whole training state (model, optimiser, loss scaler, both random
-    generators, epochs done), holding the live tensors: save or copy it before returning.
-    Handing such a state back as ``resume_from`` continues the run exactly where it stood.
-    ``on_epoch`` receives each epoch's record and its last learning rate (for logging).
+    receives the whole training state (model, optimiser, loss scaler, epochs done), holding
+    the live tensors: save or copy it before returning. Handing such a state back as
+    ``resume_from`` continues the run exactly where it stood: every random stream is seeded
+    from (seed, epoch, process), so there is no generator state to keep. ``on_epoch``
+    receives each epoch's record and its last learning rate (for logging).
+
+    With several ``processes`` (torchrun), each trains a DistributedDataParallel replica on
+    its share of every global batch of ``recipe.batch_size`` x processes images.
     """
     device = train_set.images.device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    mask_generator = torch.Generator(device=device).manual_seed(seed + 1)
+    world = processes.world_size
     normalize = Normalize(info, device)
+    if recipe.sync_bn and world > 1:
+        sync_batch_norm(model, device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
-    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+    global_batch = recipe.batch_size * world
+    steps_per_epoch = math.ceil(len(train_set) / global_batch)
     total_steps = steps_per_epoch * recipe.epochs
     warmup_steps = int(recipe.warmup_epochs * steps_per_epoch)
     sites = drop_sites if drop_sites is not None else getattr(model, "drop_sites", {})
@@ -163,56 +174,68 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    forward = torch.compile(model) if recipe.compile else model
+    forward = model
+    if world > 1:
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if recipe.compile:
+        forward = torch.compile(forward)
     history, seconds_before = [], 0.0
     if resume_from is not None:
         model.load_state_dict(resume_from["model"])
         optimizer.load_state_dict(resume_from["optimizer"])
         scaler.load_state_dict(resume_from["scaler"])
-        generator.set_state(resume_from["shuffle_generator"])
-        mask_generator.set_state(resume_from["mask_generator"])
         history, seconds_before = resume_from["history"], resume_from["seconds"]
     start = time.perf_counter()
-    with ChannelDrop(model, sites, mask_generator) as drop:
+    with ChannelDrop(model, sites) as drop:
         for epoch in range(len(history), recipe.epochs):
             model.train()
+            drop.generator = generator(device, seed, epoch, MASK_STREAM, processes.rank)
             drop.set_rates(regulariser_rates(list(sites), recipe.drop_rate, epoch, recipe.epochs))
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
+            sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, images
             bar = tqdm(
                 total=steps_per_epoch,
                 desc=f"{label} epoch {epoch + 1}/{recipe.epochs}",
                 leave=False,
-                disable=not sys.stderr.isatty(),
+                disable=not (sys.stderr.isatty() and processes.is_main),
                 unit="batch",
             )
-            for step, (images, labels) in enumerate(
-                batches(train_set, recipe.batch_size, normalize, shuffle_generator=generator, info=info)
-            ):
+            epoch_batches = training_batches(
+                train_set,
+                recipe.batch_size,
+                normalize,
+                info if recipe.augment else None,
+                generator(device, seed, epoch, ORDER_STREAM),
+                generator(device, seed, epoch, AUGMENT_STREAM, processes.rank),
+                processes.rank,
+                world,
+            )
+            for step, (images, labels, batch_total) in enumerate(epoch_batches):
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup_steps, recipe)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits = forward(images.contiguous(memory_format=memory_format))
                     loss = F.cross_entropy(logits.float(), labels, label_smoothing=recipe.label_smoothing)
+                if world > 1:  # DDP averages over processes: weigh each by its share of the batch
+                    loss = loss * (len(labels) * world / batch_total)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                loss_sum += loss.detach() * len(labels)
-                correct += (logits.argmax(1) == labels).sum()
-                seen += len(labels)
+                sums[0] += loss.detach() * (batch_total / world)
+                sums[1] += (logits.argmax(1) == labels).sum()
+                sums[2] += len(labels)
                 if not bar.disable and step % 10 == 0:
-                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+                    bar.set_postfix(loss=f"{sums[0].item() / sums[2].item():.3f}")
                 bar.update()
             bar.close()
-            epoch_loss = loss_sum.item() / seen
+            loss_sum, correct, seen = processes.sum(sums).tolist()
+            epoch_loss = loss_sum / seen
             if not math.isfinite(epoch_loss):
                 raise NonFiniteLoss(
                     f"{label}: the training loss became {epoch_loss} in epoch {epoch + 1}; "
                     "lower --lr or raise --warmup-epochs"
                 )
-            history.append({"epoch": epoch + 1, "loss": epoch_loss, "top1": correct.item() / seen})
+            history.append({"epoch": epoch + 1, "loss": epoch_loss, "top1": correct / seen})
             if on_epoch is not None:
                 on_epoch({**history[-1], "lr": optimizer.param_groups[0]["lr"]})
             if checkpoint is not None:
@@ -221,8 +244,6 @@ def fit(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scaler": scaler.state_dict(),
-                        "shuffle_generator": generator.get_state(),
-                        "mask_generator": mask_generator.get_state(),
                         "history": list(history),
                         "seconds": seconds_before + time.perf_counter() - start,
                     }
@@ -231,17 +252,24 @@ def fit(
     return {"epochs": history, "seconds": seconds_before + time.perf_counter() - start}
 
 
+ORDER_STREAM, AUGMENT_STREAM, MASK_STREAM = 0, 1, 2  # random streams of one epoch
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageSet, info: DatasetInfo, batch_size: int = 500) -> dict:
-    """Mean cross-entropy, top-1 and top-5 accuracy of ``model`` (eval mode) on ``data``."""
+def evaluate(
+    model: nn.Module, data: ImageSet, info: DatasetInfo, batch_size: int = 500, processes: Processes = SINGLE
+) -> dict:
+    """Mean cross-entropy, top-1 and top-5 accuracy of ``model`` (eval mode) on ``data``;
+    with several processes each evaluates its share and the sums are all-reduced."""
     model.eval()
     normalize = Normalize(info, data.images.device)
-    loss_sum, top1, top5 = 0.0, 0, 0
-    for images, labels in batches(data, batch_size, normalize):
+    sums = torch.zeros(3, dtype=torch.float64, device=data.images.device)  # loss, top-1, top-5 hits
+    for images, labels in batches(data.subset(processes.shard(len(data))), batch_size, normalize):
         logits = model(images)
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        top1 += (ranked[:, 0] == labels).sum().item()
-        top5 += (ranked == labels[:, None]).any(1).sum().item()
+        sums[0] += F.cross_entropy(logits.float(), labels, reduction="sum").double()
+        sums[1] += (ranked[:, 0] == labels).sum()
+        sums[2] += (ranked == labels[:, None]).any(1).sum()
+    loss, top1, top5 = processes.sum(sums).tolist()
     n = max(1, len(data))
-    return {"loss": loss_sum / n, "top1": top1 / n, "top5": top5 / n}
+    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n}

@@ -1,0 +1,214 @@
+"""Several processes, one search: PyTorch's own distributed engine (``torchrun``,
+``torch.distributed``, DistributedDataParallel), nccl on CUDA and gloo on the CPU.
+
+A ``Processes`` value travels wherever work is split: training (each process takes its
+share of every global batch), evaluation and FUR (each process takes a contiguous share
+of the samples and the sums are all-reduced). The single-process value ``SINGLE`` makes
+all of it a no-op, so one code path serves one process and many.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> slice:
+        """This process's contiguous share of ``n`` items (sizes differ by at most one)."""
+        return slice(n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size)
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum over all processes (in place), on the tensor's own device."""
+        if self.world_size > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def broadcast(self, value):
+        """Rank 0's ``value`` (any picklable object), on every process."""
+        if self.world_size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def agree(self, compute):
+        """Run ``compute`` on rank 0 and hand its result, or its ``UserError``, to all
+        ranks: checks only rank 0 can make (the run directory) fail everywhere at once."""
+        outcome = None
+        if self.is_main:
+            try:
+                outcome = ("ok", compute())
+            except UserError as error:
+                outcome = ("error", str(error))
+        outcome = self.broadcast(outcome)
+        if outcome[0] == "error":
+            raise SharedError(outcome[1], self.rank)
+        return outcome[1]
+
+
+SINGLE = Processes()
+
+
+class SharedError(UserError):
+    """Rank 0's ``UserError``, raised on every rank; only rank 0 needs to print it."""
+
+    def __init__(self, message: str, rank: int):
+        super().__init__(message)
+        self.rank = rank
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def start(device: str, timeout_s: float) -> tuple[Processes, str]:
+    """Join the process group torchrun set up; return it and this process's device
+    (``cuda:LOCAL_RANK`` when the device asked for is CUDA). One process: nothing to do."""
+    if not launched_by_torchrun():
+        return SINGLE, device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        if torch.cuda.device_count() <= local_rank:
+            raise UserError(
+                f"process {local_rank} of this machine has no GPU (found {torch.cuda.device_count()}); "
+                "lower --nproc_per_node"
+            )
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(local_rank)
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return Processes(dist.get_rank(), dist.get_world_size()), device
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def generator(device: torch.device, *key: int) -> torch.Generator:
+    """A generator seeded from ``key`` alone (e.g. seed, epoch, stream, rank): no state to
+    save for resume, and independent streams for every process."""
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; its gradient is the sum of the processes' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
+class GlooSyncBatchNorm(nn.BatchNorm2d):
+    """Batch norm whose training statistics cover the global batch on the CPU.
+
+    ``torch.nn.SyncBatchNorm`` runs on GPUs only; here the per-channel sums are all-reduced
+    by an autograd function whose backward pass all-reduces the gradients, so the result
+    and its gradient equal batch norm over the union of the processes' batches. Evaluation
+    uses the running statistics, like ``nn.BatchNorm2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        dims = [0, 2, 3]
+        local = torch.cat(
+            [
+                x.sum(dims, dtype=torch.float32),
+                (x.float() ** 2).sum(dims),
+                torch.tensor([x.numel() / x.shape[1]], device=x.device, dtype=torch.float32),
+            ]
+        )
+        total = _AllReduceSum.apply(local)
+        channels = x.shape[1]
+        count = total[-1]
+        mean = total[:channels] / count
+        var = total[channels : 2 * channels] / count - mean**2
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked)
+                unbiased = var * count / max(count.item() - 1, 1)
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+        shape = (1, channels, 1, 1)
+        y = (x.float() - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
+def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Batch norms replaced in place by synchronised ones (module names unchanged, so
+    drop sites still resolve): PyTorch's on GPUs, ``GlooSyncBatchNorm`` on the CPU."""
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is nn.BatchNorm2d:
+                replacement = GlooSyncBatchNorm(
+                    child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+                ).to(device)
+                replacement.load_state_dict(child.state_dict())
+                setattr(module, child_name, replacement)
+    return model
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """``netadjust search --nproc N``: run ``netadjust argv`` as N processes on this machine
+    under PyTorch's elastic launcher (the one torchrun drives); return their exit status.
+    The processes print their own errors, so a failure adds nothing but its status."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    agent_log = logging.getLogger("torch.distributed.elastic")
+    level = agent_log.level
+    agent_log.setLevel(logging.CRITICAL)  # its report of a failed process repeats what it printed
+    try:
+        elastic_launch(config, sys.executable)("-m", "netadjust", *argv)
+    except ChildFailedError as error:
+        codes = [failure.exitcode for failure in error.failures.values()]
+        return next((code for code in codes if code > 0), 1)
+    finally:
+        agent_log.setLevel(level)
+    return 0
