@@ -327,17 +327,30 @@ def command_search(args: argparse.Namespace) -> int:
         raise UserError(f"--dist-timeout is {args.dist_timeout}; give a positive number of seconds")
     processes, device = start(config.device, args.dist_timeout)
     config = dataclasses.replace(config, device=device)
+    nproc_flag = f" --nproc {processes.world_size}" if processes.world_size > 1 else ""
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     try:
         run_search(config, force=args.force, tensorboard=args.tensorboard, processes=processes)
     except (KeyboardInterrupt, Terminated) as stop:
+        if processes.is_main:
+            print(
+                f"netadjust: interrupted; {out} keeps the last checkpoint, continue with: "
+                f"netadjust search --resume {out}{nproc_flag}",
+                file=sys.stderr,
+            )
+        return 143 if isinstance(stop, Terminated) else 130
+    except RuntimeError as error:
+        if processes.world_size == 1:
+            raise
+        # a peer process died or hung: collective operations fail (gloo) or time out
+        reason = one_line(str(error).splitlines()[0] if str(error) else type(error).__name__)
         print(
-            f"netadjust: interrupted; {out} keeps the last checkpoint, continue with: "
-            f"netadjust search --resume {out}",
+            f"netadjust: error: process {processes.rank} lost contact with the others ({reason[:200]}); "
+            f"{out} keeps the last checkpoint, continue with: netadjust search --resume {out}{nproc_flag}",
             file=sys.stderr,
         )
-        return 143 if isinstance(stop, Terminated) else 130
+        return 1
     finally:
         stop_processes()
     return 0

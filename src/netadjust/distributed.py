@@ -113,19 +113,20 @@ def generator(device: torch.device, *key: int) -> torch.Generator:
 
 
 class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes; its gradient is the sum of the processes' gradients."""
+    """Sum over the processes of ``group``; its gradient is the sum of their gradients."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
         total = tensor.clone()
-        dist.all_reduce(total)
+        dist.all_reduce(total, group=group)
         return total
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, grad: torch.Tensor):
         total = grad.clone()
-        dist.all_reduce(total)
-        return total
+        dist.all_reduce(total, group=ctx.group)
+        return total, None
 
 
 class GlooSyncBatchNorm(nn.BatchNorm2d):
@@ -134,25 +135,25 @@ class GlooSyncBatchNorm(nn.BatchNorm2d):
     ``torch.nn.SyncBatchNorm`` runs on GPUs only; here the per-channel sums are all-reduced
     by an autograd function whose backward pass all-reduces the gradients, so the result
     and its gradient equal batch norm over the union of the processes' batches. Evaluation
-    uses the running statistics, like ``nn.BatchNorm2d``.
+    uses the running statistics, like ``nn.BatchNorm2d``. ``group`` is a process group of
+    its own: DDP all-reduces gradient buckets during the same backward pass, and two
+    streams of collectives on one group could pair up differently on different processes.
     """
+
+    group = None  # set by sync_batch_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
         dims = [0, 2, 3]
-        local = torch.cat(
-            [
-                x.sum(dims, dtype=torch.float32),
-                (x.float() ** 2).sum(dims),
-                torch.tensor([x.numel() / x.shape[1]], device=x.device, dtype=torch.float32),
-            ]
-        )
-        total = _AllReduceSum.apply(local)
         channels = x.shape[1]
+        values = x.to(torch.promote_types(x.dtype, torch.float32))  # bf16 under autocast: float32
+        # two passes, as batch norm itself: the global mean, then the spread around it
+        local = torch.cat([values.sum(dims), values.new_tensor([values.numel() / channels])])
+        total = _AllReduceSum.apply(local, self.group)
         count = total[-1]
         mean = total[:channels] / count
-        var = total[channels : 2 * channels] / count - mean**2
+        var = _AllReduceSum.apply(((values - mean.view(1, -1, 1, 1)) ** 2).sum(dims), self.group) / count
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
@@ -161,7 +162,7 @@ class GlooSyncBatchNorm(nn.BatchNorm2d):
                 self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
         shape = (1, channels, 1, 1)
-        y = (x.float() - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y = (values - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)
@@ -172,13 +173,17 @@ def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
     drop sites still resolve): PyTorch's on GPUs, ``GlooSyncBatchNorm`` on the CPU."""
     if device.type != "cpu":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    group = dist.new_group(backend="gloo")
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if type(child) is nn.BatchNorm2d:
                 replacement = GlooSyncBatchNorm(
                     child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
-                ).to(device)
+                )
+                like = next(child.parameters(), child.running_mean)
+                replacement.to(device=device, dtype=like.dtype)
                 replacement.load_state_dict(child.state_dict())
+                replacement.group = group
                 setattr(module, child_name, replacement)
     return model
 
@@ -187,6 +192,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     """``netadjust search --nproc N``: run ``netadjust argv`` as N processes on this machine
     under PyTorch's elastic launcher (the one torchrun drives); return their exit status.
     The processes print their own errors, so a failure adds nothing but its status."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -201,14 +207,23 @@ def launch(nproc: int, argv: list[str]) -> int:
         monitor_interval=0.5,
     )
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    agent_log = logging.getLogger("torch.distributed.elastic")
-    level = agent_log.level
-    agent_log.setLevel(logging.CRITICAL)  # its report of a failed process repeats what it printed
+    # the agent's own reports of a stopped or failed process repeat what the processes print
+    quiet = [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("torch.distributed.elastic")
+    ]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)("-m", "netadjust", *argv)
     except ChildFailedError as error:
         codes = [failure.exitcode for failure in error.failures.values()]
         return next((code for code in codes if code > 0), 1)
+    except SignalException as stop:  # SIGTERM/SIGINT: the agent has stopped the processes
+        return 128 + int(stop.sigval)
     finally:
-        agent_log.setLevel(level)
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
     return 0

@@ -174,6 +174,7 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
+    inputs_dtype = next(model.parameters()).dtype  # float32, or float64 for exact comparisons
     forward = model
     if world > 1:
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -213,7 +214,7 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup_steps, recipe)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                    logits = forward(images.contiguous(memory_format=memory_format))
+                    logits = forward(images.to(inputs_dtype).contiguous(memory_format=memory_format))
                     loss = F.cross_entropy(logits.float(), labels, label_smoothing=recipe.label_smoothing)
                 if world > 1:  # DDP averages over processes: weigh each by its share of the batch
                     loss = loss * (len(labels) * world / batch_total)
