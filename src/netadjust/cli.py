@@ -17,7 +17,7 @@ from pathlib import Path
 from .adjust import AdjustRule
 from .api import cost
 from .cost import model_cost
-from .distributed import SharedError, launch, launched_by_torchrun, start
+from .distributed import SharedError, launch, launched_by_torchrun, local_device, start
 from .distributed import stop as stop_processes
 from .errors import UserError
 from .presets import PRESETS
@@ -315,18 +315,18 @@ def command_search(args: argparse.Namespace) -> int:
             else search_config(args)
         )
         return launch(args.nproc, without_flag(args.argv, "--nproc"))
-    if args.resume:
+    if args.dist_timeout <= 0:
+        raise UserError(f"--dist-timeout is {args.dist_timeout}; give a positive number of seconds")
+    processes = start(args.dist_timeout)
+    if args.resume:  # rank 0 reads the run directory: other machines need not see it
         out = Path(args.resume)
-        config = search_config_from_settings(read_run_settings(out), str(out))
+        config = search_config_from_settings(processes.agree(lambda: read_run_settings(out)), str(out))
         if args.device:
             config = dataclasses.replace(config, device=args.device)
     else:
         config = search_config(args)
         out = Path(config.out)
-    if args.dist_timeout <= 0:
-        raise UserError(f"--dist-timeout is {args.dist_timeout}; give a positive number of seconds")
-    processes, device = start(config.device, args.dist_timeout)
-    config = dataclasses.replace(config, device=device)
+    config = dataclasses.replace(config, device=local_device(config.device, processes))
     nproc_flag = f" --nproc {processes.world_size}" if processes.world_size > 1 else ""
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored

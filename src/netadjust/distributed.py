@@ -81,23 +81,28 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def start(device: str, timeout_s: float) -> tuple[Processes, str]:
-    """Join the process group torchrun set up; return it and this process's device
-    (``cuda:LOCAL_RANK`` when the device asked for is CUDA). One process: nothing to do."""
+def start(timeout_s: float) -> Processes:
+    """Join the process group torchrun set up (nothing to do for one process). The backend
+    follows the tensors: gloo for CPU ones, nccl for CUDA ones."""
     if not launched_by_torchrun():
-        return SINGLE, device
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        if torch.cuda.device_count() <= local_rank:
-            raise UserError(
-                f"process {local_rank} of this machine has no GPU (found {torch.cuda.device_count()}); "
-                "lower --nproc_per_node"
-            )
-        device = f"cuda:{local_rank}"
-        torch.cuda.set_device(local_rank)
-    backend = "nccl" if device.startswith("cuda") else "gloo"
+        return SINGLE
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return Processes(dist.get_rank(), dist.get_world_size()), device
+    return Processes(dist.get_rank(), dist.get_world_size())
+
+
+def local_device(device: str, processes: Processes) -> str:
+    """This process's device: with several processes on CUDA, the GPU of its local rank."""
+    if processes.world_size == 1 or not device.startswith("cuda"):
+        return device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.device_count() <= local_rank:
+        raise UserError(
+            f"process {local_rank} of this machine has no GPU (found {torch.cuda.device_count()}); "
+            "start at most one process per GPU"
+        )
+    torch.cuda.set_device(local_rank)
+    return f"cuda:{local_rank}"
 
 
 def stop() -> None:
