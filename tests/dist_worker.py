@@ -76,8 +76,6 @@ def netadjust_data(data_dir: str):
 if __name__ == "__main__":
     job, data_dir, path, result = sys.argv[1:5]
     processes = start(timeout_s=120)
-    try:
-        jobs = {"fur": fur_job, "step": step_job, "step-unsynced": partial(step_job, sync_bn=False)}
-        jobs[job](data_dir, path, Path(result), processes)
-    finally:
-        stop()
+    jobs = {"fur": fur_job, "step": step_job, "step-unsynced": partial(step_job, sync_bn=False)}
+    jobs[job](data_dir, path, Path(result), processes)
+    stop(clean=True)

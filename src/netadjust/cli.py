@@ -330,8 +330,10 @@ def command_search(args: argparse.Namespace) -> int:
     nproc_flag = f" --nproc {processes.world_size}" if processes.world_size > 1 else ""
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    finished = False
     try:
         run_search(config, force=args.force, tensorboard=args.tensorboard, processes=processes)
+        finished = True
     except (KeyboardInterrupt, Terminated) as stop:
         if processes.is_main:
             print(
@@ -352,7 +354,7 @@ def command_search(args: argparse.Namespace) -> int:
         )
         return 1
     finally:
-        stop_processes()
+        stop_processes(clean=finished)
     return 0
 
 

@@ -105,8 +105,12 @@ def local_device(device: str, processes: Processes) -> str:
     return f"cuda:{local_rank}"
 
 
-def stop() -> None:
+def stop(clean: bool) -> None:
+    """Leave the process group. After a clean finish, first wait for every process: one that
+    tears its connections down while a peer is still using them can abort the peer."""
     if dist.is_initialized():
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()
 
 
