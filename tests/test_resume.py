@@ -13,8 +13,8 @@ import torch
 from test_cli import assert_user_error, netadjust
 
 SEARCH = (
-    "--width-mult 0.25 --train-limit 1500 --val-limit 1000 --test-limit 200 --epochs 3 "
-    "--repeats 3 --iterations 2 --k 2 --batch-size 100"
+    "--width-mult 0.25 --train-limit 1500 --val-limit 400 --test-limit 200 --epochs 3 "
+    "--repeats 2 --iterations 2 --k 2 --batch-size 100"
 ).split()
 
 
@@ -122,7 +122,7 @@ def test_a_signal_stops_the_search_and_says_how_to_resume(
 
 def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fashion_dir):
     out = tmp_path / "run"
-    quick = ["--data-dir", fashion_dir, "--out", out, *SEARCH, "--iterations", 1]  # the last flag wins
+    quick = ["--data-dir", fashion_dir, "--out", out, *SEARCH, "--iterations", 1, "--epochs", 1]  # last wins
     assert netadjust("search", *quick).returncode == 0
     before = (out / "final.json").read_text()
     assert_user_error(netadjust("search", *quick), "finished search", "--force")
