@@ -96,7 +96,8 @@ def search(preset: str = "quick", *, force: bool = False, log=print, **options) 
     from .cli import build_parser, search_config
 
     args = build_parser().parse_args(["search", "--preset", preset])
-    unknown = sorted(set(options) - set(vars(args)))
+    command_line_only = {"nproc", "dist_timeout", "resume", "preset"}  # one process here; preset= above
+    unknown = sorted(set(options) - (set(vars(args)) - command_line_only))
     if unknown:
         raise TypeError(f"unknown search options {unknown}; see `netadjust search --help`")
     widths = options.pop("widths", None)
