@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import write_mnist_like
 
 
@@ -190,3 +192,27 @@ def test_search_refuses_a_directory_that_holds_a_run(tmp_path):
 def test_help_works():
     result = netadjust("search", "--help")
     assert result.returncode == 0 and "--iterations" in result.stdout
+
+
+def test_a_params_budget_holds_params_while_macs_move(tmp_path):
+    data = write_mnist_like(tmp_path / "data", n_train=500, n_test=60)
+    out = tmp_path / "run"
+    args = ["--dataset", "mnist", "--data-dir", data, "--iterations", 3, "--k", 3, "--adjust-rate", 0.4]
+    result = netadjust("search", "--budget", "params", "--out", out, *args, *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "params; run directory" in result.stdout  # the budget is stated in params
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    final = json.loads((out / "final.json").read_text())
+    budget = final["original_params"]
+    assert final["budget"] == "params" and abs(final["params"] - budget) <= 0.01 * budget
+    for record in history:
+        assert abs(record["next_params"] - budget) <= 0.01 * budget
+    # f_i counts parameters: at the base widths a stage-3 width takes part in 15.7 times the
+    # parameters of a stage-1 width, while their MACs are equal (see test_cost)
+    f = history[0]["sensitivities"]
+    assert f["stage3.block1.conv1"] == pytest.approx(15.68 * f["stage1.block1.conv1"], rel=1e-3)
+    assert abs(final["macs"] / final["original_macs"] - 1) > 0.01  # MACs were free to move
+
+    printed = json.loads(netadjust("cost", "resnet20", "--budget", "params", "--json").stdout)
+    assert printed["budget"] == {"measure": "params", "value": printed["params"]}
+    assert "budget" not in json.loads(netadjust("cost", "resnet20", "--json").stdout)

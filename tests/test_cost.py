@@ -81,3 +81,14 @@ def test_count_runs_on_the_meta_device_without_memory():
     assert cost.macs > 0 and cost.params > 0
     with torch.device("meta"):
         assert next(build(spec).parameters()).is_meta
+
+
+def test_sensitivities_in_macs_are_equal_across_stages_and_in_params_are_not():
+    spec = ModelSpec(width_mult=0.25, in_channels=1, image_size=28)
+    widths = base_widths(spec)
+    macs, params = (sensitivities(spec, widths, measure) for measure in ("macs", "params"))
+    assert macs["stage3.block1.conv1"] == macs["stage1.block1.conv1"]  # ResNet: equal MACs per stage
+    # a 3x3 conv of c_in -> c (+ BN) and the next conv reading c: f = c * (9 c_in + 2 + 9 c_next)
+    c1, c3 = widths["stage1.block1.conv1"], widths["stage3.block1.conv1"]
+    assert params["stage1.block1.conv1"] == c1 * (9 * c1 + 2 + 9 * c1)
+    assert params["stage3.block1.conv1"] == c3 * (9 * c3 + 2 + 9 * c3)

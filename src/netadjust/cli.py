@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_flags(search)
     group = search.add_argument_group("search")
     group.add_argument("--iterations", type=int, default=None)
+    group.add_argument(
+        "--budget",
+        choices=["macs", "params"],
+        default="macs",
+        help="the cost held constant: MACs (default, the paper's) or parameters",
+    )
     group.add_argument("--drop-rate", type=float, default=None, help="p0, FUR base drop rate")
     group.add_argument("--max-drop-rate", type=float, default=0.9, help="FUR drop rates are clipped here")
     group.add_argument("--repeats", type=int, default=None, help="T, masks per width in FUR")
@@ -198,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--num-classes", type=int, default=10)
     cost.add_argument("--in-channels", type=int, default=3)
     cost.add_argument("--image-size", type=int, default=32)
+    cost.add_argument("--budget", choices=["macs", "params"], default=None, help="name the budget measure")
     cost.add_argument("--json", action="store_true", help="print one JSON object")
 
     report = commands.add_parser("report", help="plots and a Markdown summary of a run directory")
@@ -395,6 +402,7 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
             min_width=pick(args, preset, "min_width"),
         ),
         iterations=pick(args, preset, "iterations"),
+        budget=args.budget,
         initial_widths=widths,
         seed=args.seed,
         device=args.device or default_device(),
@@ -445,7 +453,10 @@ def command_cost(args: argparse.Namespace) -> int:
         padding=spec.padding,
     )
     if args.json:
-        print(json.dumps(asdict(report)))
+        printed = asdict(report)
+        if args.budget:
+            printed["budget"] = {"measure": args.budget, "value": printed[args.budget]}
+        print(json.dumps(printed))
     else:
         print(
             f"{spec.space}: {report.macs:,} MACs, {report.params:,} params "

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .adjust import closest_scaling
-from .cost import model_cost
+from .cost import measure, model_cost
 from .errors import UserError
 from .export import save_weights
 from .retrain import train_on_full
@@ -30,10 +30,12 @@ MATCHED = ("widths", "seed", "recipe", "dataset", "data_sizes")  # a kept result
 
 def candidate_widths(run: Run, spec: ModelSpec) -> dict[str, Widths]:
     """The three networks: the uniform one is the original scaled by one factor to the
-    searched network's MACs (the original itself when those equal the budget)."""
+    searched network's cost in the run's budget measure, MACs or params (the original
+    itself when those are equal)."""
     original, searched = run.final["original_widths"], run.final["widths"]
+    held = run.settings.get("budget", "macs")
     uniform = closest_scaling(
-        original, lambda widths: model_cost(spec, widths).macs, run.final["macs"], min_width=1
+        original, lambda widths: measure(spec, widths, held), run.final[held], min_width=1
     )
     return {"original": original, "searched": searched, "uniform": uniform}
 
@@ -64,11 +66,12 @@ def compare_run(
     data_config.validate()
     torch_device = resolve_device(device or run.settings["device"])
     networks = candidate_widths(run, spec)
-    uniform_macs = model_cost(spec, networks["uniform"]).macs
-    if abs(uniform_macs - run.final["macs"]) > 0.01 * run.final["macs"]:
+    held = run.settings.get("budget", "macs")
+    uniform_cost = measure(spec, networks["uniform"], held)
+    if abs(uniform_cost - run.final[held]) > 0.01 * run.final[held]:
         log(
             f"warning: no single scale factor brings the original widths within 1% of the searched "
-            f"network's {run.final['macs']:,} MACs (closest: {uniform_macs:,}); the network is too narrow"
+            f"network's {run.final[held]:,} {held} (closest: {uniform_cost:,}); the network is too narrow"
         )
     folder = run_dir / "compare"
     check_writable(folder)

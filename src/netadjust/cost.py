@@ -47,15 +47,23 @@ def _cached_cost(spec: ModelSpec, widths_key: tuple[tuple[str, int], ...] | None
     return count(model.eval(), (spec.in_channels, spec.image_size, spec.image_size))
 
 
-def sensitivities(spec: ModelSpec, widths: Widths) -> dict[str, float]:
-    """``f_i = c_i * dF/dc_i``: the MACs that width i's channels take part in.
+MEASURES = ("macs", "params")  # what a budget can hold constant
 
-    F is at most quadratic in each single width, so a central difference (or, at width 1,
-    the one-sided three-point difference) of the traced count is exact.
+
+def measure(spec: ModelSpec, widths: Widths, name: str) -> int:
+    """The budget measure ``name`` ("macs" or "params") of ``widths``."""
+    return getattr(model_cost(spec, widths), name)
+
+
+def sensitivities(spec: ModelSpec, widths: Widths, budget: str = "macs") -> dict[str, float]:
+    """``f_i = c_i * dF/dc_i``: the MACs (or parameters) that width i's channels take part in.
+
+    Both are at most quadratic in each single width, so a central difference (or, at width
+    1, the one-sided three-point difference) of the traced count is exact.
     """
 
     def macs_at(name: str, value: int) -> int:
-        return model_cost(spec, {**widths, name: value}).macs
+        return measure(spec, {**widths, name: value}, budget)
 
     result = {}
     for name, c in widths.items():

@@ -115,26 +115,34 @@ def plot_fur(run: Run, path: Path) -> None:
 def plot_progress(run: Run, path: Path) -> None:
     plt = _pyplot()
     iterations = [r["iteration"] + 1 for r in run.history]
-    budget = run.history[0]["macs"]
+    held = run.settings.get("budget", "macs")
     figure, (accuracy, macs, params) = plt.subplots(1, 3, figsize=(11, 3.4))
     accuracy.plot(iterations, [100 * r["val"]["top1"] for r in run.history], "o-", label="validation")
     accuracy.plot(iterations, [100 * r["test"]["top1"] for r in run.history], "s--", label="test")
     accuracy.set_ylabel("top-1 (%)")
     accuracy.legend(fontsize=8)
-    macs.plot(iterations, [r["macs"] / 1e6 for r in run.history], "o-")
-    macs.plot(
-        [iterations[-1] + 1], [run.history[-1]["next_macs"] / 1e6], "o", fillstyle="none", label="result"
-    )
-    macs.axhline(budget / 1e6, color="0.5", linestyle=":", label="budget")
-    macs.fill_between(iterations, 0.99 * budget / 1e6, 1.01 * budget / 1e6, color="0.85", label="±1%")
-    macs.set_ylabel("MMACs")
-    macs.legend(fontsize=8)
-    params.plot(iterations, [r["params"] / 1e3 for r in run.history], "o-", color="tab:green")
-    params.set_ylabel("parameters (thousands)")
+    for axes, key, scale, label, colour in (
+        (macs, "macs", 1e6, "MMACs", "tab:blue"),
+        (params, "params", 1e3, "parameters (thousands)", "tab:green"),
+    ):
+        axes.plot(iterations, [r[key] / scale for r in run.history], "o-", color=colour)
+        result = run.history[-1].get(f"next_{key}")  # next_params: runs of netadjust >= 0.1.0 only
+        if result is not None:
+            axes.plot(
+                [iterations[-1] + 1], [result / scale], "o", color=colour, fillstyle="none", label="result"
+            )
+        if key == held:
+            budget = run.history[0][key] / scale
+            span = [iterations[0], iterations[-1] + 1]
+            axes.axhline(budget, color="0.5", linestyle=":", label="budget")
+            axes.fill_between(span, 0.99 * budget, 1.01 * budget, color="0.85", label="±1%")
+        axes.set_ylabel(label)
+        axes.legend(fontsize=8)
+        axes.set_xticks(iterations + [iterations[-1] + 1])
     for axes in (accuracy, macs, params):
         axes.set_xlabel("iteration (network trained)")
-        axes.set_xticks(iterations + [iterations[-1] + 1] if axes is macs else iterations)
         axes.grid(alpha=0.3)
+    accuracy.set_xticks(iterations)
     figure.suptitle("search progress: each iteration's network, trained for the search")
     _save(figure, path)
 
@@ -178,6 +186,7 @@ def markdown(run: Run) -> str:
         f"lr {recipe['lr']} cosine to {recipe['lr_min']}, weight decay {recipe['weight_decay']}, "
         f"precision {recipe['precision']}",
         f"- FUR: base drop rate {fur['base_rate']}, {fur['repeats']} repeats, method {last['fur_method']}",
+        f"- budget: {settings.get('budget', 'macs')} held within 1% of the original network's",
         f"- adjustment: k0 {rule['k0']} (decay {rule['k_decay']}), rate {rule['rate']} "
         f"(rank decay {rule['rate_decay']}), minimum width {rule['min_width']}",
         f"- seed {settings['seed']}, device {settings['provenance']['device']}, "

@@ -15,7 +15,7 @@ import torch
 
 from . import __version__
 from .adjust import AdjustRule, adjust, layers_to_move, rescale
-from .cost import Cost, model_cost, sensitivities
+from .cost import MEASURES, measure, model_cost, sensitivities
 from .data import DatasetInfo, ImageSet, content_hash, dataset_info, load, split
 from .distributed import SINGLE, Processes
 from .errors import UserError
@@ -72,6 +72,7 @@ class SearchConfig:
     fur: FurConfig = field(default_factory=FurConfig)
     rule: AdjustRule = field(default_factory=AdjustRule)
     iterations: int = 10
+    budget: str = "macs"  # the cost held constant: "macs" or "params"
     initial_widths: Widths | None = None  # None: the space's base widths
     seed: int = 0
     device: str = "cpu"
@@ -153,6 +154,7 @@ def train_candidate(
     return model, log
 
 
+UNITS = {"macs": "MACs", "params": "params"}
 LOW_STABILITY = 0.8  # split-half Spearman below this earns a warning
 CHECKPOINT = "checkpoint.pt"  # the current iteration's training state, written every epoch
 RUN_FILES = ("config.json", "history.jsonl", "final.json", CHECKPOINT)
@@ -169,6 +171,7 @@ def search_config_from_settings(settings: dict, out: str) -> SearchConfig:
             fur=FurConfig(**settings["fur"]),
             rule=AdjustRule(**settings["rule"]),
             iterations=settings["iterations"],
+            budget=settings.get("budget", "macs"),
             initial_widths=settings["initial_widths"],
             seed=settings["seed"],
             device=settings["device"],
@@ -261,6 +264,8 @@ def validate(config: SearchConfig) -> None:
     config.data.validate()
     if config.iterations < 1:
         raise UserError(f"--iterations is {config.iterations}; give at least 1")
+    if config.budget not in MEASURES:
+        raise UserError(f"--budget is {config.budget!r}; choose one of {', '.join(MEASURES)}")
 
 
 def run_search(
@@ -284,8 +289,8 @@ def run_search(
     )
     config.rule.validate(len(initial))
     budget = model_cost(spec, initial)
-    macs_of = lambda widths: model_cost(spec, widths).macs  # noqa: E731
-    rescale(initial, macs_of, budget.macs, config.rule.min_width)  # fails early if unreachable
+    cost_of = lambda widths: measure(spec, widths, config.budget)  # noqa: E731
+    rescale(initial, cost_of, cost_of(initial), config.rule.min_width)  # fails early if unreachable
     settings = json.loads(json.dumps(dataclasses.asdict(config)))
     settings["model"] = dataclasses.asdict(spec)
     settings["initial_widths"] = initial
@@ -309,7 +314,7 @@ def run_search(
     log(
         f"search: {spec.space} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
         f"{len(data.test)} test images), {config.iterations} iterations, device {device}, "
-        f"budget {budget.macs:,} MACs; run directory {out}"
+        f"budget {getattr(budget, config.budget):,} {UNITS[config.budget]}; run directory {out}"
         + (f"; resuming at iteration {len(history) + 1}" if history else "")
         + (
             f"; {processes.world_size} processes, batch {batch} per process = {batch * processes.world_size}"
@@ -320,7 +325,7 @@ def run_search(
 
     scalars = ScalarLog(out / "tensorboard" if tensorboard and processes.is_main else None)
     try:
-        widths = _iterate(config, spec, data, initial, budget, history, device, out, scalars, log, processes)
+        widths = _iterate(config, spec, data, initial, history, device, out, scalars, log, processes)
     finally:
         scalars.close()
 
@@ -334,6 +339,7 @@ def run_search(
         "original_widths": initial,
         "original_macs": budget.macs,
         "original_params": budget.params,
+        "budget": config.budget,
         "iterations": config.iterations,
     }
     if processes.is_main:
@@ -353,7 +359,6 @@ def _iterate(
     spec: ModelSpec,
     data: PreparedData,
     initial: Widths,
-    budget: Cost,
     history: list[dict],
     device: torch.device,
     out: Path,
@@ -363,7 +368,8 @@ def _iterate(
 ) -> Widths:
     """The iterations not in ``history`` yet, each appended to ``history.jsonl``; returns
     the widths after the last one."""
-    macs_of = lambda widths: model_cost(spec, widths).macs  # noqa: E731
+    cost_of = lambda widths: measure(spec, widths, config.budget)  # noqa: E731
+    target = cost_of(initial)
     widths = history[-1]["next_widths"] if history else initial
     for iteration in range(len(history), config.iterations):
         seed = config.seed + 1000 * iteration
@@ -391,7 +397,7 @@ def _iterate(
         test = evaluate(model, data.test, data.info, processes=processes)
 
         timer = time.perf_counter()
-        f = sensitivities(spec, widths)
+        f = sensitivities(spec, widths, config.budget)
         estimate = estimate_fur(
             model,
             data.val,
@@ -411,7 +417,7 @@ def _iterate(
 
         timer = time.perf_counter()
         adjusted, grown, shrunk = adjust(widths, estimate.fur, initial, iteration, config.rule)
-        next_widths = processes.broadcast(rescale(adjusted, macs_of, budget.macs, config.rule.min_width))
+        next_widths = processes.broadcast(rescale(adjusted, cost_of, target, config.rule.min_width))
         seconds_adjust = time.perf_counter() - timer
 
         cost = model_cost(spec, widths)
@@ -436,11 +442,13 @@ def _iterate(
             "grown": grown,
             "shrunk": shrunk,
             "next_widths": next_widths,
-            "next_macs": macs_of(next_widths),
+            "next_macs": measure(spec, next_widths, "macs"),
+            "next_params": measure(spec, next_widths, "params"),
             "seconds": {"train": seconds_train, "fur": seconds_fur, "adjust": seconds_adjust},
         }
         if processes.is_main:
             append_jsonl(out / "history.jsonl", record)
+        next_cost = cost_of(next_widths)
         history.append(record)
         scalars.add(
             "search",
@@ -456,7 +464,7 @@ def _iterate(
         log(
             f"{label}: val top1 {val['top1']:.4f} test top1 {test['top1']:.4f} | "
             f"grow {', '.join(grown) or '-'} | shrink {', '.join(shrunk) or '-'} | "
-            f"next {record['next_macs']:,} MACs ({record['next_macs'] / budget.macs - 1:+.2%}) | "
+            f"next {next_cost:,} {UNITS[config.budget]} ({next_cost / target - 1:+.2%}) | "
             f"train {seconds_train:.0f}s fur {seconds_fur:.0f}s | FUR split-half "
             f"Spearman {agreement['spearman']:.2f}"
             + (
