@@ -127,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default="quick",
-        help="group of defaults: quick (minutes on a CPU) or paper (reference CIFAR)",
+        help="group of defaults: quick (minutes on a CPU: half-width ResNet-20, Fashion-MNIST, "
+        "3 iterations of 3 epochs) or paper (the reference's CIFAR setting: ResNet-20, CIFAR-100, "
+        "10 iterations of 200 epochs, lr 0.15, batch 128, drop rate 0.05, T 5, k 6 decaying 0.5, "
+        "adjust rate 0.15 decaying 0.01 per rank, min width 4)",
     )
     add_model_flags(search)
     add_data_flags(search)
