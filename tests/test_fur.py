@@ -56,12 +56,23 @@ def test_fur_is_the_mean_loss_rise_per_removed_mac():
     assert list(estimate.fur) == list(base_widths(SPEC))
 
 
-@pytest.mark.parametrize("space, padding", [("resnet20", "max"), ("resnet20", "local"), ("plain20", "max")])
-def test_fast_path_equals_the_reference_path(space, padding, fashion_dir):
+@pytest.mark.parametrize(
+    "space, padding, width_mult, exact",
+    [
+        ("resnet20", "max", 0.5, True),
+        ("resnet20", "local", 0.5, True),
+        ("plain20", "max", 0.5, True),
+        # this one barely learns in one short epoch: its loss rises are ~1e-5 of the loss, and
+        # the fast path's clean convs run on a third of the batch, where oneDNN rounds
+        # differently; so compare the loss rises to float32 precision of the loss instead
+        ("resnet18-small", "max", 0.125, False),
+    ],
+)
+def test_fast_path_equals_the_reference_path(space, padding, width_mult, exact, fashion_dir):
     from netadjust.data import load
     from netadjust.train import Recipe, fit
 
-    spec = ModelSpec(space, in_channels=1, image_size=28, width_mult=0.5, padding=padding)
+    spec = ModelSpec(space, in_channels=1, image_size=28, width_mult=width_mult, padding=padding)
     train, test, info = load("fashion-mnist", fashion_dir)
     torch.manual_seed(0)
     widths = {name: w + i % 3 for i, (name, w) in enumerate(base_widths(spec).items())}  # uneven widths
@@ -75,7 +86,11 @@ def test_fast_path_equals_the_reference_path(space, padding, fashion_dir):
     assert fast.method == "fast" and reference.method == "reference"
     assert fast.clean_loss == pytest.approx(reference.clean_loss, rel=1e-6)
     for name in widths:
-        assert fast.fur[name] == pytest.approx(reference.fur[name], rel=1e-5, abs=0), name
+        if exact:
+            assert fast.fur[name] == pytest.approx(reference.fur[name], rel=1e-5, abs=0), name
+        else:
+            rise, rise_ref = fast.loss_increase[name], reference.loss_increase[name]
+            assert rise == pytest.approx(rise_ref, abs=1e-7 * reference.clean_loss), name
 
 
 def test_models_without_a_chain_take_the_reference_path():

@@ -3,6 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from netadjust.cost import Cost, model_cost
 from netadjust.errors import UserError
 from netadjust.spaces import ModelSpec, base_widths, build, check_widths, get_space, space_names
 
@@ -64,7 +65,9 @@ def test_plain_net_has_no_shortcut():
 @settings(max_examples=15, deadline=None)
 @given(st.data())
 def test_random_widths_build_and_run(data):
-    space = data.draw(st.sampled_from(["resnet20", "plain20"]))
+    space = data.draw(
+        st.sampled_from(["resnet20", "plain20", "resnet18", "resnet18-small", "resnet34-small"])
+    )
     padding = data.draw(st.sampled_from(["max", "local"]))
     spec = ModelSpec(
         space, in_channels=3, image_size=data.draw(st.sampled_from([17, 28, 32])), padding=padding
@@ -97,3 +100,45 @@ def test_bad_widths_are_refused():
     for bad in (0, -3, 2.5, "16", True):
         with pytest.raises(UserError, match="positive integers"):
             check_widths(spec, {**good, "stage1.block0.conv1": bad})
+
+
+def test_imagenet_resnets_count_the_published_figures():
+    imagenet = dict(num_classes=1000, in_channels=3, image_size=224)
+    assert model_cost(ModelSpec("resnet18", **imagenet)) == Cost(macs=1_814_073_344, params=11_689_512)
+    assert model_cost(ModelSpec("resnet34", **imagenet)).params == 21_797_672  # torchvision's count
+    small = ModelSpec("resnet18-small", num_classes=10, in_channels=3, image_size=32)
+    model = build(small)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    # by hand: a stride-1 3x3 stem and no max-pool, so stage 1 runs at 32x32; stages 2-4 at
+    # 16, 8, 4 pixels a side with two 3x3 convs per block and one 1x1 projection each
+
+    def stage(pixels: int, c_in: int, c: int) -> int:
+        return pixels * (9 * (c_in * c + 3 * c * c) + c_in * c)
+
+    by_hand = 3 * 64 * 9 * 1024 + 4 * 64 * 64 * 9 * 1024
+    by_hand += stage(16 * 16, 64, 128) + stage(8 * 8, 128, 256) + stage(4 * 4, 256, 512) + 512 * 10
+    assert model_cost(small).macs == by_hand == 555_422_720
+
+
+def test_twice_as_wide_resnet20_is_four_times_the_body():
+    one = model_cost(ModelSpec("resnet20", num_classes=100)).macs
+    two = model_cost(ModelSpec("resnet20", num_classes=100, width_mult=2)).macs
+    stem, head = 3 * 16 * 9 * 32 * 32, 64 * 100  # scale by 2 (one side of each grows)
+    assert one == 40_556_800
+    assert two == 4 * (one - stem - head) + 2 * stem + 2 * head == 161_329_664
+
+
+def test_every_drop_site_of_the_imagenet_resnets_changes_the_output():
+    from netadjust.channel_drop import ChannelDrop
+
+    for space in ("resnet18", "resnet34-small"):
+        spec = ModelSpec(space, in_channels=3, image_size=32, width_mult=0.125)
+        torch.manual_seed(0)
+        model = build(spec).eval()
+        x = torch.randn(2, 3, 32, 32)
+        clean = model(x)
+        assert list(model.drop_sites) == list(base_widths(spec))
+        with ChannelDrop(model, model.drop_sites, torch.Generator().manual_seed(0)) as drop:
+            for name in model.drop_sites:
+                drop.set_rates({name: 0.5})
+                assert not torch.allclose(model(x), clean), name

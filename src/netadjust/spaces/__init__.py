@@ -109,4 +109,5 @@ def build(spec: ModelSpec, widths: Widths | None = None) -> nn.Module:
     return space.build(spec, widths)
 
 
-from . import resnet_cifar  # noqa: E402,F401  (registers the CIFAR ResNets and plain nets)
+# importing the families registers their spaces
+from . import resnet_cifar, resnet_imagenet  # noqa: E402,F401

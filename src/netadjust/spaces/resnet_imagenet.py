@@ -1,0 +1,125 @@
+"""ResNet-18 and ResNet-34 in the ImageNet form (He et al. 2016), and a small-input form.
+
+Four stages of basic blocks (2-2-2-2 or 3-4-6-3) at base widths 64/128/256/512, each
+block's two 3x3 convs searchable. The first block of stages 2-4 strides and carries a 1x1
+stride-2 projection (conv + batch norm) to its output width; inside a stage the
+shortcuts are parameter-free, zero-padded as in the CIFAR ResNets ("max" or "local").
+ImageNet form: 7x7 stride-2 stem and 3x3 stride-2 max-pool. Small-input form
+(``-small``, for 32x32 or 28x28 data): a 3x3 stride-1 stem and no max-pool. The stem
+(in_channels -> 64 * width_mult) is not searched.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from . import ModelSpec, SearchSpace, Widths, register
+from .resnet_cifar import PADDING_MODES, BasicBlock, Head, scaled
+
+STAGE_WIDTHS = (64, 128, 256, 512)
+BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+class ProjectedBlock(BasicBlock):
+    """A basic block whose shortcut is a strided 1x1 conv and batch norm to its output width."""
+
+    def __init__(self, in_width: int, mid: int, out: int, stride: int):
+        super().__init__(in_width, mid, out, stride, shortcut="projection")
+        self.out_width = out
+        self.project = nn.Sequential(
+            OrderedDict(
+                conv=nn.Conv2d(in_width, out, 1, stride, bias=False),
+                bn=nn.BatchNorm2d(out),
+            )
+        )
+
+    def merge(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.project(x) + y, inplace=True)
+
+
+class ImageNetStem(nn.Module):
+    """7x7 stride-2 conv, batch norm, relu, 3x3 stride-2 max-pool; or, for small inputs,
+    a 3x3 stride-1 conv, batch norm and relu."""
+
+    def __init__(self, in_channels: int, width: int, small: bool):
+        super().__init__()
+        self.small = small
+        if small:
+            self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        else:
+            self.conv = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.conv(x)), inplace=True)
+        return x if self.small else F.max_pool2d(x, 3, 2, 1)
+
+
+class ImageNetResNet(nn.Module):
+    """Stem, four stages, head; ``chain()`` as in ``CifarResNet``."""
+
+    def __init__(self, spec: ModelSpec, widths: Widths, blocks: tuple[int, ...], small: bool):
+        super().__init__()
+        stream = scaled(64, spec.width_mult)
+        self.stem = ImageNetStem(spec.in_channels, stream, small)
+        self.drop_sites: dict[str, str] = {}
+        self.stages = len(blocks)
+        for stage, count in enumerate(blocks, start=1):
+            layers = OrderedDict()
+            for index in range(count):
+                prefix = f"stage{stage}.block{index}"
+                mid, out = widths[f"{prefix}.conv1"], widths[f"{prefix}.conv2"]
+                if stage > 1 and index == 0:
+                    block = ProjectedBlock(stream, mid, out, stride=2)
+                else:
+                    block = BasicBlock(stream, mid, out, 1, spec.padding)
+                layers[f"block{index}"] = block
+                self.drop_sites[f"{prefix}.conv1"] = f"{prefix}.bn1"
+                self.drop_sites[f"{prefix}.conv2"] = f"{prefix}.bn2"
+                stream = block.out_width
+            setattr(self, f"stage{stage}", nn.Sequential(layers))
+        self.head = Head(stream, spec.num_classes)
+
+    def chain(self) -> list[nn.Module]:
+        blocks = [block for stage in range(1, self.stages + 1) for block in getattr(self, f"stage{stage}")]
+        return [self.stem, *blocks, self.head]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for module in self.chain():
+            x = module(x)
+        return x
+
+
+def make_space(depth: int, small: bool) -> SearchSpace:
+    blocks = BLOCKS[depth]
+
+    def base_widths(spec: ModelSpec) -> Widths:
+        return {
+            f"stage{stage}.block{index}.{conv}": scaled(width, spec.width_mult)
+            for stage, (width, count) in enumerate(zip(STAGE_WIDTHS, blocks, strict=True), start=1)
+            for index in range(count)
+            for conv in ("conv1", "conv2")
+        }
+
+    def build(spec: ModelSpec, widths: Widths) -> nn.Module:
+        if spec.padding not in PADDING_MODES:
+            raise UserError(f"unknown padding {spec.padding!r}; choose 'max' or 'local'")
+        return ImageNetResNet(spec, widths, blocks, small)
+
+    form = "small-input form (3x3 stem, no max-pool)" if small else "ImageNet form (7x7 stem, max-pool)"
+    return SearchSpace(
+        name=f"resnet{depth}" + ("-small" if small else ""),
+        description=f"ResNet-{depth}, {form}, {2 * sum(blocks)} searchable widths",
+        base_widths=base_widths,
+        build=build,
+    )
+
+
+for _depth in BLOCKS:
+    register(make_space(_depth, small=False))
+    register(make_space(_depth, small=True))
