@@ -17,8 +17,8 @@ def test_every_space_builds_and_runs(space, channels, size):
     assert out.shape == (2, 7)
     assert torch.isfinite(out).all()
     assert list(model.drop_sites) == list(base_widths(spec))
-    for site in model.drop_sites.values():
-        assert isinstance(model.get_submodule(site), torch.nn.BatchNorm2d)
+    for site in model.drop_sites.values():  # after a batch norm, or a conv where none follows
+        assert isinstance(model.get_submodule(site), torch.nn.BatchNorm2d | torch.nn.Conv2d)
 
 
 def test_width_names_are_readable_and_in_forward_order():
@@ -66,7 +66,7 @@ def test_plain_net_has_no_shortcut():
 @given(st.data())
 def test_random_widths_build_and_run(data):
     space = data.draw(
-        st.sampled_from(["resnet20", "plain20", "resnet18", "resnet18-small", "resnet34-small"])
+        st.sampled_from(["resnet20", "plain20", "resnet18", "resnet18-small", "resnet34-small", "densenet40"])
     )
     padding = data.draw(st.sampled_from(["max", "local"]))
     spec = ModelSpec(
@@ -131,7 +131,7 @@ def test_twice_as_wide_resnet20_is_four_times_the_body():
 def test_every_drop_site_of_the_imagenet_resnets_changes_the_output():
     from netadjust.channel_drop import ChannelDrop
 
-    for space in ("resnet18", "resnet34-small"):
+    for space in ("resnet18", "resnet34-small", "densenet40"):
         spec = ModelSpec(space, in_channels=3, image_size=32, width_mult=0.125)
         torch.manual_seed(0)
         model = build(spec).eval()
@@ -142,3 +142,24 @@ def test_every_drop_site_of_the_imagenet_resnets_changes_the_output():
             for name in model.drop_sites:
                 drop.set_rates({name: 0.5})
                 assert not torch.allclose(model(x), clean), name
+
+
+def test_densenet40_counts_by_hand():
+    """Every layer reads all earlier outputs: its conv's input is the running concatenation."""
+    macs, params = 3 * 16 * 9 * 32 * 32, 3 * 16 * 9
+    width, size = 16, 32
+    for block in range(3):
+        for _ in range(12):
+            params += 2 * width + width * 12 * 9  # batch norm, 3x3 conv to 12 new channels
+            macs += width * 12 * 9 * size * size
+            width += 12
+        if block < 2:  # transition: batch norm, 1x1 conv keeping the width, average pool
+            params += 2 * width + width * width
+            macs += width * width * size * size
+            size //= 2
+    params += 2 * width + width * 10 + 10
+    macs += width * 10
+    assert model_cost(ModelSpec("densenet40", num_classes=10, in_channels=3, image_size=32)) == Cost(
+        macs, params
+    )
+    assert params == 1_019_722  # the paper's "1.0M"

@@ -228,8 +228,17 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "netadjust", *argv)
     except ChildFailedError as error:
-        codes = [failure.exitcode for failure in error.failures.values()]
-        return next((code for code in codes if code > 0), 1)
+        codes = {rank: failure.exitcode for rank, failure in error.failures.items()}
+        killed = sorted((rank, -code) for rank, code in codes.items() if code < 0)
+        if killed and 1 not in codes.values():  # no survivor said what happened: say it here
+            rank, signum = killed[0]
+            print(
+                f"netadjust: error: process {rank} was killed by signal {signum} and the others were "
+                f"stopped; continue with the same command and --resume RUN_DIR --nproc {nproc}",
+                file=sys.stderr,
+            )
+            return 1
+        return next((code for code in codes.values() if code > 0), 1)
     except SignalException as stop:  # SIGTERM/SIGINT: the agent has stopped the processes
         return 128 + int(stop.sigval)
     finally:

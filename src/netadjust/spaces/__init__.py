@@ -110,4 +110,4 @@ def build(spec: ModelSpec, widths: Widths | None = None) -> nn.Module:
 
 
 # importing the families registers their spaces
-from . import resnet_cifar, resnet_imagenet  # noqa: E402,F401
+from . import densenet, resnet_cifar, resnet_imagenet  # noqa: E402,F401
