@@ -197,7 +197,7 @@ def test_help_works():
 def test_a_params_budget_holds_params_while_macs_move(tmp_path):
     data = write_mnist_like(tmp_path / "data", n_train=500, n_test=60)
     out = tmp_path / "run"
-    args = ["--dataset", "mnist", "--data-dir", data, "--iterations", 3, "--k", 3, "--adjust-rate", 0.4]
+    args = ["--dataset", "mnist", "--data-dir", data, "--iterations", 2, "--k", 3, "--adjust-rate", 0.5]
     result = netadjust("search", "--budget", "params", "--out", out, *args, *TINY)
     assert result.returncode == 0, result.stderr
     assert "params; run directory" in result.stdout  # the budget is stated in params
