@@ -101,6 +101,31 @@ class Head(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+def add_stages(model: nn.Module, widths: Widths, stream: int, blocks: list[int], make_block) -> int:
+    """Give ``model`` the Sequentials ``stage1``, ``stage2``... of ``blocks[s - 1]`` blocks
+    each, ``make_block(stage, index, stream, mid, out)``, and their ``drop_sites``; return
+    the width of the residual stream after the last block."""
+    model.drop_sites = {}
+    for stage, count in enumerate(blocks, start=1):
+        layers = OrderedDict()
+        for index in range(count):
+            prefix = f"stage{stage}.block{index}"
+            block = make_block(stage, index, stream, widths[f"{prefix}.conv1"], widths[f"{prefix}.conv2"])
+            layers[f"block{index}"] = block
+            model.drop_sites[f"{prefix}.conv1"] = f"{prefix}.bn1"
+            model.drop_sites[f"{prefix}.conv2"] = f"{prefix}.bn2"
+            stream = block.out_width
+        setattr(model, f"stage{stage}", nn.Sequential(layers))
+    model.stages = len(blocks)
+    return stream
+
+
+def stage_chain(model: nn.Module) -> list[nn.Module]:
+    """Stem, every block of every stage, head: the model as a composition (see ``chain``)."""
+    blocks = [block for stage in range(1, model.stages + 1) for block in getattr(model, f"stage{stage}")]
+    return [model.stem, *blocks, model.head]
+
+
 class CifarResNet(nn.Module):
     """Stem, three stages of blocks, head.
 
@@ -112,25 +137,15 @@ class CifarResNet(nn.Module):
         super().__init__()
         stem = scaled(16, spec.width_mult)
         self.stem = Stem(spec.in_channels, stem)
-        self.drop_sites: dict[str, str] = {}
-        stream = stem
-        for stage in range(1, 4):
-            blocks = OrderedDict()
-            for index in range(blocks_per_stage):
-                prefix = f"stage{stage}.block{index}"
-                stride = 2 if stage > 1 and index == 0 else 1
-                block = BasicBlock(
-                    stream, widths[f"{prefix}.conv1"], widths[f"{prefix}.conv2"], stride, shortcut
-                )
-                blocks[f"block{index}"] = block
-                self.drop_sites[f"{prefix}.conv1"] = f"{prefix}.bn1"
-                self.drop_sites[f"{prefix}.conv2"] = f"{prefix}.bn2"
-                stream = block.out_width
-            setattr(self, f"stage{stage}", nn.Sequential(blocks))
+
+        def make_block(stage: int, index: int, stream: int, mid: int, out: int) -> BasicBlock:
+            return BasicBlock(stream, mid, out, 2 if stage > 1 and index == 0 else 1, shortcut)
+
+        stream = add_stages(self, widths, stem, [blocks_per_stage] * 3, make_block)
         self.head = Head(stream, spec.num_classes)
 
     def chain(self) -> list[nn.Module]:
-        return [self.stem, *self.stage1, *self.stage2, *self.stage3, self.head]
+        return stage_chain(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for module in self.chain():

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import UserError
 from . import ModelSpec, SearchSpace, Widths, register
-from .resnet_cifar import PADDING_MODES, BasicBlock, Head, scaled
+from .resnet_cifar import PADDING_MODES, BasicBlock, Head, add_stages, scaled, stage_chain
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -65,29 +65,19 @@ class ImageNetResNet(nn.Module):
 
     def __init__(self, spec: ModelSpec, widths: Widths, blocks: tuple[int, ...], small: bool):
         super().__init__()
-        stream = scaled(64, spec.width_mult)
-        self.stem = ImageNetStem(spec.in_channels, stream, small)
-        self.drop_sites: dict[str, str] = {}
-        self.stages = len(blocks)
-        for stage, count in enumerate(blocks, start=1):
-            layers = OrderedDict()
-            for index in range(count):
-                prefix = f"stage{stage}.block{index}"
-                mid, out = widths[f"{prefix}.conv1"], widths[f"{prefix}.conv2"]
-                if stage > 1 and index == 0:
-                    block = ProjectedBlock(stream, mid, out, stride=2)
-                else:
-                    block = BasicBlock(stream, mid, out, 1, spec.padding)
-                layers[f"block{index}"] = block
-                self.drop_sites[f"{prefix}.conv1"] = f"{prefix}.bn1"
-                self.drop_sites[f"{prefix}.conv2"] = f"{prefix}.bn2"
-                stream = block.out_width
-            setattr(self, f"stage{stage}", nn.Sequential(layers))
+        stem = scaled(64, spec.width_mult)
+        self.stem = ImageNetStem(spec.in_channels, stem, small)
+
+        def make_block(stage: int, index: int, stream: int, mid: int, out: int) -> BasicBlock:
+            if stage > 1 and index == 0:
+                return ProjectedBlock(stream, mid, out, stride=2)
+            return BasicBlock(stream, mid, out, 1, spec.padding)
+
+        stream = add_stages(self, widths, stem, list(blocks), make_block)
         self.head = Head(stream, spec.num_classes)
 
     def chain(self) -> list[nn.Module]:
-        blocks = [block for stage in range(1, self.stages + 1) for block in getattr(self, f"stage{stage}")]
-        return [self.stem, *blocks, self.head]
+        return stage_chain(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for module in self.chain():
