@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..errors import UserError
@@ -46,6 +47,18 @@ class SearchSpace:
 
 _REGISTRY: dict[str, SearchSpace] = {}
 _FAMILIES: dict[str, Callable[[int], SearchSpace]] = {}  # name prefix -> space of a given depth
+
+
+class ChainedModel(nn.Module):
+    """A model that is the composition of ``chain()``: subclasses list their modules once."""
+
+    def chain(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for module in self.chain():
+            x = module(x)
+        return x
 
 
 def register(space: SearchSpace) -> SearchSpace:

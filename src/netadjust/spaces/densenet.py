@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ModelSpec, SearchSpace, Widths, register
+from . import ChainedModel, ModelSpec, SearchSpace, Widths, register
 from .resnet_cifar import scaled
 
 BLOCKS, LAYERS, GROWTH, STEM = 3, 12, 12, 16
@@ -53,7 +53,7 @@ class DenseHead(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.bn(x)), 1), 1))
 
 
-class DenseNet(nn.Module):
+class DenseNet(ChainedModel):
     """Stem, dense layers and transitions, head; ``chain()`` lists them in order."""
 
     def __init__(self, spec: ModelSpec, widths: Widths):
@@ -75,11 +75,6 @@ class DenseNet(nn.Module):
 
     def chain(self) -> list[nn.Module]:
         return [self.stem, *self.body, self.head]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for module in self.chain():
-            x = module(x)
-        return x
 
 
 def base_widths(spec: ModelSpec) -> Widths:

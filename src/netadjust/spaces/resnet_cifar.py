@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from . import ModelSpec, SearchSpace, Widths, register, register_family
+from . import ChainedModel, ModelSpec, SearchSpace, Widths, register, register_family
 
 STAGE_WIDTHS = (16, 32, 64)
 PADDING_MODES = ("max", "local")
@@ -120,13 +120,15 @@ def add_stages(model: nn.Module, widths: Widths, stream: int, blocks: list[int],
     return stream
 
 
-def stage_chain(model: nn.Module) -> list[nn.Module]:
-    """Stem, every block of every stage, head: the model as a composition (see ``chain``)."""
-    blocks = [block for stage in range(1, model.stages + 1) for block in getattr(model, f"stage{stage}")]
-    return [model.stem, *blocks, model.head]
+class StagedResNet(ChainedModel):
+    """A ResNet built by ``add_stages``: stem, every block of every stage, head."""
+
+    def chain(self) -> list[nn.Module]:
+        blocks = [block for stage in range(1, self.stages + 1) for block in getattr(self, f"stage{stage}")]
+        return [self.stem, *blocks, self.head]
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(StagedResNet):
     """Stem, three stages of blocks, head.
 
     ``chain()`` lists the stem, every block and the head in order: the model is their
@@ -143,14 +145,6 @@ class CifarResNet(nn.Module):
 
         stream = add_stages(self, widths, stem, [blocks_per_stage] * 3, make_block)
         self.head = Head(stream, spec.num_classes)
-
-    def chain(self) -> list[nn.Module]:
-        return stage_chain(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for module in self.chain():
-            x = module(x)
-        return x
 
 
 def _base_widths(blocks_per_stage: int):

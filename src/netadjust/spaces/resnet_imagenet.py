@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import UserError
 from . import ModelSpec, SearchSpace, Widths, register
-from .resnet_cifar import PADDING_MODES, BasicBlock, Head, add_stages, scaled, stage_chain
+from .resnet_cifar import PADDING_MODES, BasicBlock, Head, StagedResNet, add_stages, scaled
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -60,7 +60,7 @@ class ImageNetStem(nn.Module):
         return x if self.small else F.max_pool2d(x, 3, 2, 1)
 
 
-class ImageNetResNet(nn.Module):
+class ImageNetResNet(StagedResNet):
     """Stem, four stages, head; ``chain()`` as in ``CifarResNet``."""
 
     def __init__(self, spec: ModelSpec, widths: Widths, blocks: tuple[int, ...], small: bool):
@@ -75,14 +75,6 @@ class ImageNetResNet(nn.Module):
 
         stream = add_stages(self, widths, stem, list(blocks), make_block)
         self.head = Head(stream, spec.num_classes)
-
-    def chain(self) -> list[nn.Module]:
-        return stage_chain(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for module in self.chain():
-            x = module(x)
-        return x
 
 
 def make_space(depth: int, small: bool) -> SearchSpace:
