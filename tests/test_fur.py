@@ -67,6 +67,8 @@ def test_fur_is_the_mean_loss_rise_per_removed_mac():
         # differently; so compare the loss rises to float32 precision of the loss instead
         ("resnet18-small", "max", 0.125, False, 300),
         ("densenet40", "max", 0.25, False, 45),  # 36 widths, each read by all later layers: costly
+        ("pyramidnet20", "local", 0.5, True, 90),
+        ("mobilenetv2-small", "max", 0.25, False, 45),  # tied stage widths restart at their first block
     ],
 )
 def test_fast_path_equals_the_reference_path(space, padding, width_mult, exact, images, fashion_dir):

@@ -5,7 +5,8 @@ from hypothesis import strategies as st
 
 from netadjust.cost import Cost, model_cost
 from netadjust.errors import UserError
-from netadjust.spaces import ModelSpec, base_widths, build, check_widths, get_space, space_names
+from netadjust.spaces import ChannelTap, ModelSpec, base_widths, build, check_widths, get_space, space_names
+from netadjust.spaces.mobilenet import MNASNET_B1, MOBILENET_V2
 
 
 @pytest.mark.parametrize("space", space_names())
@@ -17,8 +18,8 @@ def test_every_space_builds_and_runs(space, channels, size):
     assert out.shape == (2, 7)
     assert torch.isfinite(out).all()
     assert list(model.drop_sites) == list(base_widths(spec))
-    for site in model.drop_sites.values():  # after a batch norm, or a conv where none follows
-        assert isinstance(model.get_submodule(site), torch.nn.BatchNorm2d | torch.nn.Conv2d)
+    for site in model.drop_sites.values():  # after a batch norm, a conv where none follows, or a tap
+        assert isinstance(model.get_submodule(site), torch.nn.BatchNorm2d | torch.nn.Conv2d | ChannelTap)
 
 
 def test_width_names_are_readable_and_in_forward_order():
@@ -66,7 +67,20 @@ def test_plain_net_has_no_shortcut():
 @given(st.data())
 def test_random_widths_build_and_run(data):
     space = data.draw(
-        st.sampled_from(["resnet20", "plain20", "resnet18", "resnet18-small", "resnet34-small", "densenet40"])
+        st.sampled_from(
+            [
+                "resnet20",
+                "plain20",
+                "resnet18",
+                "resnet18-small",
+                "resnet34-small",
+                "densenet40",
+                "pyramidnet20",
+                "mobilenetv2",
+                "mobilenetv2-small",
+                "mnasnet-small",
+            ]
+        )
     )
     padding = data.draw(st.sampled_from(["max", "local"]))
     spec = ModelSpec(
@@ -128,15 +142,22 @@ def test_twice_as_wide_resnet20_is_four_times_the_body():
     assert two == 4 * (one - stem - head) + 2 * stem + 2 * head == 161_329_664
 
 
-def test_every_drop_site_of_the_imagenet_resnets_changes_the_output():
+def test_every_drop_site_changes_the_output():
     from netadjust.channel_drop import ChannelDrop
 
-    for space in ("resnet18", "resnet34-small", "densenet40"):
+    for space in ("resnet18", "resnet34-small", "densenet40", "pyramidnet20", "mobilenetv2-small", "mnasnet"):
         spec = ModelSpec(space, in_channels=3, image_size=32, width_mult=0.125)
         torch.manual_seed(0)
-        model = build(spec).eval()
-        x = torch.randn(2, 3, 32, 32)
-        clean = model(x)
+        model = build(spec)
+        x = torch.randn(4, 3, 32, 32)
+        # batch norm statistics of this batch: freshly initialised deep nets without
+        # shortcuts across stages (MobileNetV2) otherwise shrink every input to nothing
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = None
+        with torch.no_grad():
+            model(x)
+        clean = model.eval()(x)
         assert list(model.drop_sites) == list(base_widths(spec))
         with ChannelDrop(model, model.drop_sites, torch.Generator().manual_seed(0)) as drop:
             for name in model.drop_sites:
@@ -163,3 +184,74 @@ def test_densenet40_counts_by_hand():
         macs, params
     )
     assert params == 1_019_722  # the paper's "1.0M"
+
+
+def test_pyramidnet20_grows_additively_and_counts_by_hand():
+    spec = ModelSpec("pyramidnet20", num_classes=100, in_channels=3, image_size=32)
+    widths = list(base_widths(spec).values())
+    grown = [16 + 48 * k // 9 for k in range(1, 10)]  # floor(16 + alpha k / N), alpha 48, N 9 blocks
+    assert widths == [w for w in grown for _ in range(2)]
+    model = build(spec)
+    assert model.stage1.block0.conv1.in_channels == 16 and model.stage3.block2.conv2.out_channels == 64
+    # by hand: stem; per block conv1 (stream -> w, strided in the first block of stages 2-3)
+    # and conv2 (w -> w) at the block's output resolution; the head reads the last width
+    macs, stream = 3 * 16 * 9 * 32 * 32, 16
+    for k, width in enumerate(grown):
+        pixels = (32 >> (k // 3)) ** 2
+        macs += 9 * (stream * width + width * width) * pixels
+        stream = width
+    assert model_cost(spec).macs == macs + 64 * 100
+
+
+def inverted_residual_macs(stages, size: int, stem_stride: int, classes: int) -> int:
+    """MobileNetV2-style MACs by hand from a stage table: 1x1 expansion, k x k depthwise
+    (one filter per channel), 1x1 projection; stem 3x3 to 32, last 1x1 conv to 1280."""
+    side = size // stem_stride
+    macs, stream = 3 * 32 * 9 * side * side, 32
+    for stage in stages:
+        for block in range(stage.blocks):
+            hidden = stream * stage.expansion
+            macs += stream * hidden * side * side if stage.expansion > 1 else 0
+            side = side // stage.stride if block == 0 else side
+            macs += hidden * stage.kernel**2 * side * side + hidden * stage.width * side * side
+            stream = stage.width
+    return macs + stream * 1280 * side * side + 1280 * classes
+
+
+def test_mobilenetv2_and_mnasnet_count_by_hand_and_match_torchvision_params():
+    imagenet = dict(num_classes=1000, in_channels=3, image_size=224)
+    mobilenet = model_cost(ModelSpec("mobilenetv2", **imagenet))
+    assert mobilenet.macs == inverted_residual_macs(MOBILENET_V2, 224, 2, 1000) == 300_774_272
+    assert mobilenet.params == 3_504_872  # torchvision's mobilenet_v2
+    mnasnet = model_cost(ModelSpec("mnasnet", **imagenet))
+    assert mnasnet.macs == inverted_residual_macs(MNASNET_B1, 224, 2, 1000)
+    assert mnasnet.params == 4_383_312  # torchvision's mnasnet1_0
+    names = list(base_widths(ModelSpec("mobilenetv2", **imagenet)))
+    assert names[:4] == ["stage1.out", "stage2.block0.expand", "stage2.out", "stage2.block1.expand"]
+    assert len(names) == 16 + 7  # an expansion width per block with expansion > 1, one output per stage
+
+
+def test_a_stage_output_width_leaves_the_whole_residual_stream():
+    from netadjust.channel_drop import ChannelDrop
+
+    spec = ModelSpec("mobilenetv2-small", in_channels=3, image_size=32, width_mult=0.5)
+    torch.manual_seed(0)
+    model = build(spec).eval()
+    stage = model.stage4  # four blocks tied by residual additions
+    outputs = []
+    hooks = [block.register_forward_hook(lambda m, i, o: outputs.append(o)) for block in stage]
+    with torch.no_grad(), ChannelDrop(model, model.drop_sites, seed=3) as drop:
+        drop.set_rates({"stage4.out": 0.5})
+        drop.use_keys(torch.zeros(2, dtype=torch.long), torch.arange(2))
+        model(torch.randn(2, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    dropped = outputs[0].abs().sum((2, 3)) == 0  # (sample, channel) removed at the first block
+    assert 0 < dropped.float().mean() < 1
+    for out in outputs[1:]:  # ... and still absent after every later block's addition
+        assert torch.equal(out.abs().sum((2, 3)) == 0, dropped)
+    widths = {**base_widths(spec), "stage4.out": 40, "stage4.block2.expand": 7}
+    model = build(spec, widths)
+    assert all(block.project[0].out_channels == 40 for block in model.stage4)
+    assert model.stage5.block0.expand[0].in_channels == 40
+    assert model.stage4.block2.depthwise[0].groups == 7 == model.stage4.block2.project[0].in_channels

@@ -61,7 +61,12 @@ def add_model_flags(parser: argparse.ArgumentParser, space_positional: bool = Fa
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default=None, help="fashion-mnist (default), mnist, cifar10, cifar100")
+    group.add_argument(
+        "--dataset",
+        default=None,
+        help="fashion-mnist (default), mnist, cifar10, cifar100, or imagenet: any folder with train/ and "
+        "val/, one sub-folder of images per class",
+    )
     group.add_argument("--data-dir", default=None, help="folder with the dataset's files")
     group.add_argument(
         "--download",
@@ -72,6 +77,12 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     group.add_argument("--val-limit", type=int, default=None, help="use only the first N validation images")
     group.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    group.add_argument(
+        "--image-size", type=int, default=None, help="imagenet: side of the training and test crops (224)"
+    )
+    group.add_argument(
+        "--workers", type=int, default=4, help="imagenet: processes decoding images (0: the main one)"
+    )
 
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
@@ -229,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--data-dir", default=None, help="default: the run's")
     group.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     group.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    group.add_argument("--workers", type=int, default=None, help="imagenet: processes decoding images")
     compare.add_argument("--force", action="store_true", help="retrain results kept with other settings")
 
     export = commands.add_parser("export", help="write a search's widths, weights and ONNX to a folder")
@@ -303,6 +315,8 @@ def data_config(args: argparse.Namespace, preset: dict) -> DataConfig:
         train_limit=pick(args, preset, "train_limit"),
         val_limit=pick(args, preset, "val_limit"),
         test_limit=pick(args, preset, "test_limit"),
+        image_size=args.image_size,
+        workers=args.workers,
     )
 
 
@@ -502,7 +516,7 @@ def command_compare(args: argparse.Namespace) -> int:
     }
     data = {
         name: getattr(args, name)
-        for name in ("data_dir", "train_limit", "test_limit")
+        for name in ("data_dir", "train_limit", "test_limit", "workers")
         if getattr(args, name) is not None
     }
     compare_run(

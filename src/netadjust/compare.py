@@ -61,7 +61,7 @@ def compare_run(
     spec = ModelSpec(**run.final["model"])
     recipe = dataclasses.replace(Recipe(**run.settings["recipe"]), **(recipe_overrides or {}))
     recipe.validate()
-    run_data = {"dataset": run.settings["data"]["dataset"], "data_dir": run.settings["data"]["data_dir"]}
+    run_data = {key: run.settings["data"].get(key) for key in ("dataset", "data_dir", "image_size")}
     data_config = DataConfig(**{**run_data, **(data_overrides or {})})
     data_config.validate()
     torch_device = resolve_device(device or run.settings["device"])

@@ -3,10 +3,13 @@
 Readers take the official file formats: IDX (MNIST, Fashion-MNIST; gzipped or not) and the
 pickled batches of CIFAR's "python version" (extracted, or read straight out of the
 ``.tar.gz``). A truncated or malformed file is a ``UserError`` naming the file.
+ImageNet-style folders, too large for memory, are ``folders.FolderSet``s: the functions
+here that take a set (split, batches, hashes) accept both kinds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -22,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import folders
 from .errors import UserError
+from .folders import FolderSet
 
 DEFAULT_DATA_DIRS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -91,7 +96,20 @@ DATASETS = {
         "pass --data-dir to a folder holding cifar-100-python.tar.gz or its extracted "
         "cifar-100-python, or add --download",
     ),
+    # any ImageNet-style folder: the class count comes from its folders, the size from --image-size
+    "imagenet": DatasetInfo(
+        "imagenet",
+        1000,
+        3,
+        224,
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        0,  # training crops are random resized crops instead (folders.py)
+        True,
+        "pass --data-dir to a folder with train/ and val/, each holding one sub-folder of images per class",
+    ),
 }
+FOLDER_DATASETS = ("imagenet",)
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -116,6 +134,13 @@ class ImageSet:
 
     def to(self, device: torch.device) -> ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+
+ImageData = ImageSet | FolderSet  # what training, evaluation and FUR accept
 
 
 # ---------------------------------------------------------------------------------- IDX
@@ -280,9 +305,19 @@ def load_cifar(info: DatasetInfo, directory: Path) -> tuple[ImageSet, ImageSet]:
     return train, test
 
 
-def load(name: str, data_dir: str | Path | None) -> tuple[ImageSet, ImageSet, DatasetInfo]:
-    """Train and test sets of dataset ``name`` from ``data_dir`` (or its default place)."""
+def load(
+    name: str, data_dir: str | Path | None, image_size: int | None = None, workers: int = 0
+) -> tuple[ImageData, ImageData, DatasetInfo]:
+    """Train and test sets of dataset ``name`` from ``data_dir`` (or its default place).
+
+    For folder datasets ``image_size`` (default 224) is the side images are cropped to, and
+    ``workers`` the DataLoader processes that decode them (0: in this process)."""
     info = dataset_info(name)
+    if image_size is not None and name not in FOLDER_DATASETS:
+        raise UserError(
+            f"--image-size is for folder datasets ({', '.join(FOLDER_DATASETS)}); "
+            f"{name} images are {info.image_size}x{info.image_size}"
+        )
     if data_dir is None:
         data_dir = DEFAULT_DATA_DIRS.get(name)
         if data_dir is None:
@@ -290,15 +325,24 @@ def load(name: str, data_dir: str | Path | None) -> tuple[ImageSet, ImageSet, Da
     directory = Path(data_dir)
     if not directory.is_dir():
         raise UserError(f"data folder {directory} does not exist; {info.how_to_get}")
-    if info.name in CIFAR_LAYOUT:
+    if info.name in FOLDER_DATASETS:
+        size = info.image_size if image_size is None else image_size
+        if size < 8:
+            raise UserError(f"--image-size is {size}; give at least 8 pixels")
+        train, test, classes = folders.scan(directory, size, workers)
+        info = dataclasses.replace(info, num_classes=len(classes), image_size=size)
+    elif info.name in CIFAR_LAYOUT:
         train, test = load_cifar(info, directory)
     else:
         train, test = load_idx_dataset(info, directory)
     return train, test, info
 
 
-def content_hash(*sets: ImageSet) -> str:
-    """SHA-256 of the decoded images and labels: names the data whatever its compression."""
+def content_hash(*sets: ImageData) -> str:
+    """SHA-256 of the decoded images and labels: names the data whatever its compression.
+    (Of folder datasets: of file names, sizes and labels.)"""
+    if isinstance(sets[0], FolderSet):
+        return folders.fingerprint(*sets)
     digest = hashlib.sha256()
     for data in sets:
         for tensor in (data.images, data.labels):
@@ -306,7 +350,7 @@ def content_hash(*sets: ImageSet) -> str:
     return digest.hexdigest()
 
 
-def split(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+def split(data: ImageData, val_fraction: float, seed: int) -> tuple[ImageData, ImageData]:
     """Seeded random split of the training set into (train, validation)."""
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(data), generator=generator)
@@ -353,15 +397,20 @@ def augment(images: torch.Tensor, padding: int, flip: bool, generator: torch.Gen
 
 
 def batches(
-    data: ImageSet, batch_size: int, normalize: Normalize
+    data: ImageData, batch_size: int, normalize: Normalize
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (float images, labels) in order: evaluation and FUR."""
+    if isinstance(data, FolderSet):
+        chunks = list(torch.arange(len(data)).split(batch_size))
+        for images, labels in folders.decoded_batches(data, chunks, seed=None):
+            yield normalize(images), labels
+        return
     for start in range(0, len(data), batch_size):
         yield normalize(data.images[start : start + batch_size]), data.labels[start : start + batch_size]
 
 
 def training_batches(
-    data: ImageSet,
+    data: ImageData,
     batch_size: int,
     normalize: Normalize,
     info: DatasetInfo | None,
@@ -376,15 +425,27 @@ def training_batches(
     (B per process, W processes) and process r takes the r-th of its W near-equal parts, so
     the union over processes is the batch one process of batch B*W would see. A last global
     batch smaller than W is dropped (some process would get no image).
+    Folder datasets are cropped and flipped while decoding (``folders.py``) instead.
     """
     step = batch_size * world_size
     order = torch.randperm(len(data), generator=order_generator, device=order_generator.device)
+    parts = []  # (this process's indices, global batch size)
     for start in range(0, len(data), step):
         global_batch = order[start : start + step]
         if len(global_batch) < world_size:
-            return
-        index = torch.tensor_split(global_batch, world_size)[rank]
+            break
+        parts.append((torch.tensor_split(global_batch, world_size)[rank], len(global_batch)))
+    if isinstance(data, FolderSet):
+        seed = None
+        if info is not None:
+            draw = torch.randint(2**62, (1,), generator=augment_generator, device=augment_generator.device)
+            seed = int(draw)
+        decoded = folders.decoded_batches(data, [index.cpu() for index, _ in parts], seed)
+        for (images, labels), (_, total) in zip(decoded, parts, strict=True):
+            yield normalize(images), labels, total
+        return
+    for index, total in parts:
         images = data.images[index]
         if info is not None:
             images = augment(images, info.crop_padding, info.flip, augment_generator)
-        yield normalize(images), data.labels[index], len(global_batch)
+        yield normalize(images), data.labels[index], total

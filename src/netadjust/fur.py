@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .channel_drop import ChannelDrop
-from .data import DatasetInfo, ImageSet, Normalize, batches
+from .data import DatasetInfo, ImageData, Normalize, batches
 from .distributed import SINGLE, Processes
 
 METHODS = ("auto", "fast", "reference")
@@ -146,7 +146,7 @@ def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size, firs
 @torch.inference_mode()
 def estimate_fur(
     model: nn.Module,
-    val_set: ImageSet,
+    val_set: ImageData,
     info: DatasetInfo,
     sensitivities: dict[str, float],
     *,
@@ -176,14 +176,14 @@ def estimate_fur(
     start = time.perf_counter()
     sites = drop_sites if drop_sites is not None else model.drop_sites
     rates, clipped = drop_rates(sensitivities, base_rate, max_rate)
-    normalize = Normalize(info, val_set.images.device)
+    normalize = Normalize(info, val_set.device)
     if method == "fast":
         compute = _fast_sums
     else:
         compute = _reference_sums
     was_training = model.training
     model.eval()
-    device_type = val_set.images.device.type
+    device_type = val_set.device.type
     with (
         ChannelDrop(model, sites, seed=seed) as drop,
         torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16),
@@ -194,7 +194,7 @@ def estimate_fur(
         )
     model.train(was_training)
     names = list(dropped)
-    sums = processes.sum(torch.stack([clean, *(dropped[name] for name in names)]).to(val_set.images.device))
+    sums = processes.sum(torch.stack([clean, *(dropped[name] for name in names)]).to(val_set.device))
     clean, dropped = sums[0].cpu(), {name: sums[1 + i].cpu() for i, name in enumerate(names)}
 
     def fur_from(clean: float, dropped: dict[str, float], n: int) -> tuple[dict, dict]:

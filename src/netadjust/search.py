@@ -16,7 +16,7 @@ import torch
 from . import __version__
 from .adjust import AdjustRule, adjust, layers_to_move, rescale
 from .cost import MEASURES, measure, model_cost, sensitivities
-from .data import DatasetInfo, ImageSet, content_hash, dataset_info, load, split
+from .data import DatasetInfo, ImageData, content_hash, load, split
 from .distributed import SINGLE, Processes
 from .errors import UserError
 from .fur import estimate_fur, stability
@@ -34,8 +34,12 @@ class DataConfig:
     train_limit: int | None = None  # use only the first N images of each split
     val_limit: int | None = None
     test_limit: int | None = None
+    image_size: int | None = None  # folder datasets: the side images are cropped to (224)
+    workers: int = 4  # folder datasets: processes decoding images (0: the main process)
 
     def validate(self) -> None:
+        if self.workers < 0:
+            raise UserError(f"--workers is {self.workers}; give 0 or more")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"--val-fraction is {self.val_fraction}; give a value in (0, 1)")
         for flag, value in (
@@ -82,15 +86,15 @@ class SearchConfig:
 @dataclass
 class PreparedData:
     info: DatasetInfo
-    train: ImageSet
-    val: ImageSet
-    test: ImageSet
+    train: ImageData
+    val: ImageData
+    test: ImageData
     sha256: str  # of the whole dataset as loaded, before splits and limits
 
 
 def prepare_data(config: DataConfig, seed: int, device: torch.device, hold_out: bool) -> PreparedData:
     """Load, split off the validation set when ``hold_out``, apply limits, move to device."""
-    train, test, info = load(config.dataset, config.data_dir)
+    train, test, info = load(config.dataset, config.data_dir, config.image_size, config.workers)
     sha256 = content_hash(train, test)
     if hold_out:
         train, val = split(train, config.val_fraction, seed)
@@ -243,8 +247,14 @@ def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
             (out / name).unlink()
         return []
     saved = read_run_settings(out)
-    keep = lambda d: {k: v for k, v in d.items() if k not in NOT_COMPARED}  # noqa: E731
-    differing = sorted(k for k in set(keep(saved)) | set(keep(settings)) if saved.get(k) != settings.get(k))
+
+    def keep(settings: dict) -> dict:
+        kept = {k: v for k, v in settings.items() if k not in NOT_COMPARED}
+        kept["data"] = {k: v for k, v in kept.get("data", {}).items() if k != "workers"}  # speed only
+        return kept
+
+    saved, compared = keep(saved), keep(settings)
+    differing = sorted(k for k in set(saved) | set(compared) if saved.get(k) != compared.get(k))
     finished = (out / "final.json").exists()
     if (differing or finished) and not force:
         why = f"other settings (differing: {', '.join(differing)})" if differing else "a finished search"
@@ -283,7 +293,10 @@ def run_search(
         log = lambda line: None  # noqa: E731
     validate(config)
     device = resolve_device(config.device)
-    spec = model_spec_for(config.model, dataset_info(config.data.dataset))
+    if tensorboard:
+        require_tensorboard()
+    data = prepare_data(config.data, config.seed, device, hold_out=True)
+    spec = model_spec_for(config.model, data.info)  # a folder dataset's classes are its folders
     initial = (
         base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
     )
@@ -295,9 +308,6 @@ def run_search(
     settings["model"] = dataclasses.asdict(spec)
     settings["initial_widths"] = initial
     settings["processes"] = processes.world_size  # resume needs as many
-    if tensorboard:
-        require_tensorboard()
-    data = prepare_data(config.data, config.seed, device, hold_out=True)
 
     def open_run_directory() -> list[dict]:
         check_writable(out)

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .channel_drop import ChannelDrop, regulariser_rates
-from .data import DatasetInfo, ImageSet, Normalize, batches, training_batches
+from .data import DatasetInfo, ImageData, Normalize, batches, training_batches
 from .distributed import SINGLE, Processes, generator, sync_batch_norm
 from .errors import UserError
 
@@ -133,7 +133,7 @@ class NonFiniteLoss(UserError):
 
 def fit(
     model: nn.Module,
-    train_set: ImageSet,
+    train_set: ImageData,
     info: DatasetInfo,
     recipe: Recipe,
     *,
@@ -157,7 +157,7 @@ def fit(
     With several ``processes`` (torchrun), each trains a DistributedDataParallel replica on
     its share of every global batch of ``recipe.batch_size`` x processes images.
     """
-    device = train_set.images.device
+    device = train_set.device
     world = processes.world_size
     normalize = Normalize(info, device)
     if recipe.sync_bn and world > 1:
@@ -258,13 +258,13 @@ ORDER_STREAM, AUGMENT_STREAM, MASK_STREAM = 0, 1, 2  # random streams of one epo
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: ImageSet, info: DatasetInfo, batch_size: int = 500, processes: Processes = SINGLE
+    model: nn.Module, data: ImageData, info: DatasetInfo, batch_size: int = 500, processes: Processes = SINGLE
 ) -> dict:
     """Mean cross-entropy, top-1 and top-5 accuracy of ``model`` (eval mode) on ``data``;
     with several processes each evaluates its share and the sums are all-reduced."""
     model.eval()
-    normalize = Normalize(info, data.images.device)
-    sums = torch.zeros(3, dtype=torch.float64, device=data.images.device)  # loss, top-1, top-5 hits
+    normalize = Normalize(info, data.device)
+    sums = torch.zeros(3, dtype=torch.float64, device=data.device)  # loss, top-1, top-5 hits
     for images, labels in batches(data.subset(processes.shard(len(data))), batch_size, normalize):
         logits = model(images)
         ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices

@@ -2,7 +2,8 @@
 
 A search space turns a widths mapping ``{width name: channels}`` (forward order) into a plain
 ``nn.Module``. Every built model carries ``drop_sites``: width name -> qualified name of the
-module after whose output that width's channels can be dropped (its batch norm).
+module after whose output that width's channels can be dropped (its batch norm, or a
+``ChannelTap`` where several blocks share the width).
 
 Optional, for the fast FUR path: ``chain()`` returns modules whose composition is the model
 (stem, blocks, head); a block may also offer ``forward(x, cache)`` and
@@ -59,6 +60,12 @@ class ChainedModel(nn.Module):
         for module in self.chain():
             x = module(x)
         return x
+
+
+class ChannelTap(nn.Identity):
+    """A drop site for a width that residual additions tie across several blocks: one
+    instance, called at each of those blocks' outputs, so one mask removes the channel
+    from the whole residual stream."""
 
 
 def register(space: SearchSpace) -> SearchSpace:
@@ -123,4 +130,4 @@ def build(spec: ModelSpec, widths: Widths | None = None) -> nn.Module:
 
 
 # importing the families registers their spaces
-from . import densenet, resnet_cifar, resnet_imagenet  # noqa: E402,F401
+from . import densenet, mobilenet, pyramidnet, resnet_cifar, resnet_imagenet  # noqa: E402,F401

@@ -51,11 +51,15 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         """``cache``, when given, receives each conv's output for ``resume``."""
-        conv1 = self.conv1(x)
+        conv1 = self.conv1(self.branch_input(x))
         conv2 = self.conv2(F.relu(self.bn1(conv1), inplace=True))
         if cache is not None:
             cache.update(conv1=conv1, conv2=conv2)
         return self.merge(x, self.bn2(conv2))
+
+    def branch_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the residual branch reads: the block's input (a PyramidNet block normalises it)."""
+        return x
 
     def resume(self, site: str, x: torch.Tensor, cache: dict) -> torch.Tensor:
         """The block's output recomputed from drop site ``site`` ("bn1" or "bn2") on, the

@@ -1,0 +1,115 @@
+"""PyramidNets for CIFAR (Han et al. 2017), additive, basic blocks, depth 6n+2.
+
+Instead of doubling at each stage, the width grows a little at every block: block k of
+N = 3n gets ``floor(16 + alpha * k / N)`` channels (alpha = 48 here, so the last block is
+as wide as ResNet-20's). Blocks are BN - conv - BN - ReLU - conv - BN with no ReLU after
+the addition; shortcuts are parameter-free (2x2 average pooling where the block strides,
+zero channels where widths differ, "max" or "local" as in the CIFAR ResNets). Both convs
+of each block are searchable. The stem (conv and BN, in_channels -> 16) is not.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from . import ModelSpec, SearchSpace, Widths, register, register_family
+from .resnet_cifar import PADDING_MODES, BasicBlock, Head, StagedResNet, add_stages, pad_channels, scaled
+
+ALPHA = 48  # total widening over the network
+STEM = 16
+
+
+class PyramidBlock(BasicBlock):
+    """A basic block with a batch norm on its input and no ReLU after the addition."""
+
+    def __init__(self, in_width: int, mid: int, out: int, stride: int, shortcut: str):
+        super().__init__(in_width, mid, out, stride, shortcut)
+        self.bn_in = nn.BatchNorm2d(in_width)
+
+    def branch_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn_in(x)
+
+    def merge(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        skip = F.avg_pool2d(x, self.stride, ceil_mode=True) if self.stride > 1 else x
+        if self.shortcut == "local" and skip.shape[1] > y.shape[1]:
+            skip = skip[:, : y.shape[1]]
+        return pad_channels(skip, self.out_width) + pad_channels(y, self.out_width)
+
+
+class StemNoReLU(nn.Module):
+    """The unsearched first conv and its batch norm (the first block's BN comes next)."""
+
+    def __init__(self, in_channels: int, width: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class PreActHead(Head):
+    """Batch norm and ReLU on the last block's sum, then pool and classify."""
+
+    def __init__(self, width: int, num_classes: int):
+        super().__init__(width, num_classes)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.relu(self.bn(x)))
+
+
+class PyramidNet(StagedResNet):
+    def __init__(self, spec: ModelSpec, widths: Widths, blocks_per_stage: int):
+        super().__init__()
+        stem = scaled(STEM, spec.width_mult)
+        self.stem = StemNoReLU(spec.in_channels, stem)
+
+        def make_block(stage: int, index: int, stream: int, mid: int, out: int) -> PyramidBlock:
+            return PyramidBlock(stream, mid, out, 2 if stage > 1 and index == 0 else 1, spec.padding)
+
+        stream = add_stages(self, widths, stem, [blocks_per_stage] * 3, make_block)
+        self.head = PreActHead(stream, spec.num_classes)
+
+
+def pyramid_widths(blocks: int, width_mult: float) -> list[int]:
+    """The additive rule: block k (1-based) of ``blocks`` is floor(16 + alpha * k / blocks) wide."""
+    return [scaled(STEM + ALPHA * k // blocks, width_mult) for k in range(1, blocks + 1)]
+
+
+def make_space(depth: int) -> SearchSpace:
+    if depth < 8 or (depth - 2) % 6:
+        raise UserError(
+            f"space 'pyramidnet{depth}': depth {depth} is not of the form 6n+2 with n >= 1; "
+            "use e.g. 20 or 110"
+        )
+    n = (depth - 2) // 6
+
+    def base_widths(spec: ModelSpec) -> Widths:
+        grown = iter(pyramid_widths(3 * n, spec.width_mult))
+        result = {}
+        for stage in range(1, 4):
+            for index in range(n):
+                width = next(grown)
+                result[f"stage{stage}.block{index}.conv1"] = width
+                result[f"stage{stage}.block{index}.conv2"] = width
+        return result
+
+    def build(spec: ModelSpec, widths: Widths) -> nn.Module:
+        if spec.padding not in PADDING_MODES:
+            raise UserError(f"unknown padding {spec.padding!r}; choose 'max' or 'local'")
+        return PyramidNet(spec, widths, n)
+
+    return SearchSpace(
+        name=f"pyramidnet{depth}",
+        description=f"additive PyramidNet (alpha {ALPHA}), depth {depth}, {6 * n} searchable widths",
+        base_widths=base_widths,
+        build=build,
+    )
+
+
+register(make_space(20))
+register_family("pyramidnet", make_space)
