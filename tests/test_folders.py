@@ -141,4 +141,5 @@ def test_search_on_a_folder_dataset(tmp_path):
     assert config["data_sizes"] == {"train": 22, "val": 2, "test": 6}  # 10% of 24 held out
     final = json.loads((out / "final.json").read_text())
     assert set(final["widths"]) == set(final["original_widths"])
-    assert_user_error(netadjust("search", *common[:4], "--image-size", 4, "--out", tmp_path / "x"), "8 pixels")
+    too_small = netadjust("search", *common[:4], "--image-size", 4, "--out", tmp_path / "x")
+    assert_user_error(too_small, "8 pixels")
