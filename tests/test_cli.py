@@ -216,3 +216,28 @@ def test_a_params_budget_holds_params_while_macs_move(tmp_path):
     printed = json.loads(netadjust("cost", "resnet20", "--budget", "params", "--json").stdout)
     assert printed["budget"] == {"measure": "params", "value": printed["params"]}
     assert "budget" not in json.loads(netadjust("cost", "resnet20", "--json").stdout)
+
+
+def test_the_paper_preset_follows_the_dataset():
+    from netadjust.cli import build_parser, search_config
+
+    def config(*flags):
+        return search_config(build_parser().parse_args(["search", "--preset", "paper", *flags]))
+
+    cifar = config()
+    assert (cifar.model.space, cifar.data.dataset, cifar.recipe.epochs) == ("resnet20", "cifar100", 200)
+    assert (cifar.recipe.lr, cifar.recipe.batch_size, cifar.fur.base_rate) == (0.15, 128, 0.05)
+    assert (cifar.rule.k0, cifar.rule.rate, cifar.rule.rate_decay, cifar.recipe.label_smoothing) == (
+        6,
+        0.15,
+        0.01,
+        0,
+    )
+    imagenet = config("--dataset", "imagenet")
+    assert (imagenet.model.space, imagenet.recipe.epochs, imagenet.iterations) == ("resnet18", 10, 10)
+    assert (imagenet.recipe.lr, imagenet.recipe.batch_size, imagenet.recipe.weight_decay) == (0.2, 64, 1e-5)
+    assert (imagenet.fur.base_rate, imagenet.recipe.label_smoothing) == (0.2, 0.1)
+    mine = config("--dataset", "imagenet", "--space", "mobilenetv2", "--lr", "0.05", "--label-smoothing", "0")
+    assert (mine.model.space, mine.recipe.lr, mine.recipe.label_smoothing) == ("mobilenetv2", 0.05, 0.0)
+    help_text = build_parser()._subparsers._group_actions[0].choices["search"].format_help()
+    assert "label smoothing 0.1" in help_text and "lr 0.2 at batch 64" in help_text

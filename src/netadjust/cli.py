@@ -20,7 +20,7 @@ from .cost import model_cost
 from .distributed import SharedError, launch, launched_by_torchrun, local_device, start
 from .distributed import stop as stop_processes
 from .errors import UserError
-from .presets import PRESETS
+from .presets import PRESETS, preset_settings
 from .search import (
     DataConfig,
     FurConfig,
@@ -94,7 +94,7 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--momentum", type=float, default=0.9)
     group.add_argument("--weight-decay", type=float, default=None)
     group.add_argument("--warmup-epochs", type=float, default=0.0)
-    group.add_argument("--label-smoothing", type=float, default=0.0)
+    group.add_argument("--label-smoothing", type=float, default=None)
     group.add_argument(
         "--train-drop-rate",
         type=float,
@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="group of defaults: quick (minutes on a CPU: half-width ResNet-20, Fashion-MNIST, "
         "3 iterations of 3 epochs) or paper (the reference's CIFAR setting: ResNet-20, CIFAR-100, "
         "10 iterations of 200 epochs, lr 0.15, batch 128, drop rate 0.05, T 5, k 6 decaying 0.5, "
-        "adjust rate 0.15 decaying 0.01 per rank, min width 4)",
+        "adjust rate 0.15 decaying 0.01 per rank, min width 4; with --dataset imagenet its ImageNet "
+        "setting: ResNet-18, 10 epochs per iteration, lr 0.2 at batch 64 per process, weight decay "
+        "1e-5, drop rate 0.2, label smoothing 0.1)",
     )
     add_model_flags(search)
     add_data_flags(search)
@@ -292,7 +294,7 @@ def recipe(args: argparse.Namespace, preset: dict) -> Recipe:
         momentum=args.momentum,
         weight_decay=pick(args, preset, "weight_decay", defaults.weight_decay),
         warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing,
+        label_smoothing=pick(args, preset, "label_smoothing", defaults.label_smoothing),
         drop_rate=args.train_drop_rate,
         precision=args.precision,
         channels_last=args.channels_last,
@@ -397,7 +399,7 @@ def without_flag(argv: list[str], flag: str) -> list[str]:
 
 def search_config(args: argparse.Namespace) -> SearchConfig:
     """The search settings from flags, the preset and a widths file."""
-    preset = PRESETS[args.preset]
+    preset = preset_settings(args.preset, args.dataset)
     widths, recorded = widths_and_model(args)
     spec = model_spec(args, {**preset, **recorded})
     return SearchConfig(
