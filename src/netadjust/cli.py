@@ -569,9 +569,10 @@ def command_spaces(args: argparse.Namespace) -> int:
         print(json.dumps(rows))
     else:
         print("base costs for 3x32x32 input, 10 classes:")
+        column = max(len(row["space"]) for row in rows)
         for row in rows:
             print(
-                f"  {row['space']:<10} {row['macs']:>13,} MACs {row['params']:>11,} params  "
+                f"  {row['space']:<{column}} {row['macs']:>13,} MACs {row['params']:>11,} params  "
                 f"{row['description']}"
             )
     return 0

@@ -64,8 +64,9 @@ class ChainedModel(nn.Module):
 
 class ChannelTap(nn.Identity):
     """A drop site for a width that residual additions tie across several blocks: one
-    instance, called at each of those blocks' outputs, so one mask removes the channel
-    from the whole residual stream."""
+    instance, called at each of those blocks' outputs, so one keyed FUR mask removes the
+    channel from the whole residual stream (the training regulariser, drawing masks from a
+    generator, draws a fresh one at each call)."""
 
 
 def register(space: SearchSpace) -> SearchSpace:
