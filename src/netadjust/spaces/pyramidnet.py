@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import UserError
 from . import ModelSpec, SearchSpace, Widths, register, register_family
-from .resnet_cifar import PADDING_MODES, BasicBlock, Head, StagedResNet, add_stages, pad_channels, scaled
+from .resnet_cifar import PADDING_MODES, BasicBlock, Head, StagedResNet, Stem, add_stages, scaled
 
 ALPHA = 48  # total widening over the network
 STEM = 16
@@ -33,22 +33,7 @@ class PyramidBlock(BasicBlock):
         return self.bn_in(x)
 
     def merge(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        skip = F.avg_pool2d(x, self.stride, ceil_mode=True) if self.stride > 1 else x
-        if self.shortcut == "local" and skip.shape[1] > y.shape[1]:
-            skip = skip[:, : y.shape[1]]
-        return pad_channels(skip, self.out_width) + pad_channels(y, self.out_width)
-
-
-class StemNoReLU(nn.Module):
-    """The unsearched first conv and its batch norm (the first block's BN comes next)."""
-
-    def __init__(self, in_channels: int, width: int):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
+        return self.add_shortcut(x, y)
 
 
 class PreActHead(Head):
@@ -66,7 +51,7 @@ class PyramidNet(StagedResNet):
     def __init__(self, spec: ModelSpec, widths: Widths, blocks_per_stage: int):
         super().__init__()
         stem = scaled(STEM, spec.width_mult)
-        self.stem = StemNoReLU(spec.in_channels, stem)
+        self.stem = Stem(spec.in_channels, stem, relu=False)  # the first block's BN follows
 
         def make_block(stage: int, index: int, stream: int, mid: int, out: int) -> PyramidBlock:
             return PyramidBlock(stream, mid, out, 2 if stage > 1 and index == 0 else 1, spec.padding)

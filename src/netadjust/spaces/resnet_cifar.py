@@ -73,25 +73,32 @@ class BasicBlock(nn.Module):
         """Add the shortcut of input ``x`` to the residual branch ``y``, then relu."""
         if self.shortcut is None:
             return F.relu(y, inplace=True)
+        return F.relu(self.add_shortcut(x, y), inplace=True)
+
+    def add_shortcut(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``y`` plus the parameter-free shortcut of ``x``: pooled where the block strides,
+        zero-padded (or, in "local" mode, sliced) to the block's output width."""
         skip = x
         if self.stride > 1:
             # ceil_mode keeps the shortcut's size equal to the strided conv's on odd inputs
             skip = F.avg_pool2d(skip, self.stride, ceil_mode=True)
         if self.shortcut == "local" and skip.shape[1] > y.shape[1]:
             skip = skip[:, : y.shape[1]]
-        return F.relu(pad_channels(skip, self.out_width) + pad_channels(y, self.out_width), inplace=True)
+        return pad_channels(skip, self.out_width) + pad_channels(y, self.out_width)
 
 
 class Stem(nn.Module):
-    """The unsearched first conv, its batch norm and relu."""
+    """The unsearched first conv, its batch norm and (unless ``relu`` is False) relu."""
 
-    def __init__(self, in_channels: int, width: int):
+    def __init__(self, in_channels: int, width: int, relu: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(width)
+        self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)), inplace=True)
+        x = self.bn(self.conv(x))
+        return F.relu(x, inplace=True) if self.relu else x
 
 
 class Head(nn.Module):
