@@ -69,6 +69,10 @@ def test_search_end_to_end(tmp_path, fashion_dir):
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     final = json.loads((out / "final.json").read_text())
     assert config["iterations"] == 2 and config["model"]["in_channels"] == 1
+    # FUR precision is decided once and recorded: bf16 where the CPU has native bf16
+    from netadjust.train import cpu_has_fast_bf16
+
+    assert config["fur"]["bf16"] is cpu_has_fast_bf16()
     assert config["provenance"]["torch"] and len(config["provenance"]["dataset_sha256"]) == 64
     assert [record["iteration"] for record in history] == [0, 1]
     names = list(final["original_widths"])

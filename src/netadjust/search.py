@@ -23,7 +23,7 @@ from .fur import estimate_fur, stability
 from .scalars import ScalarLog, require_tensorboard
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths
 from .store import append_jsonl, check_writable, read_jsonl, save_torch, write_json
-from .train import Recipe, evaluate, fit, resolve_device
+from .train import Recipe, autocast_dtype, evaluate, fit, resolve_device
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class FurConfig:
     repeats: int = 5  # T: independent masks per width
     max_rate: float = 0.9  # p_i is clipped here (the reference divides by 1 - p_i)
     method: str = "auto"  # "fast" where the model exposes chain(), else "reference"
-    bf16: bool = False  # bfloat16 autocast for the FUR forward passes
+    bf16: bool | None = None  # bfloat16 autocast for FUR; None: where the device has native bf16
 
     def validate(self) -> None:
         if not 0 < self.base_rate < 1:
@@ -304,6 +304,9 @@ def run_search(
     budget = model_cost(spec, initial)
     cost_of = lambda widths: measure(spec, widths, config.budget)  # noqa: E731
     rescale(initial, cost_of, cost_of(initial), config.rule.min_width)  # fails early if unreachable
+    if config.fur.bf16 is None:  # decided here and recorded, so a resume elsewhere keeps it
+        native_bf16 = autocast_dtype("auto", device) == torch.bfloat16
+        config = dataclasses.replace(config, fur=dataclasses.replace(config.fur, bf16=native_bf16))
     settings = json.loads(json.dumps(dataclasses.asdict(config)))
     settings["model"] = dataclasses.asdict(spec)
     settings["initial_widths"] = initial
