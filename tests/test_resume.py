@@ -132,3 +132,22 @@ def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fa
     assert forced.returncode == 0, forced.stderr
     assert json.loads((out / "config.json").read_text())["recipe"]["lr"] == 0.05
     assert_user_error(netadjust("search", "--resume", tmp_path / "nothing"), "no config.json")
+
+
+def test_resume_ignores_the_worker_count_and_fills_settings_older_runs_lack(tmp_path):
+    import dataclasses
+
+    from netadjust.errors import UserError
+    from netadjust.search import SearchConfig, completed_iterations
+
+    settings = json.loads(json.dumps(dataclasses.asdict(SearchConfig())))
+    older = json.loads(json.dumps(settings))
+    del older["data"]["image_size"], older["data"]["workers"]  # written before they existed
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    (tmp_path / "history.jsonl").write_text(json.dumps({"iteration": 0}) + "\n")
+    assert completed_iterations(tmp_path, settings, force=False) == [{"iteration": 0}]
+    settings["data"]["workers"] = 0
+    assert completed_iterations(tmp_path, settings, force=False) == [{"iteration": 0}]
+    settings["data"]["image_size"] = 64
+    with pytest.raises(UserError, match="differing: data"):
+        completed_iterations(tmp_path, settings, force=False)

@@ -250,7 +250,9 @@ def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
 
     def keep(settings: dict) -> dict:
         kept = {k: v for k, v in settings.items() if k not in NOT_COMPARED}
-        kept["data"] = {k: v for k, v in kept.get("data", {}).items() if k != "workers"}  # speed only
+        # runs of earlier versions lack the newer data settings: they had their defaults
+        data = {**dataclasses.asdict(DataConfig()), **kept.get("data", {})}
+        kept["data"] = {k: v for k, v in data.items() if k != "workers"}  # workers: speed only
         return kept
 
     saved, compared = keep(saved), keep(settings)
