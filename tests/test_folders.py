@@ -143,3 +143,16 @@ def test_search_on_a_folder_dataset(tmp_path):
     assert set(final["widths"]) == set(final["original_widths"])
     too_small = netadjust("search", *common[:4], "--image-size", 4, "--out", tmp_path / "x")
     assert_user_error(too_small, "8 pixels")
+
+
+def test_default_workers_leave_the_training_its_cores(monkeypatch):
+    from netadjust.folders import default_workers
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert (default_workers(cpu), default_workers(cuda)) == (0, 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 32)
+    assert (default_workers(cpu), default_workers(cuda)) == (8, 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 4 cores for each of 8 torchrun processes
+    assert (default_workers(cpu), default_workers(cuda)) == (2, 3)

@@ -81,7 +81,10 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
         "--image-size", type=int, default=None, help="imagenet: side of the training and test crops (224)"
     )
     group.add_argument(
-        "--workers", type=int, default=4, help="imagenet: processes decoding images (0: the main one)"
+        "--workers",
+        type=int,
+        default=None,
+        help="imagenet: processes decoding images (0: the main one; default: by the cores per process)",
     )
 
 

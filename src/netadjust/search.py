@@ -19,6 +19,7 @@ from .cost import MEASURES, measure, model_cost, sensitivities
 from .data import DatasetInfo, ImageData, content_hash, load, split
 from .distributed import SINGLE, Processes
 from .errors import UserError
+from .folders import default_workers
 from .fur import estimate_fur, stability
 from .scalars import ScalarLog, require_tensorboard
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths
@@ -35,10 +36,10 @@ class DataConfig:
     val_limit: int | None = None
     test_limit: int | None = None
     image_size: int | None = None  # folder datasets: the side images are cropped to (224)
-    workers: int = 4  # folder datasets: processes decoding images (0: the main process)
+    workers: int | None = None  # folder datasets: decoding processes (0: the main one; None: by cores)
 
     def validate(self) -> None:
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise UserError(f"--workers is {self.workers}; give 0 or more")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"--val-fraction is {self.val_fraction}; give a value in (0, 1)")
@@ -94,7 +95,8 @@ class PreparedData:
 
 def prepare_data(config: DataConfig, seed: int, device: torch.device, hold_out: bool) -> PreparedData:
     """Load, split off the validation set when ``hold_out``, apply limits, move to device."""
-    train, test, info = load(config.dataset, config.data_dir, config.image_size, config.workers)
+    workers = config.workers if config.workers is not None else default_workers(device)
+    train, test, info = load(config.dataset, config.data_dir, config.image_size, workers)
     sha256 = content_hash(train, test)
     if hold_out:
         train, val = split(train, config.val_fraction, seed)
