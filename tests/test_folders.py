@@ -118,6 +118,10 @@ def test_bad_folders_and_files_are_named(tmp_path):
     with pytest.raises(UserError, match="wolf"):
         load("imagenet", tmp_path)
     (tmp_path / "val" / "wolf").rmdir()
+    from netadjust.download import ensure_downloaded
+
+    with pytest.raises(UserError, match="cannot fetch imagenet"):
+        ensure_downloaded("imagenet", str(tmp_path), None)
     with pytest.raises(UserError, match="--image-size is for folder datasets"):
         load("mnist", tmp_path, image_size=16)
     broken = tmp_path / "val" / "dog" / "0.jpg"

@@ -100,7 +100,9 @@ def fetch(files: list[RemoteFile], base_url: str, directory: Path, timeout: floa
 
 def ensure_downloaded(dataset: str, data_dir: str | None, mirror: str | None) -> Path:
     """Make sure ``dataset``'s files are in ``data_dir``, downloading the missing ones."""
-    dataset_info(dataset)
+    info = dataset_info(dataset)
+    if dataset not in OFFICIAL:
+        raise UserError(f"--download cannot fetch {dataset}; {info.how_to_get}")
     if data_dir is None:
         data_dir = DEFAULT_DATA_DIRS.get(dataset)
         if data_dir is None or not Path(data_dir).is_dir():
