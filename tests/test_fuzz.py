@@ -37,6 +37,8 @@ FLAGS = [
     "--precision",
     "--json",
     "--preset",
+    "--dataset",
+    "--workers",
     "--nope",
 ]
 VALUES = st.one_of(
@@ -45,6 +47,10 @@ VALUES = st.one_of(
             "resnet20",
             "plain20",
             "resnet21",
+            "mobilenetv2-small",
+            "pyramidnet20",
+            "mnasnet",
+            "imagenet",
             "fashion-mnist",
             "cifar10",
             "mnist",
