@@ -48,16 +48,10 @@ class FolderSet:
 
     def subset(self, index: torch.Tensor | slice) -> FolderSet:
         picked = self.paths[index.cpu().numpy() if isinstance(index, torch.Tensor) else index]
-        return replace(self, paths=np.atleast_1d(picked), labels=self.labels[index])
+        return replace(self, paths=picked, labels=self.labels[index])
 
     def to(self, device: torch.device) -> FolderSet:
         return replace(self, device=torch.device(device))
-
-    def fingerprint(self, digest) -> None:
-        """Feed file names, sizes and labels to ``digest``: decoding every image to hash it
-        would take as long as an epoch."""
-        for path, label in zip(self.paths, self.labels.tolist(), strict=True):
-            digest.update(f"{path}\0{(self.root / path).stat().st_size}\0{label}\n".encode())
 
 
 def default_workers(device: torch.device) -> int:
@@ -186,7 +180,10 @@ def decoded_batches(data: FolderSet, index_batches: list[torch.Tensor], seed: in
 
 
 def fingerprint(*sets: FolderSet) -> str:
+    """SHA-256 of the sets' file names, sizes and labels: decoding every image to hash it
+    would take as long as an epoch."""
     digest = hashlib.sha256()
     for data in sets:
-        data.fingerprint(digest)
+        for path, label in zip(data.paths, data.labels.tolist(), strict=True):
+            digest.update(f"{path}\0{(data.root / path).stat().st_size}\0{label}\n".encode())
     return digest.hexdigest()

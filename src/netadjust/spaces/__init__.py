@@ -62,6 +62,15 @@ class ChainedModel(nn.Module):
         return x
 
 
+class StagedModel(ChainedModel):
+    """A model of ``stem``, Sequentials ``stage1`` .. ``stage{self.stages}`` and ``head``;
+    its chain is the stem, every block of every stage, and the head."""
+
+    def chain(self) -> list[nn.Module]:
+        blocks = [block for stage in range(1, self.stages + 1) for block in getattr(self, f"stage{stage}")]
+        return [self.stem, *blocks, self.head]
+
+
 class ChannelTap(nn.Identity):
     """A drop site for a width that residual additions tie across several blocks: one
     instance, called at each of those blocks' outputs, so one keyed FUR mask removes the

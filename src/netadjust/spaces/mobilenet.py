@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from . import ChainedModel, ChannelTap, ModelSpec, SearchSpace, Widths, register
+from . import ChannelTap, ModelSpec, SearchSpace, StagedModel, Widths, register
 from .resnet_cifar import scaled
 
 STEM, LAST = 32, 1280
@@ -88,7 +88,7 @@ class InvertedResidual(nn.Module):
         return self.tap(x + h if self.residual else h)
 
 
-class MobileNet(ChainedModel):
+class MobileNet(StagedModel):
     def __init__(self, spec: ModelSpec, widths: Widths, stages: tuple[Stage, ...], act, small: bool):
         super().__init__()
         stem = scaled(STEM, spec.width_mult)
@@ -121,10 +121,6 @@ class MobileNet(ChainedModel):
             nn.Dropout(0.2),
             nn.Linear(last, spec.num_classes),
         )
-
-    def chain(self) -> list[nn.Module]:
-        blocks = [block for s in range(1, self.stages + 1) for block in getattr(self, f"stage{s}")]
-        return [self.stem, *blocks, self.head]
 
 
 def make_space(name: str, title: str, stages: tuple[Stage, ...], act, small: bool) -> SearchSpace:

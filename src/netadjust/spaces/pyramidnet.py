@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
-from . import ModelSpec, SearchSpace, Widths, register, register_family
-from .resnet_cifar import PADDING_MODES, BasicBlock, Head, StagedResNet, Stem, add_stages, scaled
+from . import ModelSpec, SearchSpace, StagedModel, Widths, register, register_family
+from .resnet_cifar import BasicBlock, Head, Stem, add_stages, blocks_per_stage, checked_padding, scaled
 
 ALPHA = 48  # total widening over the network
 STEM = 16
@@ -47,7 +46,7 @@ class PreActHead(Head):
         return super().forward(F.relu(self.bn(x)))
 
 
-class PyramidNet(StagedResNet):
+class PyramidNet(StagedModel):
     def __init__(self, spec: ModelSpec, widths: Widths, blocks_per_stage: int):
         super().__init__()
         stem = scaled(STEM, spec.width_mult)
@@ -66,12 +65,7 @@ def pyramid_widths(blocks: int, width_mult: float) -> list[int]:
 
 
 def make_space(depth: int) -> SearchSpace:
-    if depth < 8 or (depth - 2) % 6:
-        raise UserError(
-            f"space 'pyramidnet{depth}': depth {depth} is not of the form 6n+2 with n >= 1; "
-            "use e.g. 20 or 110"
-        )
-    n = (depth - 2) // 6
+    n = blocks_per_stage(f"pyramidnet{depth}", depth)
 
     def base_widths(spec: ModelSpec) -> Widths:
         grown = iter(pyramid_widths(3 * n, spec.width_mult))
@@ -84,8 +78,7 @@ def make_space(depth: int) -> SearchSpace:
         return result
 
     def build(spec: ModelSpec, widths: Widths) -> nn.Module:
-        if spec.padding not in PADDING_MODES:
-            raise UserError(f"unknown padding {spec.padding!r}; choose 'max' or 'local'")
+        checked_padding(spec)
         return PyramidNet(spec, widths, n)
 
     return SearchSpace(

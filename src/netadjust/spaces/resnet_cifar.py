@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from . import ChainedModel, ModelSpec, SearchSpace, Widths, register, register_family
+from . import ModelSpec, SearchSpace, StagedModel, Widths, register, register_family
 
 STAGE_WIDTHS = (16, 32, 64)
 PADDING_MODES = ("max", "local")
@@ -25,6 +25,13 @@ PADDING_MODES = ("max", "local")
 
 def scaled(width: int, width_mult: float) -> int:
     return max(1, int(round(width * width_mult)))
+
+
+def checked_padding(spec: ModelSpec) -> str:
+    """The spec's shortcut padding mode, refused unless it is one we build."""
+    if spec.padding not in PADDING_MODES:
+        raise UserError(f"unknown padding {spec.padding!r}; choose 'max' or 'local'")
+    return spec.padding
 
 
 def pad_channels(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -133,15 +140,7 @@ def add_stages(model: nn.Module, widths: Widths, stream: int, blocks: list[int],
     return stream
 
 
-class StagedResNet(ChainedModel):
-    """A ResNet built by ``add_stages``: stem, every block of every stage, head."""
-
-    def chain(self) -> list[nn.Module]:
-        blocks = [block for stage in range(1, self.stages + 1) for block in getattr(self, f"stage{stage}")]
-        return [self.stem, *blocks, self.head]
-
-
-class CifarResNet(StagedResNet):
+class CifarResNet(StagedModel):
     """Stem, three stages of blocks, head.
 
     ``chain()`` lists the stem, every block and the head in order: the model is their
@@ -174,21 +173,24 @@ def _base_widths(blocks_per_stage: int):
 
 def _builder(blocks_per_stage: int, residual: bool):
     def build(spec: ModelSpec, widths: Widths) -> nn.Module:
-        if spec.padding not in PADDING_MODES:
-            raise UserError(f"unknown padding {spec.padding!r}; choose 'max' or 'local'")
-        shortcut = spec.padding if residual else None
+        shortcut = checked_padding(spec) if residual else None
         return CifarResNet(spec, widths, blocks_per_stage, shortcut)
 
     return build
 
 
-def make_space(name: str, depth: int, residual: bool) -> SearchSpace:
+def blocks_per_stage(name: str, depth: int) -> int:
+    """n of a three-stage network of depth 6n+2; another depth is refused."""
     if depth < 8 or (depth - 2) % 6:
         raise UserError(
             f"space {name!r}: depth {depth} is not of the form 6n+2 with n >= 1; "
             "use e.g. 20, 32, 44, 56 or 110"
         )
-    n = (depth - 2) // 6
+    return (depth - 2) // 6
+
+
+def make_space(name: str, depth: int, residual: bool) -> SearchSpace:
+    n = blocks_per_stage(name, depth)
     kind = "ResNet" if residual else "plain net (no shortcuts)"
     return SearchSpace(
         name=name,

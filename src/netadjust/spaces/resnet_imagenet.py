@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
-from . import ModelSpec, SearchSpace, Widths, register
-from .resnet_cifar import PADDING_MODES, BasicBlock, Head, StagedResNet, add_stages, scaled
+from . import ModelSpec, SearchSpace, StagedModel, Widths, register
+from .resnet_cifar import BasicBlock, Head, add_stages, checked_padding, scaled
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -60,7 +59,7 @@ class ImageNetStem(nn.Module):
         return x if self.small else F.max_pool2d(x, 3, 2, 1)
 
 
-class ImageNetResNet(StagedResNet):
+class ImageNetResNet(StagedModel):
     """Stem, four stages, head; ``chain()`` as in ``CifarResNet``."""
 
     def __init__(self, spec: ModelSpec, widths: Widths, blocks: tuple[int, ...], small: bool):
@@ -89,8 +88,7 @@ def make_space(depth: int, small: bool) -> SearchSpace:
         }
 
     def build(spec: ModelSpec, widths: Widths) -> nn.Module:
-        if spec.padding not in PADDING_MODES:
-            raise UserError(f"unknown padding {spec.padding!r}; choose 'max' or 'local'")
+        checked_padding(spec)
         return ImageNetResNet(spec, widths, blocks, small)
 
     form = "small-input form (3x3 stem, no max-pool)" if small else "ImageNet form (7x7 stem, max-pool)"
