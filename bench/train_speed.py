@@ -5,9 +5,11 @@ Measures, in one run: a matrix-multiply peak in the precision the project trains
 (uint8 tensors in memory, batches augmented on the device, autocast, channels-last), as
 images/s and achieved GFLOP/s counting 3 x forward MACs x 2 FLOPs per image; and the same
 model trained with a conventional per-sample DataLoader (Python transforms per image,
-num_workers=0 on this 2-core machine) in fp32. Each of the three is measured ``--repeats``
-times and the fastest run counts, as ``timeit`` does: on a shared VM the slower runs
-measure interference, not the code (the median is printed beside it). Last line:
+num_workers=0 on this 2-core machine) in fp32; and, for scale, the project's pipeline on a
+searched ResNet-20 of the same MACs, whose odd widths run slower kernels. Each figure is
+measured ``--repeats`` times and the fastest run counts, as ``timeit`` does: on a shared
+VM the slower runs measure interference, not the code (the median is printed beside it).
+Last line:
 ``achieved/peak=<x> speedup=<y>``.
 
     .venv/bin/python bench/train_speed.py [--data-dir DIR] [--images 10000] [--repeats 3]
@@ -22,9 +24,10 @@ from statistics import median
 import torch
 import torch.nn.functional as F
 
+from netadjust.adjust import rescale
 from netadjust.cost import model_cost
 from netadjust.data import load
-from netadjust.spaces import ModelSpec, build
+from netadjust.spaces import ModelSpec, base_widths, build
 from netadjust.train import Recipe, autocast_dtype, fit
 
 
@@ -60,6 +63,17 @@ class PerSampleDataset(torch.utils.data.Dataset):
         mean = torch.tensor(self.info.mean).view(-1, 1, 1)
         std = torch.tensor(self.info.std).view(-1, 1, 1)
         return (image - mean) / std, self.labels[index]
+
+
+# Widths a quick search (``make demo``, ResNet-20 x0.5) ended with, in forward order.
+SEARCHED_HALF_WIDTHS = (11, 9, 9, 9, 7, 8, 16, 12, 16, 16, 14, 14, 31, 26, 41, 31, 26, 26)
+
+
+def searched_widths(spec: ModelSpec) -> dict[str, int]:
+    """The quick search's widths scaled to the MACs of ``spec`` (ResNet-20 at any multiplier)."""
+    names = list(base_widths(spec))
+    widths = dict(zip(names, SEARCHED_HALF_WIDTHS, strict=True))
+    return rescale(widths, lambda w: model_cost(spec, w).macs, model_cost(spec).macs, min_width=1)
 
 
 def conventional_epoch(model, dataset, batch_size: int, lr: float) -> float:
@@ -107,6 +121,17 @@ def main() -> None:
     ours = max(rates)
     achieved = ours * flop_per_image / 1e9
     print(f"project pipeline: {ours:.0f} images/s (median {median(rates):.0f}), {achieved:.0f} GFLOP/s")
+
+    searched = searched_widths(spec)
+    rates = []
+    for _ in repeats:
+        torch.manual_seed(0)
+        rates.append(len(train) / fit(build(spec, searched), train, info, recipe, seed=0)["seconds"])
+    print(
+        f"searched widths {list(searched.values())}, {model_cost(spec, searched).macs / 1e6:.1f} MMACs: "
+        f"{max(rates):.0f} images/s (median {median(rates):.0f}), "
+        f"{max(rates) / ours:.2f} of the original's rate"
+    )
 
     torch.manual_seed(0)
     model = build(spec)
