@@ -137,7 +137,8 @@ def plot_progress(run: Run, path: Path) -> None:
             axes.axhline(budget, color="0.5", linestyle=":", label="budget")
             axes.fill_between(span, 0.99 * budget, 1.01 * budget, color="0.85", label="±1%")
         axes.set_ylabel(label)
-        axes.legend(fontsize=8)
+        if axes.get_legend_handles_labels()[0]:  # empty when not the budget and no result recorded
+            axes.legend(fontsize=8)
         axes.set_xticks(iterations + [iterations[-1] + 1])
     for axes in (accuracy, macs, params):
         axes.set_xlabel("iteration (network trained)")
