@@ -6,10 +6,10 @@ Measures, in one run: a matrix-multiply peak in the precision the project trains
 images/s and achieved GFLOP/s counting 3 x forward MACs x 2 FLOPs per image; and the same
 model trained with a conventional per-sample DataLoader (Python transforms per image,
 num_workers=0 on this 2-core machine) in fp32; and, for scale, the project's pipeline on a
-searched ResNet-20 of the same MACs, whose odd widths run slower kernels. Each figure is
-measured ``--repeats`` times and the fastest run counts, as ``timeit`` does: on a shared
-VM the slower runs measure interference, not the code (the median is printed beside it).
-Last line:
+searched ResNet-20 of the same MACs, whose widths (not multiples of 16) run slower kernels.
+Each figure is measured ``--repeats`` times and the fastest run counts, as ``timeit`` does:
+on a shared VM the slower runs measure interference, not the code (the median is printed
+beside it). Last line:
 ``achieved/peak=<x> speedup=<y>``.
 
     .venv/bin/python bench/train_speed.py [--data-dir DIR] [--images 10000] [--repeats 3]

@@ -14,7 +14,7 @@ PACKAGE = Path(netadjust.__file__).parent
 
 
 def module_level_imports(path: Path) -> set[str]:
-    """Top-level names imported outside functions (imports inside functions are the
+    """Top-level names of the module-level import statements (imports inside functions are the
     optional extras, each guarded with its own install hint)."""
     names = set()
     for node in ast.parse(path.read_text()).body:
