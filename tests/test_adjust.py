@@ -18,7 +18,24 @@ def macs(widths):
 
 def test_k_decays_per_iteration_and_stops_at_zero():
     rule = AdjustRule(k0=3, k_decay=0.5)
-    assert [layers_to_move(rule, i) for i in range(8)] == [3, 3, 2, 2, 1, 1, 0, 0]
+    # round(2.5) = 2, round(1.5) = 2, round(0.5) = 0: halves to even
+    assert [layers_to_move(rule, i) for i in range(8)] == [3, 2, 2, 2, 1, 0, 0, 0]
+
+
+def test_k_schedule_of_the_paper_setting_is_the_references():
+    # the reference: max(round(6 - 0.5 * i), 0) under Python 3 (its committed bytecode is
+    # CPython 3.6), whose round takes halves to even: 38 layer moves in all, not 40
+    rule = AdjustRule(k0=6, k_decay=0.5)
+    assert [layers_to_move(rule, i) for i in range(10)] == [6, 6, 5, 4, 4, 4, 3, 2, 2, 2]
+
+
+def test_grown_and_shrunk_widths_are_rounded_as_the_reference_rounds_them():
+    # round(c + a * c_init) with halves to even: 10 + 1.5 -> 12 (11.5), 11 + 1.5 -> 12 (12.5);
+    # shrinking 10 - 1.5 -> 8 (8.5), 11 - 1.5 -> 10 (9.5)
+    widths = {"a": 10, "b": 11, "c": 10, "d": 11}
+    fur = {"a": 4.0, "b": 3.0, "c": 1.0, "d": 2.0}
+    new, _, _ = adjust(widths, fur, dict.fromkeys(widths, 10), 0, AdjustRule(k0=2, rate=0.15, min_width=1))
+    assert new == {"a": 12, "b": 12, "c": 8, "d": 10}
 
 
 def test_top_k_grow_and_bottom_k_shrink_with_rank_decay():
@@ -51,7 +68,7 @@ def test_rescale_returns_within_one_percent_of_the_budget(data):
     rule = AdjustRule(k0=data.draw(st.integers(0, 9)), rate=data.draw(st.floats(0, 0.9)), min_width=2)
     adjusted, _, _ = adjust(INITIAL, fur, INITIAL, 0, rule)
     result = rescale(adjusted, macs, BUDGET, rule.min_width)
-    assert abs(macs(result) - BUDGET) <= 0.01 * BUDGET
+    assert abs(macs(result) - BUDGET) <= 0.01 * macs(result)  # the reference measures against the cost
     assert min(result.values()) >= rule.min_width
     assert list(result) == list(INITIAL)
 
@@ -61,8 +78,22 @@ def test_k_zero_changes_nothing_but_the_rescale():
     adjusted, grown, shrunk = adjust(INITIAL, fur, INITIAL, 10, AdjustRule(k0=3, k_decay=0.5))
     assert adjusted == INITIAL and grown == shrunk == []
     assert rescale(adjusted, macs, BUDGET, 2) == INITIAL
+
+def test_rescale_bisects_as_the_reference_does():
+    # the reference bisects s between 1 and 1 - e, e = (F - B) / F, and stops at the first s
+    # whose rounded widths are within 1% (restated here for s < 1)
     doubled = {name: 2 * w for name, w in INITIAL.items()}
-    assert rescale(doubled, macs, BUDGET, 2) == INITIAL  # uniform scale back by exactly 1/2
+    steps, begin, end = [], 1.0, 1 - (macs(doubled) - BUDGET) / macs(doubled)
+    while True:
+        factor = (begin + end) / 2
+        scaled = {name: max(2, round(factor * w)) for name, w in doubled.items()}
+        steps.append(factor)
+        error = (macs(scaled) - BUDGET) / macs(scaled)
+        if abs(error) <= 0.01:
+            break
+        begin, end = (factor, end) if error > 0 else (begin, factor)
+    assert len(steps) > 1
+    assert rescale(doubled, macs, BUDGET, 2) == scaled
 
 
 def test_unreachable_budget_is_refused():

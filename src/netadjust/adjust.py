@@ -1,8 +1,11 @@
-"""The update rule of Network Adjustment and the rescale back to the budget."""
+"""The update rule of Network Adjustment and the rescale back to the budget.
+
+Rounding is Python's ``round`` (halves to even) wherever the reference rounds: k, the
+grown and shrunk widths, and the rescaled widths.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,7 +23,7 @@ class AdjustRule:
     min_width: int = 4
 
     def validate(self, num_widths: int) -> None:
-        if self.k0 < 0 or 2 * round_half_up(self.k0) > num_widths:
+        if self.k0 < 0 or 2 * round(self.k0) > num_widths:
             raise UserError(
                 f"--k is {self.k0}; with {num_widths} widths it must lie in [0, {num_widths // 2}] "
                 "so that the grown and shrunk groups do not overlap"
@@ -35,19 +38,17 @@ class AdjustRule:
             raise UserError(f"--min-width is {self.min_width}; give at least 1")
 
 
-def round_half_up(x: float) -> int:
-    return math.floor(x + 0.5)
-
-
 def layers_to_move(rule: AdjustRule, iteration: int) -> int:
-    """``k = max(round(k0 - iteration * k_decay), 0)``."""
-    return max(round_half_up(rule.k0 - iteration * rule.k_decay), 0)
+    """``k = max(round(k0 - iteration * k_decay), 0)``, halves to even: k0 = 6 with decay
+    0.5 gives 6, 6, 5, 5, 4, 4, 3, 3, 2, 2 as in the reference."""
+    return max(round(rule.k0 - iteration * rule.k_decay), 0)
 
 
 def adjust(
     widths: Widths, fur: dict[str, float], initial: Widths, iteration: int, rule: AdjustRule
 ) -> tuple[Widths, list[str], list[str]]:
-    """Grow the k widths of highest FUR, shrink the k lowest, by ``round(a_r * initial)``.
+    """Grow the k widths of highest FUR, shrink the k lowest, by ``a_r * initial``; the
+    reference rounds the new width, ``round(c +- a_r * c_initial)``, not the step.
 
     Returns the new widths and the names grown and shrunk, most extreme first.
     """
@@ -56,16 +57,24 @@ def adjust(
     grown, shrunk = ranked[:k], ranked[::-1][:k]
     result = dict(widths)
     for rank, name in enumerate(grown):
-        step = round_half_up(max(rule.rate - rule.rate_decay * rank, 0.0) * initial[name])
-        result[name] = widths[name] + step
+        result[name] = round(widths[name] + max(rule.rate - rule.rate_decay * rank, 0.0) * initial[name])
     for rank, name in enumerate(shrunk):
-        step = round_half_up(max(rule.rate - rule.rate_decay * rank, 0.0) * initial[name])
-        result[name] = max(rule.min_width, widths[name] - step)
+        step = max(rule.rate - rule.rate_decay * rank, 0.0) * initial[name]
+        result[name] = max(rule.min_width, round(widths[name] - step))
     return result, grown, shrunk
 
 
 def scale_widths(widths: Widths, factor: float, min_width: int) -> Widths:
-    return {name: max(min_width, round_half_up(factor * width)) for name, width in widths.items()}
+    return {name: max(min_width, round(factor * width)) for name, width in widths.items()}
+
+
+def excess(cost: int, budget: int) -> float:
+    """How far ``cost`` lies above the budget, relative to the cost: the reference's measure."""
+    return (cost - budget) / cost
+
+
+def within_budget(cost: int, budget: int, tolerance: float = 0.01) -> bool:
+    return abs(excess(cost, budget)) <= tolerance
 
 
 def rescale(
@@ -74,11 +83,16 @@ def rescale(
     budget: int,
     min_width: int,
     tolerance: float = 0.01,
-    max_steps: int = 40,
+    max_steps: int = 20,
 ) -> Widths:
-    """Scale all widths by one factor s (bisection on s) until ``cost`` is within
-    ``tolerance`` of ``budget``; if rounding makes that impossible, finish by moving single
-    channels of the layers that change the cost least.
+    """Scale all widths by one factor s until ``cost`` is within ``tolerance`` of ``budget``.
+
+    As the reference: bisect s between 1 and 1 - e (e the relative excess of the current
+    cost), at most ``max_steps`` times, stopping at the first s whose rounded widths are
+    within the band. Our additions: widths never fall below ``min_width``, and when the
+    bisection ends outside the band (rounding, in tiny networks), the closest single-factor
+    scaling is taken and single channels are then moved while that brings the cost closer;
+    the caller reports a result that is still outside.
     """
     floor = scale_widths(widths, 0.0, min_width)
     if cost(floor) > budget * (1 + tolerance):
@@ -86,10 +100,21 @@ def rescale(
             f"the budget of {budget:,} cannot be met: the minimum widths alone cost "
             f"{cost(floor):,}; lower --min-width"
         )
-    best = closest_scaling(widths, cost, budget, min_width, tolerance, max_steps)
-    if abs(cost(best) - budget) <= tolerance * budget:
-        return best
-    return _nudge(best, cost, budget, min_width, tolerance)
+    result, error = widths, excess(cost(widths), budget)
+    begin, end = 1.0, max(1.0 - error, 0.0)
+    for _ in range(max_steps):
+        if abs(error) <= tolerance:
+            return result
+        factor = (begin + end) / 2
+        result = scale_widths(widths, factor, min_width)
+        error = excess(cost(result), budget)
+        if (error > 0) == (factor > 1):
+            end = factor
+        else:
+            begin = factor
+    if abs(error) <= tolerance:
+        return result
+    return _nudge(closest_scaling(widths, cost, budget, min_width, tolerance), cost, budget, min_width, tolerance)
 
 
 def closest_scaling(
@@ -110,7 +135,7 @@ def closest_scaling(
         high *= 2
     best = scale_widths(widths, 1.0, min_width)
     for _ in range(max_steps):
-        if abs(cost(best) - target) <= tolerance * target:
+        if within_budget(cost(best), target, tolerance):
             break
         middle = (low + high) / 2
         candidate = scale_widths(widths, middle, min_width)
@@ -128,7 +153,7 @@ def _nudge(
 ) -> Widths:
     """Add or remove one channel at a time, taking the move that lands closest to budget."""
     current = dict(widths)
-    while abs(cost(current) - budget) > tolerance * budget:
+    while not within_budget(cost(current), budget, tolerance):
         sign = 1 if cost(current) < budget else -1
         moves = [
             {**current, name: width + sign} for name, width in current.items() if width + sign >= min_width

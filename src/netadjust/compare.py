@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from .adjust import closest_scaling
+from .adjust import closest_scaling, within_budget
 from .cost import measure, model_cost
 from .errors import UserError
 from .export import save_weights
@@ -68,7 +68,7 @@ def compare_run(
     networks = candidate_widths(run, spec)
     held = run.settings.get("budget", "macs")
     uniform_cost = measure(spec, networks["uniform"], held)
-    if abs(uniform_cost - run.final[held]) > 0.01 * run.final[held]:
+    if not within_budget(uniform_cost, run.final[held]):
         log(
             f"warning: no single scale factor brings the original widths within 1% of the searched "
             f"network's {run.final[held]:,} {held} (closest: {uniform_cost:,}); the network is too narrow"

@@ -58,18 +58,58 @@ def measure(spec: ModelSpec, widths: Widths, name: str) -> int:
 def sensitivities(spec: ModelSpec, widths: Widths, budget: str = "macs") -> dict[str, float]:
     """``f_i = c_i * dF/dc_i``: the MACs (or parameters) that width i's channels take part in.
 
-    Both are at most quadratic in each single width, so a central difference (or, at width
-    1, the one-sided three-point difference) of the traced count is exact.
+    Where the model lists its ``channel_sources`` (the ResNets and PyramidNet), this is the
+    derivative of the reference's symbolic FLOPs expression: every conv, linear layer and
+    batch norm costs the product of the widths that set its input and output channels, so
+    each such layer adds its whole cost to each width among its sources. The residual
+    stream belongs to the width the model names as its owner (a block output that ties
+    the stream does not take it over in the CIFAR expression), which a difference of the
+    traced count cannot tell: there F has a kink, and neither one-sided difference matches
+    the reference everywhere. Elsewhere F has no kink and is at most quadratic in each
+    single width, so a central difference (at width 1 the one-sided three-point one) of
+    the traced count is exact.
     """
+    shares = _source_shares(spec, tuple(widths.items()))
+    if shares is not None:
+        return {name: float(shares[budget].get(name, 0)) for name in widths}
 
-    def macs_at(name: str, value: int) -> int:
+    def cost_at(name: str, value: int) -> int:
         return measure(spec, {**widths, name: value}, budget)
 
     result = {}
     for name, c in widths.items():
         if c > 1:
-            derivative = (macs_at(name, c + 1) - macs_at(name, c - 1)) / 2
+            derivative = (cost_at(name, c + 1) - cost_at(name, c - 1)) / 2
         else:
-            derivative = (-3 * macs_at(name, c) + 4 * macs_at(name, c + 1) - macs_at(name, c + 2)) / 2
+            derivative = (-3 * cost_at(name, c) + 4 * cost_at(name, c + 1) - cost_at(name, c + 2)) / 2
         result[name] = c * derivative
     return result
+
+
+@lru_cache(maxsize=1024)
+def _source_shares(spec: ModelSpec, widths_key: tuple[tuple[str, int], ...]) -> dict[str, dict] | None:
+    """Per measure and width, the summed cost of the layers whose channels it sets (twice
+    for a layer it sets both sides of); None for a model without ``channel_sources``."""
+    with torch.device("meta"):
+        model = build(spec, dict(widths_key)).eval()
+    sources = getattr(model, "channel_sources", None)
+    if sources is None:
+        return None
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros((1, spec.in_channels, spec.image_size, spec.image_size), device="meta"))
+    flops = counter.get_flop_counts()
+    shares: dict[str, dict[str, int]] = {"macs": {}, "params": {}}
+
+    def add(measure_name: str, widths: tuple[str | None, ...], amount: int) -> None:
+        for width in widths:
+            if width is not None:
+                shares[measure_name][width] = shares[measure_name].get(width, 0) + amount
+
+    for layer, (source_in, source_out) in sources.items():
+        module = model.get_submodule(layer)
+        add("macs", (source_in, source_out), sum(flops.get(f"{type(model).__name__}.{layer}", {}).values()) // 2)
+        for parameter in module.parameters(recurse=False):
+            # weights (out, in, ...) scale with both sides; biases and batch-norm affine with the output
+            add("params", (source_in, source_out) if parameter.dim() > 1 else (source_out,), parameter.numel())
+    return shares

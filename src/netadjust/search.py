@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .adjust import AdjustRule, adjust, layers_to_move, rescale
+from .adjust import AdjustRule, adjust, excess, layers_to_move, rescale, within_budget
 from .cost import MEASURES, measure, model_cost, sensitivities
 from .data import DatasetInfo, ImageData, content_hash, load, split
 from .distributed import SINGLE, Processes
@@ -461,6 +461,7 @@ def _iterate(
             "next_widths": next_widths,
             "next_macs": measure(spec, next_widths, "macs"),
             "next_params": measure(spec, next_widths, "params"),
+            "next_excess": excess(cost_of(next_widths), target),  # (cost - budget) / cost
             "seconds": {"train": seconds_train, "fur": seconds_fur, "adjust": seconds_adjust},
         }
         if processes.is_main:
@@ -490,6 +491,12 @@ def _iterate(
                 else ""
             )
         )
+        if not within_budget(next_cost, target):
+            log(
+                f"{label}: warning: no rounding of the adjusted widths lies within 1% of the budget; "
+                f"the next widths cost {next_cost:,} {UNITS[config.budget]}, {next_cost / target - 1:+.2%} "
+                "off (tiny widths round coarsely: a larger --width-mult or --min-width helps)"
+            )
         if agreement["spearman"] < LOW_STABILITY:
             log(
                 f"{label}: warning: the two halves of the validation split rank the widths differently "

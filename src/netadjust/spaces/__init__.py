@@ -5,6 +5,10 @@ A search space turns a widths mapping ``{width name: channels}`` (forward order)
 module after whose output that width's channels can be dropped (its batch norm, or a
 ``ChannelTap`` where several blocks share the width).
 
+Optional, for sensitivities that follow the reference's FLOPs expression exactly:
+``channel_sources`` maps each layer to the widths that set its input and output channels
+(see ``cost.sensitivities``); without it, the traced count is differentiated numerically.
+
 Optional, for the fast FUR path: ``chain()`` returns modules whose composition is the model
 (stem, blocks, head); a block may also offer ``forward(x, cache)`` and
 ``resume(site, x, cache)`` to restart its computation at one of its drop sites.

@@ -15,7 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ModelSpec, SearchSpace, StagedModel, Widths, register, register_family
-from .resnet_cifar import BasicBlock, Head, Stem, add_stages, blocks_per_stage, checked_padding, scaled
+from .resnet_cifar import (
+    BasicBlock,
+    Head,
+    Sources,
+    Stem,
+    add_stages,
+    blocks_per_stage,
+    checked_padding,
+    scaled,
+)
 
 ALPHA = 48  # total widening over the network
 STEM = 16
@@ -31,6 +40,9 @@ class PyramidBlock(BasicBlock):
     def branch_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn_in(x)
 
+    def channel_sources(self, prefix: str, stream: str | None) -> Sources:
+        return {**super().channel_sources(prefix, stream), f"{prefix}.bn_in": (None, stream)}
+
     def merge(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.add_shortcut(x, y)
 
@@ -45,18 +57,22 @@ class PreActHead(Head):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(F.relu(self.bn(x)))
 
+    def channel_sources(self, prefix: str, stream: str | None) -> Sources:
+        return {**super().channel_sources(prefix, stream), f"{prefix}.bn": (None, stream)}
+
 
 class PyramidNet(StagedModel):
     def __init__(self, spec: ModelSpec, widths: Widths, blocks_per_stage: int):
         super().__init__()
         stem = scaled(STEM, spec.width_mult)
-        self.stem = Stem(spec.in_channels, stem, relu=False)  # the first block's BN follows
+        self.stem = Stem(spec.in_channels, stem)
 
         def make_block(stage: int, index: int, stream: int, mid: int, out: int) -> PyramidBlock:
             return PyramidBlock(stream, mid, out, 2 if stage > 1 and index == 0 else 1, spec.padding)
 
-        stream = add_stages(self, widths, stem, [blocks_per_stage] * 3, make_block)
+        stream, owner = add_stages(self, widths, stem, [blocks_per_stage] * 3, make_block)
         self.head = PreActHead(stream, spec.num_classes)
+        self.channel_sources.update(self.head.channel_sources("head", owner))
 
 
 def pyramid_widths(blocks: int, width_mult: float) -> list[int]:

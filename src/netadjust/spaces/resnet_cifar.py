@@ -34,6 +34,11 @@ def checked_padding(spec: ModelSpec) -> str:
     return spec.padding
 
 
+# layer name -> (width that sets its input channels, width that sets its output channels);
+# None where a fixed width (the stem's, the classes) does
+Sources = dict[str, tuple[str | None, str | None]]
+
+
 def pad_channels(x: torch.Tensor, width: int) -> torch.Tensor:
     """Append zero channels to ``x`` (N, C, H, W) up to ``width``."""
     extra = width - x.shape[1]
@@ -55,6 +60,26 @@ class BasicBlock(nn.Module):
             self.out_width = max(in_width, out)
         else:
             self.out_width = out
+
+    def channel_sources(self, prefix: str, stream: str | None) -> Sources:
+        """Which width sets each layer's channels; ``stream`` is the width that owns the
+        residual stream entering the block (None: the unsearched stem)."""
+        conv1, conv2 = f"{prefix}.conv1", f"{prefix}.conv2"
+        return {
+            conv1: (stream, conv1),
+            f"{prefix}.bn1": (None, conv1),
+            conv2: (conv1, conv2),
+            f"{prefix}.bn2": (None, conv2),
+        }
+
+    def stream_owner(self, prefix: str, stream: str | None, ties: str) -> str | None:
+        """The width that owns the stream after the block, by the reference's rule: in
+        "max" mode the block's output takes it only when wider than the stream (or, with
+        ``ties="later"``, at least as wide), so a tie leaves it with the earlier owner."""
+        in_width, out = self.conv1.in_channels, self.conv2.out_channels
+        if self.shortcut == "max" and not (out > in_width or (ties == "later" and out == in_width)):
+            return stream
+        return f"{prefix}.conv2"
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         """``cache``, when given, receives each conv's output for ``resume``."""
@@ -97,17 +122,16 @@ class BasicBlock(nn.Module):
 
 
 class Stem(nn.Module):
-    """The unsearched first conv, its batch norm and (unless ``relu`` is False) relu."""
+    """The unsearched first conv and its batch norm, without a ReLU: the reference's CIFAR
+    stem (a PyramidNet's first block normalises its input anyway)."""
 
-    def __init__(self, in_channels: int, width: int, relu: bool = True):
+    def __init__(self, in_channels: int, width: int):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(width)
-        self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn(self.conv(x))
-        return F.relu(x, inplace=True) if self.relu else x
+        return self.bn(self.conv(x))
 
 
 class Head(nn.Module):
@@ -120,12 +144,19 @@ class Head(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
+    def channel_sources(self, prefix: str, stream: str | None) -> Sources:
+        return {f"{prefix}.fc": (stream, None)}
 
-def add_stages(model: nn.Module, widths: Widths, stream: int, blocks: list[int], make_block) -> int:
+
+def add_stages(
+    model: nn.Module, widths: Widths, stream: int, blocks: list[int], make_block, ties: str = "earlier"
+) -> tuple[int, str | None]:
     """Give ``model`` the Sequentials ``stage1``, ``stage2``... of ``blocks[s - 1]`` blocks
-    each, ``make_block(stage, index, stream, mid, out)``, and their ``drop_sites``; return
-    the width of the residual stream after the last block."""
-    model.drop_sites = {}
+    each, ``make_block(stage, index, stream, mid, out)``, their ``drop_sites`` and
+    ``channel_sources``; return the width of the residual stream after the last block and
+    the width that owns it (``ties``: see ``BasicBlock.stream_owner``)."""
+    model.drop_sites, model.channel_sources = {}, {}
+    owner = None  # the stem's width, not searched
     for stage, count in enumerate(blocks, start=1):
         layers = OrderedDict()
         for index in range(count):
@@ -134,10 +165,12 @@ def add_stages(model: nn.Module, widths: Widths, stream: int, blocks: list[int],
             layers[f"block{index}"] = block
             model.drop_sites[f"{prefix}.conv1"] = f"{prefix}.bn1"
             model.drop_sites[f"{prefix}.conv2"] = f"{prefix}.bn2"
+            model.channel_sources.update(block.channel_sources(prefix, owner))
+            owner = block.stream_owner(prefix, owner, ties)
             stream = block.out_width
         setattr(model, f"stage{stage}", nn.Sequential(layers))
     model.stages = len(blocks)
-    return stream
+    return stream, owner
 
 
 class CifarResNet(StagedModel):
@@ -155,8 +188,9 @@ class CifarResNet(StagedModel):
         def make_block(stage: int, index: int, stream: int, mid: int, out: int) -> BasicBlock:
             return BasicBlock(stream, mid, out, 2 if stage > 1 and index == 0 else 1, shortcut)
 
-        stream = add_stages(self, widths, stem, [blocks_per_stage] * 3, make_block)
+        stream, owner = add_stages(self, widths, stem, [blocks_per_stage] * 3, make_block)
         self.head = Head(stream, spec.num_classes)
+        self.channel_sources.update(self.head.channel_sources("head", owner))
 
 
 def _base_widths(blocks_per_stage: int):

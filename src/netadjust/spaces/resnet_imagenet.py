@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ModelSpec, SearchSpace, StagedModel, Widths, register
-from .resnet_cifar import BasicBlock, Head, add_stages, checked_padding, scaled
+from .resnet_cifar import BasicBlock, Head, Sources, add_stages, checked_padding, scaled
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -39,6 +39,11 @@ class ProjectedBlock(BasicBlock):
 
     def merge(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.relu(self.project(x) + y, inplace=True)
+
+    def channel_sources(self, prefix: str, stream: str | None) -> Sources:
+        conv2 = f"{prefix}.conv2"
+        projection = {f"{prefix}.project.conv": (stream, conv2), f"{prefix}.project.bn": (None, conv2)}
+        return {**super().channel_sources(prefix, stream), **projection}
 
 
 class ImageNetStem(nn.Module):
@@ -72,8 +77,11 @@ class ImageNetResNet(StagedModel):
                 return ProjectedBlock(stream, mid, out, stride=2)
             return BasicBlock(stream, mid, out, 1, spec.padding)
 
-        stream = add_stages(self, widths, stem, list(blocks), make_block)
+        # the reference's ImageNet FLOPs expression hands the stream to a block output that
+        # ties it (>=), its CIFAR one does not (>)
+        stream, owner = add_stages(self, widths, stem, list(blocks), make_block, ties="later")
         self.head = Head(stream, spec.num_classes)
+        self.channel_sources.update(self.head.channel_sources("head", owner))
 
 
 def make_space(depth: int, small: bool) -> SearchSpace:
