@@ -68,3 +68,17 @@ def test_regulariser_ramps_by_epoch_and_depth():
     rates = regulariser_rates(["a", "b", "c", "d"], 0.05, epoch=5, epochs=10)
     assert rates == pytest.approx({"a": 0.00625, "b": 0.0125, "c": 0.01875, "d": 0.025})
     assert set(regulariser_rates(["a", "b"], 0.05, 0, 10).values()) == {0.0}
+
+
+def test_bfloat16_activations_are_scaled_without_the_bias_of_a_bfloat16_scale():
+    # 1 / (1 - 0.3) = 1.428571 is 1.4296875 in bfloat16 (+0.08%); the float32 scale leaves
+    # only the unbiased rounding of each product
+    site = nn.Identity()
+    x = (torch.rand(2000, 50, 1, 1) + 0.5).to(torch.bfloat16)
+    with ChannelDrop(site, {"w": ""}, torch.Generator().manual_seed(0)) as drop:
+        drop.set_rates({"w": 0.3})
+        dropped = site(x)
+    assert dropped.dtype == torch.bfloat16
+    kept = dropped != 0
+    ratio = (dropped[kept].double() / x[kept].double()).mean().item()
+    assert ratio == pytest.approx(1 / 0.7, rel=1e-4)
