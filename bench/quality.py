@@ -1,0 +1,227 @@
+"""Does the search pay off? Search, then train original / uniform / searched from scratch.
+
+For each named setting: ``netadjust search`` into ``bench/results/runs/NAME`` (continued with
+``--resume`` when a run is there), then ``netadjust compare`` over the setting's seeds (kept
+results are reused, so an interrupted run picks up where it stopped). Every finished row
+goes to ``bench/results/quality.json`` and ``bench/results/quality.md``: per network the
+test top-1 mean ± sample std over seeds; searched − original and searched − uniform as
+paired differences (same seed) with their standard errors; MACs and parameters; the
+training rate of each network in the comparison; the search's wall time.
+
+    .venv/bin/python bench/quality.py --list
+    OMP_NUM_THREADS=1 .venv/bin/python bench/quality.py NAME [NAME ...] [--data-dir DIR]
+    .venv/bin/python bench/quality.py --table      # rewrite quality.md from quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = RESULTS / "runs"
+
+# ResNet-20 x0.5 on 28x28 inputs with stage widths 9/15/12 costs 7.78M MACs against the
+# original 8/16/32's 7.73M: stage 3 starved, for the sanity check of the mechanism
+POOR_STAGES = (9, 15, 12)
+
+COMMON = ["--dataset", "fashion-mnist", "--width-mult", "0.5"]
+SETTINGS: dict[str, dict] = {
+    # the mechanism: from a starved allocation, does the search move width to stage 3?
+    "resnet20-poor-start": {
+        "search": [
+            *COMMON,
+            "--space", "resnet20", "--iterations", "6", "--epochs", "4",
+            "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15", "--repeats", "4", "--val-limit", "6000",
+        ],
+        "initial": POOR_STAGES,
+        "compare": ["--epochs", "10"],
+        "seeds": 5,
+    },
+    "resnet20-x0.5": {
+        "search": [
+            *COMMON,
+            "--space", "resnet20", "--iterations", "6", "--epochs", "4",
+            "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15", "--repeats", "4", "--val-limit", "6000",
+        ],
+        "compare": ["--epochs", "10"],
+        "seeds": 5,
+    },
+    "plain20-x0.5": {
+        "search": [
+            *COMMON,
+            "--space", "plain20", "--iterations", "6", "--epochs", "4",
+            "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15", "--repeats", "4", "--val-limit", "6000",
+        ],
+        "compare": ["--epochs", "10"],
+        "seeds": 5,
+    },
+}  # fmt: skip
+
+
+def netadjust(*arguments: str) -> None:
+    command = [sys.executable, "-m", "netadjust", *arguments]
+    print("$ netadjust " + " ".join(arguments), flush=True)
+    subprocess.run(command, check=True)
+
+
+def initial_widths_file(name: str, stages: tuple[int, int, int]) -> Path:
+    """A widths file giving every width of stage s the width ``stages[s - 1]``."""
+    from netadjust.spaces import ModelSpec, base_widths
+
+    path = RUNS / f"{name}.widths.json"
+    widths = {width: stages[int(width[5]) - 1] for width in base_widths(ModelSpec("resnet20"))}
+    path.write_text(json.dumps(widths, indent=1) + "\n")
+    return path
+
+
+def run_setting(name: str, data_dir: str | None) -> dict:
+    setting = SETTINGS[name]
+    out = RUNS / name
+    data = ["--data-dir", data_dir] if data_dir else []
+    started = time.time()
+    if not (out / "final.json").exists():
+        if (out / "config.json").exists():
+            netadjust("search", "--resume", str(out))
+        else:
+            widths = (
+                ["--widths", str(initial_widths_file(name, setting["initial"]))]
+                if "initial" in setting
+                else []
+            )
+            netadjust("search", *setting["search"], *widths, *data, "--out", str(out), "--seed", "0")
+    netadjust("compare", str(out), "--seeds", str(setting["seeds"]), *setting["compare"], *data)
+    return summarise(name, setting, time.time() - started)
+
+
+KEPT = ("top1_mean", "top1_std", "top1", "macs", "params", "widths")  # of each network in compare.json
+
+
+def paired(a: list[float], b: list[float]) -> dict:
+    """Mean of the per-seed differences a - b and its standard error (in points)."""
+    differences = [100 * (x - y) for x, y in zip(a, b, strict=True)]
+    se = statistics.stdev(differences) / math.sqrt(len(differences)) if len(differences) > 1 else None
+    return {"mean": statistics.fmean(differences), "se": se, "per_seed": differences}
+
+
+def images_per_second(run: Path, network: str, seeds: list[int]) -> float:
+    """Training images per second of ``network`` in the comparison (whole fit, all seeds)."""
+    images, seconds = 0, 0.0
+    for seed in seeds:
+        result = json.loads((run / "compare" / f"{network}-seed{seed}.json").read_text())
+        images += result["data_sizes"]["train"] * len(result["train"])
+        seconds += result["seconds"]
+    return images / seconds
+
+
+def summarise(name: str, setting: dict, wall: float) -> dict:
+    run = RUNS / name
+    comparison = json.loads((run / "compare.json").read_text())
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    seeds = comparison["seeds"]
+    uniform_source = "original" if comparison["uniform"].get("same_as") else "uniform"
+    trained = {"original": "original", "uniform": uniform_source, "searched": "searched"}
+    row = {
+        "name": name,
+        "search_command": "netadjust search " + " ".join(setting["search"]) + f" --out {run.name}",
+        "compare_command": f"netadjust compare {run.name} --seeds {len(seeds)} "
+        + " ".join(setting["compare"]),
+        "seeds": seeds,
+        "networks": {
+            network: {key: comparison[network][key] for key in KEPT}
+            | {"images_per_second": images_per_second(run, trained[network], seeds)}
+            for network in ("original", "uniform", "searched")
+        },
+        "uniform_is_original": uniform_source == "original",
+        "searched_minus_original": paired(comparison["searched"]["top1"], comparison["original"]["top1"]),
+        "searched_minus_uniform": paired(comparison["searched"]["top1"], comparison["uniform"]["top1"]),
+        "search_seconds": sum(sum(record["seconds"].values()) for record in history),
+        "search_val_top1": [record["val"]["top1"] for record in history],
+        "fur_split_half_spearman": [record["fur_stability"]["spearman"] for record in history],
+        "hardware": {
+            "processor": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
+            "torch": torch.__version__,
+            "device": comparison["device"],
+        },
+        "wall_seconds_this_call": wall,
+    }
+    return row
+
+
+def write_results(rows: dict[str, dict]) -> None:
+    (RESULTS / "quality.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (RESULTS / "quality.md").write_text(table(rows) + "\n")
+
+
+def table(rows: dict[str, dict]) -> str:
+    def pm(values: dict) -> str:
+        return f"{100 * values['top1_mean']:.2f} ± {100 * values['top1_std']:.2f}"
+
+    def difference(values: dict) -> str:
+        return (
+            f"{values['mean']:+.2f} ± {values['se']:.2f}"
+            if values["se"] is not None
+            else f"{values['mean']:+.2f}"
+        )
+
+    lines = [
+        "| setting | seeds | original top-1 (%) | uniform | searched | searched − original (SE) "
+        "| searched − uniform (SE) | MACs orig → searched | params orig → searched "
+        "| train img/s searched / original | search time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows.values():
+        original, uniform, searched = (row["networks"][n] for n in ("original", "uniform", "searched"))
+        lines.append(
+            f"| {row['name']} | {len(row['seeds'])} | {pm(original)} | "
+            f"{pm(uniform)}{' (= original)' if row['uniform_is_original'] else ''} | {pm(searched)} | "
+            f"{difference(row['searched_minus_original'])} | {difference(row['searched_minus_uniform'])} | "
+            f"{original['macs'] / 1e6:.2f}M → {searched['macs'] / 1e6:.2f}M | "
+            f"{original['params'] / 1e3:.0f}k → {searched['params'] / 1e3:.0f}k | "
+            f"{searched['images_per_second']:.0f} / {original['images_per_second']:.0f} | "
+            f"{row['search_seconds'] / 60:.0f} min |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="settings to run (see --list)")
+    parser.add_argument("--list", action="store_true", help="print the settings and exit")
+    parser.add_argument("--table", action="store_true", help="rewrite quality.md from quality.json")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    if args.list:
+        for name, setting in SETTINGS.items():
+            print(
+                name, " ".join(setting["search"]), "| compare", " ".join(setting["compare"]), setting["seeds"]
+            )
+        return
+    unknown = [name for name in args.names if name not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown settings {unknown}; see --list")
+    RUNS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "quality.json"
+    rows = json.loads(path.read_text()) if path.exists() else {}
+    for name in args.names:
+        rows[name] = run_setting(name, args.data_dir)
+        write_results(rows)  # after every setting: an interrupted batch keeps what finished
+    if args.table:
+        write_results(rows)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
