@@ -46,7 +46,7 @@ SETTINGS: dict[str, dict] = {
             "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15", "--repeats", "4", "--val-limit", "6000",
         ],
         "initial": POOR_STAGES,
-        "compare": ["--epochs", "10"],
+        "compare": ["--epochs", "5"],
         "seeds": 5,
     },
     "resnet20-x0.5": {

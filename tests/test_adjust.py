@@ -79,6 +79,7 @@ def test_k_zero_changes_nothing_but_the_rescale():
     assert adjusted == INITIAL and grown == shrunk == []
     assert rescale(adjusted, macs, BUDGET, 2) == INITIAL
 
+
 def test_rescale_bisects_as_the_reference_does():
     # the reference bisects s between 1 and 1 - e, e = (F - B) / F, and stops at the first s
     # whose rounded widths are within 1% (restated here for s < 1)

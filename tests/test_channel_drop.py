@@ -68,6 +68,10 @@ def test_regulariser_ramps_by_epoch_and_depth():
     rates = regulariser_rates(["a", "b", "c", "d"], 0.05, epoch=5, epochs=10)
     assert rates == pytest.approx({"a": 0.00625, "b": 0.0125, "c": 0.01875, "d": 0.025})
     assert set(regulariser_rates(["a", "b"], 0.05, 0, 10).values()) == {0.0}
+    # the reference's ImageNet search (--layerd=F): the same rate at every depth
+    assert regulariser_rates(["a", "b", "c"], 0.05, 5, 10, depth_ramp=False) == pytest.approx(
+        {"a": 0.025, "b": 0.025, "c": 0.025}
+    )
 
 
 def test_bfloat16_activations_are_scaled_without_the_bias_of_a_bfloat16_scale():

@@ -153,7 +153,7 @@ def reference_expression(widths, padding, stem, size, classes, imagenet):
     total += stream * classes
     if owner is not None:
         derivative[owner] += classes
-    return total, [c * d for c, d in zip(widths, derivative)]
+    return total, [c * d for c, d in zip(widths, derivative, strict=True)]
 
 
 def test_the_restated_expression_gives_the_references_figures():
@@ -196,9 +196,13 @@ def test_away_from_ties_sensitivities_equal_the_derivative_of_the_traced_count(s
     widths = dict(zip(names, random.Random(space).sample(range(5, 120), len(names)), strict=True))
 
     def derivative(name, c):
-        return (measure(spec, {**widths, name: c + 1}, budget) - measure(spec, {**widths, name: c - 1}, budget)) / 2
+        return (
+            measure(spec, {**widths, name: c + 1}, budget) - measure(spec, {**widths, name: c - 1}, budget)
+        ) / 2
 
-    assert sensitivities(spec, widths, budget) == {name: c * derivative(name, c) for name, c in widths.items()}
+    assert sensitivities(spec, widths, budget) == {
+        name: c * derivative(name, c) for name, c in widths.items()
+    }
 
 
 def test_densenet_sensitivities_are_the_exact_derivative_of_a_quadratic_cost():

@@ -114,7 +114,9 @@ def rescale(
             begin = factor
     if abs(error) <= tolerance:
         return result
-    return _nudge(closest_scaling(widths, cost, budget, min_width, tolerance), cost, budget, min_width, tolerance)
+    return _nudge(
+        closest_scaling(widths, cost, budget, min_width, tolerance), cost, budget, min_width, tolerance
+    )
 
 
 def closest_scaling(

@@ -121,10 +121,16 @@ class ChannelDrop:
         self.remove()
 
 
-def regulariser_rates(widths: list[str], base_rate: float, epoch: int, epochs: int) -> dict[str, float]:
-    """Training-time rates of the reference: ramped by epoch and by depth.
+def regulariser_rates(
+    widths: list[str], base_rate: float, epoch: int, epochs: int, depth_ramp: bool = True
+) -> dict[str, float]:
+    """Training-time rates of the reference: ramped by epoch and (unless not ``depth_ramp``,
+    its ImageNet search) by depth.
 
     Width i (0-based, forward order, L widths) gets ``base_rate * epoch/epochs * (i+1)/L``.
     """
     count = len(widths)
-    return {name: base_rate * epoch / epochs * (index + 1) / count for index, name in enumerate(widths)}
+    return {
+        name: base_rate * epoch / epochs * ((index + 1) / count if depth_ramp else 1.0)
+        for index, name in enumerate(widths)
+    }

@@ -20,11 +20,12 @@ from .cost import model_cost
 from .distributed import SharedError, launch, launched_by_torchrun, local_device, start
 from .distributed import stop as stop_processes
 from .errors import UserError
-from .presets import PRESETS, preset_settings
+from .presets import FINAL_TRAINING, PRESETS, final_training, preset_settings
 from .search import (
     DataConfig,
     FurConfig,
     SearchConfig,
+    dry_run,
     read_run,
     read_run_settings,
     run_search,
@@ -96,13 +97,20 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr-min", type=float, default=None, help="final learning rate of the cosine")
     group.add_argument("--momentum", type=float, default=0.9)
     group.add_argument("--weight-decay", type=float, default=None)
-    group.add_argument("--warmup-epochs", type=float, default=0.0)
+    group.add_argument("--warmup-epochs", type=float, default=None, help="linear warm-up from 0 (default 0)")
     group.add_argument("--label-smoothing", type=float, default=None)
     group.add_argument(
         "--train-drop-rate",
         type=float,
-        default=0.05,
-        help="channel-dropout regulariser at the last epoch and deepest layer (0: off)",
+        default=None,
+        help="channel-dropout regulariser at the last epoch and deepest layer (0: off; default 0.05)",
+    )
+    group.add_argument(
+        "--drop-depth-ramp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the regulariser's rate grows with depth, (i+1)/L for width i (default on; the "
+        "reference's ImageNet search turns it off)",
     )
     group.add_argument(
         "--precision",
@@ -146,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         "10 iterations of 200 epochs, lr 0.15, batch 128, drop rate 0.05, T 5, k 6 decaying 0.5, "
         "adjust rate 0.15 decaying 0.01 per rank, min width 4; with --dataset imagenet its ImageNet "
         "setting: ResNet-18, 10 epochs per iteration, lr 0.2 at batch 64 per process, weight decay "
-        "1e-5, drop rate 0.2, label smoothing 0.1)",
+        "4e-5, FUR drop rate 0.2, k 6 without decay, adjust rate 0.1, regulariser without depth "
+        "ramp); --dry-run prints every value",
     )
     add_model_flags(search)
     add_data_flags(search)
@@ -192,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="start over in an --out that holds another or a finished search"
     )
     group.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved settings as JSON (config.json's, plus k per iteration) and stop: "
+        "no data read, nothing written",
+    )
+    group.add_argument(
         "--nproc",
         type=int,
         default=None,
@@ -210,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     train = commands.add_parser("train", help="train one configuration on the full training set")
+    train.add_argument(
+        "--preset",
+        choices=sorted(FINAL_TRAINING),
+        default=None,
+        help="a preset's final training (paper: the reference's, 200 epochs on CIFAR, or with "
+        "--dataset imagenet 90 epochs, lr 0.4, label smoothing 0.1, 5 warm-up epochs); flags override",
+    )
     add_model_flags(train)
     add_data_flags(train)
     add_training_flags(train)
@@ -237,11 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dir", metavar="RUN_DIR", help="a finished search's run directory")
     compare.add_argument("--seeds", type=int, default=1, help="trainings per network (seeds 0..N-1)")
     compare.add_argument("--seed", type=int, default=0, help="first seed")
+    compare.add_argument(
+        "--preset",
+        choices=sorted(FINAL_TRAINING),
+        default=None,
+        help="train with a preset's final training instead of the run's recipe (see train --help)",
+    )
     group = compare.add_argument_group("training (default: the run's own recipe)")
     for flag, kind in RECIPE_FLAGS.items():
         group.add_argument(f"--{flag}", type=kind, default=None)
     group.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default=None)
     group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    group.add_argument("--drop-depth-ramp", action=argparse.BooleanOptionalAction, default=None)
     group.add_argument("--device", default=None, help="default: the run's device")
     group = compare.add_argument_group("data (default: the run's dataset, all training and test images)")
     group.add_argument("--data-dir", default=None, help="default: the run's")
@@ -298,9 +327,10 @@ def recipe(args: argparse.Namespace, preset: dict) -> Recipe:
         lr_min=pick(args, preset, "lr_min", defaults.lr_min),
         momentum=args.momentum,
         weight_decay=pick(args, preset, "weight_decay", defaults.weight_decay),
-        warmup_epochs=args.warmup_epochs,
+        warmup_epochs=pick(args, preset, "warmup_epochs", defaults.warmup_epochs),
         label_smoothing=pick(args, preset, "label_smoothing", defaults.label_smoothing),
-        drop_rate=args.train_drop_rate,
+        drop_rate=pick(args, preset, "train_drop_rate", defaults.drop_rate),
+        drop_depth_ramp=pick(args, preset, "drop_depth_ramp", defaults.drop_depth_ramp),
         precision=args.precision,
         channels_last=args.channels_last,
         compile=args.compile,
@@ -336,6 +366,14 @@ def _raise_terminated(signum, frame):
 
 
 def command_search(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        if args.resume:
+            config = search_config_from_settings(read_run_settings(Path(args.resume)), args.resume)
+        else:
+            args.download = False  # a dry run touches nothing
+            config = search_config(args)
+        print(json.dumps(dry_run(config, args.nproc or 1), indent=1))
+        return 0
     if args.nproc is not None and not launched_by_torchrun():
         if args.nproc < 1:
             raise UserError(f"--nproc is {args.nproc}; give at least 1")
@@ -438,11 +476,12 @@ def command_train(args: argparse.Namespace) -> int:
     from .retrain import train_and_test
 
     widths, recorded = widths_and_model(args)
+    data = data_config(args, {})
     result = train_and_test(
         model_spec(args, recorded),
         widths,
-        data_config(args, {}),
-        recipe(args, {}),
+        data,
+        recipe(args, final_training(args.preset, data.dataset) if args.preset else {}),
         seed=args.seed,
         device=args.device or default_device(),
         out=Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json")),
@@ -515,12 +554,15 @@ def command_report(args: argparse.Namespace) -> int:
 def command_compare(args: argparse.Namespace) -> int:
     from .compare import compare_run
 
-    fields = [flag.replace("-", "_") for flag in RECIPE_FLAGS] + ["precision", "channels_last"]
-    overrides = {
-        ("drop_rate" if name == "train_drop_rate" else name): getattr(args, name)
-        for name in fields
-        if getattr(args, name) is not None
-    }
+    fields = [flag.replace("-", "_") for flag in RECIPE_FLAGS] + [
+        "precision",
+        "channels_last",
+        "drop_depth_ramp",
+    ]
+    given = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    if args.preset:
+        given = {**final_training(args.preset, read_run(args.run_dir).settings["data"]["dataset"]), **given}
+    overrides = {("drop_rate" if name == "train_drop_rate" else name): value for name, value in given.items()}
     data = {
         name: getattr(args, name)
         for name in ("data_dir", "train_limit", "test_limit", "workers")

@@ -108,8 +108,14 @@ def _source_shares(spec: ModelSpec, widths_key: tuple[tuple[str, int], ...]) -> 
 
     for layer, (source_in, source_out) in sources.items():
         module = model.get_submodule(layer)
-        add("macs", (source_in, source_out), sum(flops.get(f"{type(model).__name__}.{layer}", {}).values()) // 2)
+        add(
+            "macs",
+            (source_in, source_out),
+            sum(flops.get(f"{type(model).__name__}.{layer}", {}).values()) // 2,
+        )
         for parameter in module.parameters(recurse=False):
             # weights (out, in, ...) scale with both sides; biases and batch-norm affine with the output
-            add("params", (source_in, source_out) if parameter.dim() > 1 else (source_out,), parameter.numel())
+            add(
+                "params", (source_in, source_out) if parameter.dim() > 1 else (source_out,), parameter.numel()
+            )
     return shares

@@ -1,4 +1,11 @@
-"""Named groups of search settings. Flags given on the command line override them."""
+"""Named groups of settings. Flags given on the command line override them.
+
+A preset has two parts: the search's settings (``PRESETS``, for ``netadjust search``) and
+the final training of a network found by it (``FINAL_TRAINING``, for ``netadjust train``
+and ``netadjust compare``). The ``paper`` values are the reference's (danczs/
+NetworkAdjustment): the commands of its README, and for every flag a command leaves out,
+the argparse default of its ``channel_search_distributed.py``.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +31,15 @@ PRESETS: dict[str, dict] = {
         "adjust_rate": 0.15,
         "adjust_rate_decay": 0.0,
         "min_width": 2,
+        "train_drop_rate": 0.05,
+        "drop_depth_ramp": True,
     },
-    # The reference's CIFAR setting: 10 iterations of 200 epochs each; k 6 falling by 0.5 per
-    # iteration, adjusting rate 0.15 falling by 0.01 per rank.
+    # The reference's CIFAR search (README, "Single GPU on CIFAR-100"): --batch_size=128
+    # --learning_rate=0.15 --epochs=200 --depth=20 --drop_rate=0.05 --base_drop_rate=0.05
+    # --update_num=6 --update_num_decay=0.5 --arch_learning_rate=0.15
+    # --arch_learning_rate_decay=0.01; argparse defaults: --learning_rate_min=1e-3
+    # --weight_decay=3e-4 --iters=10 --times=5 --train_portion=0.9 --layerd=True, minimum
+    # width 4 (channel_config.update_channel).
     "paper": {
         "space": "resnet20",
         "dataset": "cifar100",
@@ -47,27 +60,78 @@ PRESETS: dict[str, dict] = {
         "adjust_rate": 0.15,
         "adjust_rate_decay": 0.01,
         "min_width": 4,
+        "train_drop_rate": 0.05,
+        "drop_depth_ramp": True,
     },
 }
 
-# --preset paper with --dataset imagenet: the reference's ImageNet setting (ResNet-18, 10
-# epochs per iteration, lr 0.2 at batch 64 per process, weight decay 1e-5, FUR base drop
-# rate 0.2, label smoothing 0.1); what it does not state stays as in the CIFAR setting.
+# --preset paper with --dataset imagenet: the reference's ImageNet search (README, "Multi-GPU
+# on ImageNet"): --batch_size=64 (per process, 8 processes) --learning_rate=0.2 --epochs=10
+# --depth=18 --drop_rate=0.05 --base_drop_rate=0.2 --layerd=F --weight_decay=4e-5
+# --update_num=6; left at the argparse defaults: --update_num_decay=0 --arch_learning_rate=0.1
+# --arch_learning_rate_decay=0 --label_smoothing=0 --learning_rate_min=1e-3 --times=5 --iters=10.
 PAPER_IMAGENET = {
     "space": "resnet18",
     "dataset": "imagenet",
     "epochs": 10,
     "batch_size": 64,
     "lr": 0.2,
-    "weight_decay": 1e-5,
+    "weight_decay": 4e-5,
     "drop_rate": 0.2,
+    "label_smoothing": 0.0,
+    "k": 6,
+    "k_decay": 0.0,
+    "adjust_rate": 0.1,
+    "adjust_rate_decay": 0.0,
+    "train_drop_rate": 0.05,
+    "drop_depth_ramp": False,
+}
+
+FINAL_TRAINING: dict[str, dict] = {
+    # the search's own recipe, on every training image
+    "quick": {key: PRESETS["quick"][key] for key in ("epochs", "batch_size", "lr", "lr_min", "weight_decay")}
+    | {"train_drop_rate": 0.05, "drop_depth_ramp": True},
+    # README, "Network evaluation on CIFAR-100": --batch_size=128 --learning_rate=0.15
+    # --epochs=200 --drop_rate=0.05 --train_portion=1.0 (every training image)
+    "paper": {
+        "epochs": 200,
+        "batch_size": 128,
+        "lr": 0.15,
+        "lr_min": 1e-3,
+        "weight_decay": 3e-4,
+        "label_smoothing": 0.0,
+        "warmup_epochs": 0.0,
+        "train_drop_rate": 0.05,
+        "drop_depth_ramp": True,
+    },
+}
+
+# README, "Network evaluation on ImageNet (8 GPU)": --batch_size=128 (per process)
+# --learning_rate=0.4 --epochs=90 --weight_decay=4e-5 --label_smoothing=0.1 --warmup=T
+# --warmup_epochs=5 --warmup_lr=1e-3; --drop_rate left at its default, 0 (no channel dropout)
+PAPER_IMAGENET_FINAL = {
+    "epochs": 90,
+    "batch_size": 128,
+    "lr": 0.4,
+    "lr_min": 1e-3,
+    "weight_decay": 4e-5,
     "label_smoothing": 0.1,
+    "warmup_epochs": 5.0,
+    "train_drop_rate": 0.0,
+    "drop_depth_ramp": False,
 }
 
 
 def preset_settings(name: str, dataset: str | None) -> dict:
-    """The settings of preset ``name`` for ``dataset`` (the --dataset flag, None if not given)."""
+    """The search settings of preset ``name`` for ``dataset`` (the --dataset flag, None if not given)."""
     settings = PRESETS[name]
     if name == "paper" and (dataset or settings["dataset"]) == "imagenet":
         settings = {**settings, **PAPER_IMAGENET}
     return settings
+
+
+def final_training(name: str, dataset: str) -> dict:
+    """The training recipe with which preset ``name`` trains a found network for ``dataset``."""
+    if name == "paper" and dataset == "imagenet":
+        return dict(PAPER_IMAGENET_FINAL)
+    return dict(FINAL_TRAINING[name])

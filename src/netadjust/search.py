@@ -16,7 +16,7 @@ import torch
 from . import __version__
 from .adjust import AdjustRule, adjust, excess, layers_to_move, rescale, within_budget
 from .cost import MEASURES, measure, model_cost, sensitivities
-from .data import DatasetInfo, ImageData, content_hash, load, split
+from .data import DATASETS, FOLDER_DATASETS, DatasetInfo, ImageData, content_hash, load, split
 from .distributed import SINGLE, Processes
 from .errors import UserError
 from .folders import default_workers
@@ -252,9 +252,10 @@ def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
 
     def keep(settings: dict) -> dict:
         kept = {k: v for k, v in settings.items() if k not in NOT_COMPARED}
-        # runs of earlier versions lack the newer data settings: they had their defaults
+        # runs of earlier versions lack the newer data and recipe settings: they had their defaults
         data = {**dataclasses.asdict(DataConfig()), **kept.get("data", {})}
         kept["data"] = {k: v for k, v in data.items() if k != "workers"}  # workers: speed only
+        kept["recipe"] = {**dataclasses.asdict(Recipe()), **kept.get("recipe", {})}
         return kept
 
     saved, compared = keep(saved), keep(settings)
@@ -280,6 +281,45 @@ def validate(config: SearchConfig) -> None:
         raise UserError(f"--iterations is {config.iterations}; give at least 1")
     if config.budget not in MEASURES:
         raise UserError(f"--budget is {config.budget!r}; choose one of {', '.join(MEASURES)}")
+
+
+def with_fur_precision(config: SearchConfig, device: torch.device) -> SearchConfig:
+    """``config`` with FUR's bf16 decided for ``device`` where it was left open: decided once
+    and recorded, so a resume elsewhere keeps it."""
+    if config.fur.bf16 is not None:
+        return config
+    native_bf16 = autocast_dtype("auto", device) == torch.bfloat16
+    return dataclasses.replace(config, fur=dataclasses.replace(config.fur, bf16=native_bf16))
+
+
+def settings_record(config: SearchConfig, spec: ModelSpec, initial: Widths, world_size: int) -> dict:
+    """What ``config.json`` holds, before provenance and data sizes are added."""
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))
+    settings["model"] = dataclasses.asdict(spec)
+    settings["initial_widths"] = initial
+    settings["processes"] = world_size  # resume needs as many
+    return settings
+
+
+def dry_run(config: SearchConfig, world_size: int = 1) -> dict:
+    """The settings a search with ``config`` would record, and k per iteration, found
+    without reading data or building a model. A folder dataset's class count is its
+    number of folders, unknown here: the record shows the dataset's usual count."""
+    validate(config)
+    info = DATASETS[config.data.dataset]
+    if config.data.dataset in FOLDER_DATASETS and config.data.image_size is not None:
+        info = dataclasses.replace(info, image_size=config.data.image_size)
+    spec = model_spec_for(config.model, info)
+    initial = (
+        base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
+    )
+    config.rule.validate(len(initial))
+    config = with_fur_precision(config, resolve_device(config.device))
+    settings = settings_record(config, spec, initial, world_size)
+    settings["k_schedule"] = [
+        layers_to_move(config.rule, iteration) for iteration in range(config.iterations)
+    ]
+    return settings
 
 
 def run_search(
@@ -308,13 +348,8 @@ def run_search(
     budget = model_cost(spec, initial)
     cost_of = lambda widths: measure(spec, widths, config.budget)  # noqa: E731
     rescale(initial, cost_of, cost_of(initial), config.rule.min_width)  # fails early if unreachable
-    if config.fur.bf16 is None:  # decided here and recorded, so a resume elsewhere keeps it
-        native_bf16 = autocast_dtype("auto", device) == torch.bfloat16
-        config = dataclasses.replace(config, fur=dataclasses.replace(config.fur, bf16=native_bf16))
-    settings = json.loads(json.dumps(dataclasses.asdict(config)))
-    settings["model"] = dataclasses.asdict(spec)
-    settings["initial_widths"] = initial
-    settings["processes"] = processes.world_size  # resume needs as many
+    config = with_fur_precision(config, device)
+    settings = settings_record(config, spec, initial, processes.world_size)
 
     def open_run_directory() -> list[dict]:
         check_writable(out)

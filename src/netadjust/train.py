@@ -38,6 +38,7 @@ class Recipe:
     warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs
     label_smoothing: float = 0.0
     drop_rate: float = 0.05  # channel-dropout regulariser at the last epoch and deepest width
+    drop_depth_ramp: bool = True  # the regulariser's rate grows with depth (the reference's --layerd)
     precision: str = "auto"  # autocast: bf16 where supported, else fp16 on CUDA; or bf16/fp16/fp32
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU (oneDNN) and GPU
     compile: bool = False  # torch.compile the model (no gain measured on this 2-core CPU)
@@ -191,7 +192,9 @@ def fit(
         for epoch in range(len(history), recipe.epochs):
             model.train()
             drop.generator = generator(device, seed, epoch, MASK_STREAM, processes.rank)
-            drop.set_rates(regulariser_rates(list(sites), recipe.drop_rate, epoch, recipe.epochs))
+            drop.set_rates(
+                regulariser_rates(list(sites), recipe.drop_rate, epoch, recipe.epochs, recipe.drop_depth_ramp)
+            )
             sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, images
             bar = tqdm(
                 total=steps_per_epoch,
