@@ -48,24 +48,15 @@ TINY = [
 
 def test_search_end_to_end(tmp_path, fashion_dir):
     out = tmp_path / "run"
-    result = netadjust(
-        "search",
-        "--data-dir",
-        fashion_dir,
-        "--iterations",
-        2,
-        "--k",
-        3,
-        "--adjust-rate",
-        0.5,
-        "--min-width",
-        1,
-        "--out",
-        out,
-        *TINY,
-    )
+    flags = ["--data-dir", fashion_dir, "--iterations", 2, "--k", 3, "--adjust-rate", 0.5, "--min-width", 1]
+    planned = dry_run(*flags, "--out", out, *TINY)
+    assert not out.exists()
+    result = netadjust("search", *flags, "--out", out, *TINY)
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
+    # the dry run printed what config.json holds, less what needs the data, plus k per iteration
+    assert planned.pop("k_schedule") == [3, 2]
+    assert planned == {k: v for k, v in config.items() if k not in ("provenance", "data_sizes")}
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     final = json.loads((out / "final.json").read_text())
     assert config["iterations"] == 2 and config["model"]["in_channels"] == 1
@@ -79,7 +70,7 @@ def test_search_end_to_end(tmp_path, fashion_dir):
     for record in history:
         assert list(record["fur"]) == names
         assert set(record["drop_rates"]) == set(names)
-        assert len(record["grown"]) == len(record["shrunk"]) == record["k"] == 3
+        assert len(record["grown"]) == len(record["shrunk"]) == record["k"] == [3, 2][record["iteration"]]
         assert {"loss", "top1", "top5"} <= set(record["val"]) and {"top1", "top5"} <= set(record["test"])
         assert set(record["seconds"]) == {"train", "fur", "adjust"}
         assert -1 <= record["fur_stability"]["spearman"] <= 1
@@ -222,26 +213,75 @@ def test_a_params_budget_holds_params_while_macs_move(tmp_path):
     assert "budget" not in json.loads(netadjust("cost", "resnet20", "--json").stdout)
 
 
-def test_the_paper_preset_follows_the_dataset():
-    from netadjust.cli import build_parser, search_config
+def dry_run(*flags, cwd=None):
+    result = netadjust("search", "--dry-run", *flags, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
-    def config(*flags):
-        return search_config(build_parser().parse_args(["search", "--preset", "paper", *flags]))
 
-    cifar = config()
-    assert (cifar.model.space, cifar.data.dataset, cifar.recipe.epochs) == ("resnet20", "cifar100", 200)
-    assert (cifar.recipe.lr, cifar.recipe.batch_size, cifar.fur.base_rate) == (0.15, 128, 0.05)
-    assert (cifar.rule.k0, cifar.rule.rate, cifar.rule.rate_decay, cifar.recipe.label_smoothing) == (
-        6,
-        0.15,
-        0.01,
-        0,
+def test_the_paper_preset_is_the_references_cifar_search(tmp_path):
+    # the reference's README command for CIFAR-100 and its argparse defaults
+    settings = dry_run("--preset", "paper", cwd=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+    assert settings["model"] | {"width_mult": 1.0} == {
+        "space": "resnet20", "num_classes": 100, "in_channels": 3, "image_size": 32,
+        "width_mult": 1.0, "padding": "max",
+    }  # fmt: skip
+    recipe = settings["recipe"]
+    assert (recipe["epochs"], recipe["batch_size"], recipe["lr"], recipe["lr_min"]) == (200, 128, 0.15, 1e-3)
+    assert (recipe["weight_decay"], recipe["drop_rate"], recipe["drop_depth_ramp"]) == (3e-4, 0.05, True)
+    assert (settings["fur"]["base_rate"], settings["fur"]["repeats"], settings["data"]["val_fraction"]) == (
+        0.05,
+        5,
+        0.1,
     )
-    imagenet = config("--dataset", "imagenet")
-    assert (imagenet.model.space, imagenet.recipe.epochs, imagenet.iterations) == ("resnet18", 10, 10)
-    assert (imagenet.recipe.lr, imagenet.recipe.batch_size, imagenet.recipe.weight_decay) == (0.2, 64, 1e-5)
-    assert (imagenet.fur.base_rate, imagenet.recipe.label_smoothing) == (0.2, 0.1)
-    mine = config("--dataset", "imagenet", "--space", "mobilenetv2", "--lr", "0.05", "--label-smoothing", "0")
-    assert (mine.model.space, mine.recipe.lr, mine.recipe.label_smoothing) == ("mobilenetv2", 0.05, 0.0)
-    help_text = build_parser()._subparsers._group_actions[0].choices["search"].format_help()
-    assert "label smoothing 0.1" in help_text and "lr 0.2 at batch 64" in help_text
+    assert settings["rule"] == {"k0": 6, "k_decay": 0.5, "rate": 0.15, "rate_decay": 0.01, "min_width": 4}
+    assert settings["k_schedule"] == [6, 6, 5, 4, 4, 4, 3, 2, 2, 2]  # Python 3's round, halves to even
+    assert "provenance" not in settings and "data_sizes" not in settings
+
+
+def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search():
+    # README "Multi-GPU on ImageNet": --batch_size=64 --learning_rate=0.2 --epochs=10
+    # --drop_rate=0.05 --base_drop_rate=0.2 --layerd=F --weight_decay=4e-5 --update_num=6;
+    # argparse defaults for the rest: no label smoothing, no k decay, adjusting rate 0.1
+    settings = dry_run("--preset", "paper", "--dataset", "imagenet")
+    recipe, rule = settings["recipe"], settings["rule"]
+    assert (settings["model"]["space"], settings["iterations"], recipe["epochs"]) == ("resnet18", 10, 10)
+    assert (recipe["lr"], recipe["batch_size"], recipe["weight_decay"]) == (0.2, 64, 4e-5)
+    assert (recipe["label_smoothing"], recipe["drop_rate"], recipe["drop_depth_ramp"]) == (0.0, 0.05, False)
+    assert (settings["fur"]["base_rate"], settings["fur"]["repeats"]) == (0.2, 5)
+    assert rule == {"k0": 6, "k_decay": 0.0, "rate": 0.1, "rate_decay": 0.0, "min_width": 4}
+    assert settings["k_schedule"] == [6] * 10
+    mine = dry_run(
+        "--preset", "paper", "--dataset", "imagenet", "--space", "mobilenetv2", "--lr", "0.05",
+        "--drop-depth-ramp", "--k-decay", "0.5",
+    )  # fmt: skip
+    assert (mine["model"]["space"], mine["recipe"]["lr"], mine["recipe"]["drop_depth_ramp"]) == (
+        "mobilenetv2",
+        0.05,
+        True,
+    )
+    assert mine["k_schedule"] == [6, 6, 5, 4, 4, 4, 3, 2, 2, 2]
+
+
+def test_the_paper_final_trainings_are_the_references():
+    from netadjust.cli import build_parser, final_training, recipe
+
+    def final(*flags):
+        args = build_parser().parse_args(["train", "--preset", "paper", *flags])
+        return recipe(args, final_training("paper", args.dataset or "fashion-mnist"))
+
+    # README "Network evaluation on ImageNet": 90 epochs, lr 0.4 at 128 per process, weight
+    # decay 4e-5, label smoothing 0.1, 5 warm-up epochs, no channel dropout
+    imagenet = final("--dataset", "imagenet")
+    assert (imagenet.epochs, imagenet.batch_size, imagenet.lr, imagenet.weight_decay) == (90, 128, 0.4, 4e-5)
+    assert (imagenet.label_smoothing, imagenet.warmup_epochs, imagenet.drop_rate) == (0.1, 5.0, 0.0)
+    # "Network evaluation on CIFAR-100": 200 epochs, lr 0.15, batch 128, dropout 0.05
+    cifar = final("--dataset", "cifar100", "--epochs", "3")
+    assert (cifar.epochs, cifar.lr, cifar.batch_size, cifar.drop_rate, cifar.weight_decay) == (
+        3,
+        0.15,
+        128,
+        0.05,
+        3e-4,
+    )
