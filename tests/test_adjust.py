@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netadjust.adjust import AdjustRule, adjust, layers_to_move, rescale
+from netadjust.adjust import AdjustRule, adjust, layers_to_move, rescale, within_budget
 from netadjust.cost import model_cost
 from netadjust.errors import UserError
 from netadjust.spaces import ModelSpec, base_widths
@@ -100,3 +100,11 @@ def test_rescale_bisects_as_the_reference_does():
 def test_unreachable_budget_is_refused():
     with pytest.raises(UserError, match="min-width"):
         rescale(INITIAL, macs, BUDGET // 100, min_width=8)
+
+
+def test_rescale_outside_the_band_returns_the_closest_widths():
+    # one width of cost 100 per channel against a budget of 150: 1 or 2 channels, 33% off
+    # either way; the caller (the search) warns and records the excess
+    result = rescale({"a": 1}, lambda widths: 100 * widths["a"], 150, min_width=1)
+    assert result in ({"a": 1}, {"a": 2})
+    assert not within_budget(100 * result["a"], 150)

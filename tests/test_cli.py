@@ -73,6 +73,8 @@ def test_search_end_to_end(tmp_path, fashion_dir):
         assert len(record["grown"]) == len(record["shrunk"]) == record["k"] == [3, 2][record["iteration"]]
         assert {"loss", "top1", "top5"} <= set(record["val"]) and {"top1", "top5"} <= set(record["test"])
         assert set(record["seconds"]) == {"train", "fur", "adjust"}
+        budget = final["original_macs"]
+        assert record["next_excess"] == pytest.approx((record["next_macs"] - budget) / record["next_macs"])
         assert -1 <= record["fur_stability"]["spearman"] <= 1
         assert 0 <= record["fur_stability"]["grow_overlap"] <= 1
         assert len(record["fur_halves"]) == 2 and list(record["fur_halves"][0]) == names

@@ -206,7 +206,7 @@ def test_away_from_ties_sensitivities_equal_the_derivative_of_the_traced_count(s
 
 
 def test_densenet_sensitivities_are_the_exact_derivative_of_a_quadratic_cost():
-    # a dense layer's bottleneck is 4 x its growth: F is quadratic in each growth
+    # a transition maps the whole concatenation to as many channels: F is quadratic in each growth
     spec = ModelSpec("densenet40", num_classes=10, in_channels=3, image_size=32)
     widths = base_widths(spec)
     name = "block2.layer3"
