@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from conftest import write_mnist_like
+from test_cost import REFERENCE_RESNET20_CIFAR100
 
 
 def netadjust(*args, cwd=None):
@@ -129,6 +130,9 @@ def test_cost_json_contract():
     cost = json.loads(result.stdout)
     assert cost["macs"] == 40_556_800 and cost["params"] == 278_324 - 2752
     assert list(cost["widths"])[0] == "stage1.block0.conv1"
+    # the reference's f_i at ResNet-20's base widths for CIFAR-100, in width order
+    assert list(cost["sensitivities"]) == list(cost["widths"])
+    assert list(cost["sensitivities"].values()) == REFERENCE_RESNET20_CIFAR100
 
 
 def test_spaces_lists_every_space():

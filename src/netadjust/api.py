@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .cost import model_cost
+from .cost import model_cost, sensitivities
 from .errors import UserError
 from .export import load_weights
 from .search import SearchConfig, run_search
@@ -58,15 +58,20 @@ class CostReport:
     macs: int
     params: int
     widths: Widths
+    sensitivities: dict[str, float]  # f_i = c_i dF/dc_i per width, in the budget's measure
     model: dict
 
 
-def cost(space: str, widths: Widths | str | Path | None = None, **settings) -> CostReport:
-    """MACs and parameters of ``space`` at ``widths`` (same arguments as ``build``)."""
+def cost(
+    space: str, widths: Widths | str | Path | None = None, *, budget: str = "macs", **settings
+) -> CostReport:
+    """MACs, parameters and sensitivities (of ``budget``: "macs" or "params") of ``space``
+    at ``widths`` (same arguments as ``build``)."""
     spec = model_spec(space, **settings)
     widths = _widths(spec, widths)
     counted = model_cost(spec, widths)
-    return CostReport(spec.space, counted.macs, counted.params, widths, dataclasses.asdict(spec))
+    f = sensitivities(spec, widths, budget)
+    return CostReport(spec.space, counted.macs, counted.params, widths, f, dataclasses.asdict(spec))
 
 
 def load(path: str | Path, device: str = "cpu") -> nn.Module:

@@ -514,6 +514,7 @@ def command_cost(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         width_mult=spec.width_mult,
         padding=spec.padding,
+        budget=args.budget or "macs",
     )
     if args.json:
         printed = asdict(report)
