@@ -86,6 +86,7 @@ def test_search_end_to_end(tmp_path, fashion_dir):
     for key in ("params", "original_params"):
         assert final[key] > 0
     assert "stage1.block0.conv1" in result.stdout  # the original -> searched table
+    assert f"netadjust compare {out} --seeds 5" in result.stdout and "Spearman" in result.stdout
 
     # the searched widths feed the cost and train commands
     cost = json.loads(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .export import build_call
+from .outcome import outcome_lines
 from .search import Run, read_run
 from .spaces import ModelSpec
 from .store import write_text
@@ -252,6 +253,9 @@ def markdown(run: Run) -> str:
         "![fur](fur.png)",
         "",
     ]
+    lines += (
+        ["## Did it pay off?", ""] + [f"- {line}" for line in outcome_lines(history, str(run.path))] + [""]
+    )
     lines += _comparison_section(run.path)
     return "\n".join(lines) + "\n"
 

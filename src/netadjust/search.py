@@ -21,6 +21,7 @@ from .distributed import SINGLE, Processes
 from .errors import UserError
 from .folders import default_workers
 from .fur import estimate_fur, stability
+from .outcome import LOW_STABILITY, outcome_lines
 from .scalars import ScalarLog, require_tensorboard
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths
 from .store import append_jsonl, check_writable, read_jsonl, save_torch, write_json
@@ -161,7 +162,6 @@ def train_candidate(
 
 
 UNITS = {"macs": "MACs", "params": "params"}
-LOW_STABILITY = 0.8  # split-half Spearman below this earns a warning
 CHECKPOINT = "checkpoint.pt"  # the current iteration's training state, written every epoch
 RUN_FILES = ("config.json", "history.jsonl", "final.json", CHECKPOINT)
 NOT_COMPARED = ("out", "device", "provenance", "data_sizes")  # may change between resumes
@@ -399,10 +399,9 @@ def run_search(
         (out / CHECKPOINT).unlink(missing_ok=True)
     log(widths_table(initial, widths))
     log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
-    log(
-        f"wrote {out / 'final.json'}; evaluate it against the original widths with: "
-        f"netadjust train --dataset {data.info.name} --widths {out / 'final.json'}"
-    )
+    for line in outcome_lines(history, str(out)):
+        log(line)
+    log(f"wrote {out / 'final.json'}")
     return final
 
 

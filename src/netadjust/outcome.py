@@ -1,0 +1,51 @@
+"""Did a search pay off? What its own measurements say, in plain words, for the end of the
+log and for report.md: the validation accuracy the search measured along the way, and how
+stable FUR's ranking was."""
+
+from __future__ import annotations
+
+import statistics
+
+LOW_STABILITY = 0.8  # split-half Spearman below this: the ranking is partly noise
+NOISE = 0.6  # below this: mostly noise (the halves share under a third of their rank variance)
+
+
+def outcome_lines(history: list[dict], run_dir: str) -> list[str]:
+    """Sentences on the search in ``history`` (records of ``history.jsonl``)."""
+    first, last = history[0], history[-1]
+    lines = []
+    if len(history) > 1:
+        best = max(history, key=lambda record: record["val"]["top1"])
+        change = 100 * (last["val"]["top1"] - first["val"]["top1"])
+        lines.append(
+            f"validation top-1 of the networks the search trained: original widths "
+            f"{100 * first['val']['top1']:.2f}%, iteration {len(history)}'s {100 * last['val']['top1']:.2f}% "
+            f"({change:+.2f} points), best {100 * best['val']['top1']:.2f}% at iteration "
+            f"{best['iteration'] + 1}. One short training each: differences of a few tenths of a point "
+            "are within what another seed gives."
+        )
+    lines.append(
+        f"the final widths were never trained; `netadjust compare {run_dir} --seeds 5` trains them, "
+        "the original and a uniformly scaled network from scratch, and says whether the gain "
+        "exceeds the seed noise."
+    )
+    spearman = [record["fur_stability"]["spearman"] for record in history]
+    moved = [record["fur_stability"] for record in history if record["k"] > 0]
+    overlap = (
+        f", the widths grown and shrunk agreed {statistics.fmean(m['grow_overlap'] for m in moved):.0%} "
+        f"and {statistics.fmean(m['shrink_overlap'] for m in moved):.0%}"
+        if moved
+        else ""
+    )
+    mean = statistics.fmean(spearman)
+    lines.append(
+        f"FUR's ranking: the two halves of the validation split agreed with Spearman {mean:.2f} on "
+        f"average (lowest {min(spearman):.2f}){overlap}."
+    )
+    if mean < LOW_STABILITY:
+        how = "mostly noise" if mean < NOISE else "partly noise"
+        lines.append(
+            f"warning: FUR's ranking was {how}, so the widths moved partly at random; before trusting "
+            "them, search again with more --repeats, a larger --val-limit, or more --epochs per iteration."
+        )
+    return lines

@@ -1,0 +1,36 @@
+"""The end-of-search verdict: what a search's own measurements say about it."""
+
+from netadjust.outcome import outcome_lines
+
+
+def record(iteration, val, spearman, k=3, overlap=1.0):
+    return {
+        "iteration": iteration,
+        "val": {"top1": val},
+        "k": k,
+        "fur_stability": {"spearman": spearman, "grow_overlap": overlap, "shrink_overlap": overlap / 2},
+    }
+
+
+def test_a_stable_search_reports_its_accuracy_and_no_warning():
+    lines = outcome_lines([record(0, 0.90, 0.95), record(1, 0.915, 0.9), record(2, 0.91, 0.85)], "runs/x")
+    text = "\n".join(lines)
+    assert "original widths 90.00%, iteration 3's 91.00% (+1.00 points), best 91.50% at iteration 2" in text
+    assert "netadjust compare runs/x --seeds 5" in text
+    assert "Spearman 0.90 on average (lowest 0.85)" in text and "agreed 100% and 50%" in text
+    assert "warning" not in text
+
+
+def test_a_noisy_ranking_is_called_noise_with_what_to_change():
+    lines = outcome_lines([record(0, 0.81, 0.36), record(1, 0.80, 0.68), record(2, 0.80, 0.47)], "r")
+    warning = [line for line in lines if line.startswith("warning")]
+    assert len(warning) == 1 and "mostly noise" in warning[0]
+    assert "--repeats" in warning[0] and "--val-limit" in warning[0] and "--epochs" in warning[0]
+    partly = outcome_lines([record(0, 0.8, 0.7)], "r")
+    assert any("partly noise" in line for line in partly)
+
+
+def test_one_iteration_without_moves_says_only_what_it_measured():
+    lines = outcome_lines([record(0, 0.8, 0.9, k=0)], "r")
+    assert not any("iteration 1's" in line for line in lines)
+    assert not any("grown and shrunk" in line for line in lines)
