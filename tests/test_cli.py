@@ -1,21 +1,24 @@
 """The command line as users and other tools call it: real subprocesses."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from conftest import write_mnist_like
+from netadjust.spaces import ModelSpec, base_widths
 from test_cost import REFERENCE_RESNET20_CIFAR100
 
 
-def netadjust(*args, cwd=None):
+def netadjust(*args, cwd=None, env=None):
     return subprocess.run(
         [sys.executable, "-m", "netadjust", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=env,
         timeout=600,
     )
 
@@ -160,6 +163,19 @@ def test_bad_input_gets_one_line_and_status_2(tmp_path):
     bad.write_text(json.dumps({"stage1.block0.conv1": 3}))
     assert_user_error(netadjust("cost", "resnet20", "--widths", bad), "miss")
     assert_user_error(netadjust("cost", "resnet20", "--widths", tmp_path / "nope.json"), "does not exist")
+
+
+def test_paths_starting_with_a_tilde_are_the_home_folder(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}
+    write_mnist_like(tmp_path / "data")
+    (tmp_path / "w.json").write_text(json.dumps(base_widths(ModelSpec(width_mult=0.25))))
+    cost = netadjust("cost", "resnet20", "--widths", "~/w.json", "--width-mult", 0.25, "--json", env=env)
+    assert cost.returncode == 0, cost.stderr
+    flags = ["--dataset", "mnist", "--width-mult", 0.25, "--epochs", 1, "--batch-size", 32]
+    trained = netadjust("train", "--data-dir", "~/data", *flags, "--out", "~/r.json", env=env)
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "r.json").exists() and (tmp_path / "r.safetensors").exists()
+    assert not (tmp_path / "~").exists()
 
 
 def test_bad_search_settings_write_nothing(tmp_path):

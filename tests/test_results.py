@@ -218,6 +218,12 @@ def test_export_without_a_trained_network_writes_widths_only(run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["widths.json"]
     assert "netadjust compare" in result.stdout
+    # an --out that is a file, or lies under one, is one line and status 2, the file untouched
+    blocker = tmp_path / "file"
+    blocker.write_text("mine")
+    assert_user_error(cli("export", bare, "--out", blocker), "is a file")
+    assert_user_error(cli("export", bare, "--out", blocker / "sub"), "cannot write")
+    assert blocker.read_text() == "mine"
 
 
 def test_weights_round_trip_with_batch_norm_statistics(tmp_path):

@@ -21,7 +21,7 @@ from .export import load_weights
 from .search import SearchConfig, run_search
 from .spaces import ModelSpec, Widths, base_widths, check_widths, get_space
 from .spaces import build as build_spec
-from .store import read_jsonl, read_widths_file
+from .store import read_jsonl, read_widths_file, user_path
 
 
 def model_spec(space: str, **settings) -> ModelSpec:
@@ -111,7 +111,7 @@ def search(preset: str = "quick", *, force: bool = False, log=print, **options) 
     if isinstance(widths, dict):
         config = dataclasses.replace(config, initial_widths=widths)
     final = run_search(config, log=log, force=force, tensorboard=args.tensorboard)
-    out = Path(config.out)
+    out = user_path(config.out)
     return SearchResult(out, final, read_jsonl(out / "history.jsonl"), config)
 
 

@@ -12,7 +12,6 @@ import signal
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 from .adjust import AdjustRule
 from .api import cost
@@ -33,7 +32,7 @@ from .search import (
     validate,
 )
 from .spaces import ModelSpec, base_widths, get_space, space_names
-from .store import read_widths_file
+from .store import read_widths_file, user_path
 from .train import Recipe, default_device
 
 
@@ -368,7 +367,7 @@ def _raise_terminated(signum, frame):
 def command_search(args: argparse.Namespace) -> int:
     if args.dry_run:
         if args.resume:
-            config = search_config_from_settings(read_run_settings(Path(args.resume)), args.resume)
+            config = search_config_from_settings(read_run_settings(user_path(args.resume)), args.resume)
         else:
             args.download = False  # a dry run touches nothing
             config = search_config(args)
@@ -379,7 +378,7 @@ def command_search(args: argparse.Namespace) -> int:
             raise UserError(f"--nproc is {args.nproc}; give at least 1")
         # refuse bad input here, in one line, before any process starts
         validate(
-            search_config_from_settings(read_run_settings(Path(args.resume)), args.resume)
+            search_config_from_settings(read_run_settings(user_path(args.resume)), args.resume)
             if args.resume
             else search_config(args)
         )
@@ -388,13 +387,13 @@ def command_search(args: argparse.Namespace) -> int:
         raise UserError(f"--dist-timeout is {args.dist_timeout}; give a positive number of seconds")
     processes = start(args.dist_timeout)
     if args.resume:  # rank 0 reads the run directory: other machines need not see it
-        out = Path(args.resume)
+        out = user_path(args.resume)
         config = search_config_from_settings(processes.agree(lambda: read_run_settings(out)), str(out))
         if args.device:
             config = dataclasses.replace(config, device=args.device)
     else:
         config = search_config(args)
-        out = Path(config.out)
+        out = user_path(config.out)
     config = dataclasses.replace(config, device=local_device(config.device, processes))
     nproc_flag = f" --nproc {processes.world_size}" if processes.world_size > 1 else ""
     signal.signal(signal.SIGTERM, _raise_terminated)
@@ -484,7 +483,7 @@ def command_train(args: argparse.Namespace) -> int:
         recipe(args, final_training(args.preset, data.dataset) if args.preset else {}),
         seed=args.seed,
         device=args.device or default_device(),
-        out=Path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json")),
+        out=user_path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json")),
         onnx=args.onnx,
     )
     test = result["test"]
@@ -585,7 +584,10 @@ def command_export(args: argparse.Namespace) -> int:
     from .export import build_call, export_run
 
     written = export_run(
-        Path(args.run_dir), Path(args.out), Path(args.weights) if args.weights else None, args.onnx
+        user_path(args.run_dir),
+        user_path(args.out),
+        user_path(args.weights) if args.weights else None,
+        args.onnx,
     )
     for path in written:
         print(path)

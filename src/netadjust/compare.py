@@ -21,7 +21,7 @@ from .export import save_weights
 from .retrain import train_on_full
 from .search import DataConfig, Run, prepare_data, read_run
 from .spaces import ModelSpec, Widths
-from .store import check_writable, write_json
+from .store import check_writable, user_path, write_json
 from .train import Recipe, resolve_device
 
 NETWORKS = ("original", "searched", "uniform")
@@ -52,7 +52,7 @@ def compare_run(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train the three networks for ``seeds`` seeds; write and return ``compare.json``."""
-    run_dir = Path(run_dir)
+    run_dir = user_path(run_dir)
     run = read_run(run_dir)
     if run.final is None:
         raise UserError(f"{run_dir} holds no finished search (no final.json); finish it with --resume first")

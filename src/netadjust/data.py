@@ -28,6 +28,7 @@ import torch
 from . import folders
 from .errors import UserError
 from .folders import FolderSet
+from .store import user_path
 
 DEFAULT_DATA_DIRS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -322,7 +323,7 @@ def load(
         data_dir = DEFAULT_DATA_DIRS.get(name)
         if data_dir is None:
             raise UserError(f"{name}: no default data folder; {info.how_to_get}")
-    directory = Path(data_dir)
+    directory = user_path(data_dir)
     if not directory.is_dir():
         raise UserError(f"data folder {directory} does not exist; {info.how_to_get}")
     if info.name in FOLDER_DATASETS:

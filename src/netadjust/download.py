@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .data import CIFAR_LAYOUT, DEFAULT_DATA_DIRS, IDX_FILES, dataset_info, find_idx
 from .errors import UserError
+from .store import user_path
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,9 @@ def ensure_downloaded(dataset: str, data_dir: str | None, mirror: str | None) ->
         raise UserError(f"--download cannot fetch {dataset}; {info.how_to_get}")
     if data_dir is None:
         data_dir = DEFAULT_DATA_DIRS.get(dataset)
-        if data_dir is None or not Path(data_dir).is_dir():
+        if data_dir is None or not user_path(data_dir).is_dir():
             raise UserError(f"--download needs --data-dir (where to put {dataset}'s files)")
-    directory = Path(data_dir)
+    directory = user_path(data_dir)
     if not is_present(dataset, directory):
         base_url, files = OFFICIAL[dataset]
         fetch(files, mirror or base_url, directory)

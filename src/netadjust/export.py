@@ -18,7 +18,7 @@ from . import __version__
 from .errors import UserError
 from .search import read_run
 from .spaces import ModelSpec, Widths, build, check_widths
-from .store import write_json
+from .store import check_writable, user_path, write_json
 
 WEIGHTS_FORMAT = "netadjust-weights-1"
 
@@ -45,7 +45,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     """Rebuild the model a ``save_weights`` file describes and load its tensors (eval mode)."""
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist; check the path")
     try:
@@ -125,6 +125,8 @@ def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> li
         )
     if onnx:
         check_onnx_available()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose a folder")
     targets = [out / "widths.json"] + ([out / "model.safetensors"] if weights else [])
     targets += [out / "model.onnx"] if onnx else []
     existing = [str(path) for path in targets if path.exists()]
@@ -137,6 +139,7 @@ def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> li
             raise UserError(
                 f"{weights} holds another network than {run_dir}/final.json; give the searched one"
             )
+    check_writable(out)
     write_json(out / "widths.json", run.final["widths"])
     if model is not None:
         save_weights(model, spec, widths, out / "model.safetensors")

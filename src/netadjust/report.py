@@ -12,7 +12,7 @@ from .export import build_call
 from .outcome import outcome_lines
 from .search import Run, read_run
 from .spaces import ModelSpec
-from .store import write_text
+from .store import user_path, write_text
 
 
 def _pyplot():
@@ -303,7 +303,7 @@ def write_report(run_dir: str | Path) -> list[Path]:
     run = read_run(run_dir)
     if not run.history:
         raise UserError(f"{run_dir} has no completed iteration yet; report on it after the first one")
-    folder = Path(run_dir) / "report"
+    folder = user_path(run_dir) / "report"
     folder.mkdir(exist_ok=True)
     paths = [folder / "widths.png", folder / "fur.png", folder / "progress.png", folder / "report.md"]
     plot_widths(run, paths[0])

@@ -24,7 +24,7 @@ from .fur import estimate_fur, stability
 from .outcome import LOW_STABILITY, outcome_lines
 from .scalars import ScalarLog, require_tensorboard
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths
-from .store import append_jsonl, check_writable, read_jsonl, save_torch, write_json
+from .store import append_jsonl, check_writable, read_jsonl, save_torch, user_path, write_json
 from .train import Recipe, autocast_dtype, evaluate, fit, resolve_device
 
 
@@ -209,7 +209,7 @@ class Run:
 
 
 def read_run(path: str | Path) -> Run:
-    path = Path(path)
+    path = user_path(path)
     settings = read_run_settings(path)
     try:
         history = read_jsonl(path / "history.jsonl") if (path / "history.jsonl").exists() else []
@@ -332,7 +332,7 @@ def run_search(
     """Run the whole search, or continue the unfinished one in ``config.out``; return the
     content of ``final.json``. ``tensorboard``: also write scalars to ``out/tensorboard``.
     With several ``processes`` every one runs this; only rank 0 writes and logs."""
-    out = Path(config.out)
+    out = user_path(config.out)
     if not processes.is_main:
         log = lambda line: None  # noqa: E731
     validate(config)

@@ -71,7 +71,7 @@ def read_widths_file(path: str | Path) -> tuple[dict[str, int], dict]:
     Returns the widths and the model settings the file records (a ``final.json`` records
     space, width multiplier and padding; a plain widths file none).
     """
-    path = Path(path)
+    path = user_path(path)
     try:
         value = json.loads(path.read_text())
     except FileNotFoundError:
@@ -89,6 +89,11 @@ def read_widths_file(path: str | Path) -> tuple[dict[str, int], dict]:
     if not isinstance(value, dict):
         raise UserError(f"widths file {path} must hold a JSON object {{width name: channels}}")
     return value, model
+
+
+def user_path(value: str | Path) -> Path:
+    """A path as the user wrote it, ``~`` expanded as a shell would."""
+    return Path(value).expanduser()
 
 
 def check_writable(directory: Path) -> None:
