@@ -157,6 +157,11 @@ def test_compare_trains_three_networks_and_keeps_its_results(run):
     assert comparison["difference"]["searched_minus_original"]["top1"] == pytest.approx(
         comparison["searched"]["top1_mean"] - comparison["original"]["top1_mean"]
     )
+    paired = [
+        s - o for s, o in zip(comparison["searched"]["top1"], comparison["original"]["top1"], strict=True)
+    ]
+    se = comparison["difference"]["searched_minus_original"]["top1_se"]
+    assert se == pytest.approx(statistics.stdev(paired) / 2**0.5)
     # each result is the saved network's real accuracy
     data = prepare_data(
         DataConfig(dataset="mnist", data_dir=run.config.data.data_dir, train_limit=200, test_limit=100),
@@ -169,6 +174,16 @@ def test_compare_trains_three_networks_and_keeps_its_results(run):
 
     again = cli("compare", run.out, *flags)
     assert again.returncode == 0 and again.stdout.count("kept from") >= 4, again.stdout
+
+    # one seed: no spread is defined, none is printed or written, and the table says so
+    single = cli("compare", run.out, "--seeds", 1, *flags[2:])
+    assert single.returncode == 0, single.stderr
+    one = json.loads((run.out / "compare.json").read_text())
+    assert (
+        one["original"]["top1_std"] is None
+        and one["difference"]["searched_minus_original"]["top1_se"] is None
+    )
+    assert "±" not in single.stdout and "no spread can be measured" in single.stdout
     before = (run.out / "compare.json").read_bytes()
     changed = cli("compare", run.out, *flags[:2], "--epochs", 2, *flags[4:])
     assert_user_error(changed, "other settings", "--force")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -164,7 +165,7 @@ def _summarise(widths: Widths, results: list[dict], spec: ModelSpec) -> dict:
     cost = model_cost(spec, widths)
     top1 = [result["test"]["top1"] for result in results]
     top5 = [result["test"]["top5"] for result in results]
-    spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
+    spread = lambda values: statistics.stdev(values) if len(values) > 1 else None  # noqa: E731 (one seed: undefined)
     return {
         "top1_mean": statistics.fmean(top1),
         "top1_std": spread(top1),
@@ -180,7 +181,19 @@ def _summarise(widths: Widths, results: list[dict], spec: ModelSpec) -> dict:
 
 
 def _difference(a: dict, b: dict) -> dict:
-    return {"top1": a["top1_mean"] - b["top1_mean"], "top5": a["top5_mean"] - b["top5_mean"]}
+    """Mean of the per-seed differences a - b (the same seed trains both) and, from two
+    seeds on, its standard error."""
+    result = {}
+    for key in ("top1", "top5"):
+        paired = [x - y for x, y in zip(a[key], b[key], strict=True)]
+        result[key] = statistics.fmean(paired)
+        result[f"{key}_se"] = statistics.stdev(paired) / math.sqrt(len(paired)) if len(paired) > 1 else None
+    return result
+
+
+def mean_spread(mean: float, spread: float | None) -> str:
+    """``mean ± spread`` in %, or the mean alone where one seed leaves the spread undefined."""
+    return f"{100 * mean:.2f} ± {100 * spread:.2f}" if spread is not None else f"{100 * mean:.2f}"
 
 
 def comparison_table(comparison: dict) -> str:
@@ -194,8 +207,8 @@ def comparison_table(comparison: dict) -> str:
         row = comparison[name]
         note = "  (= original)" if row.get("same_as") else ""
         lines.append(
-            f"{name:<10} {100 * row['top1_mean']:>8.2f} ± {100 * row['top1_std']:<5.2f} "
-            f"{100 * row['top5_mean']:>8.2f} ± {100 * row['top5_std']:<5.2f} "
+            f"{name:<10} {mean_spread(row['top1_mean'], row['top1_std']):>16} "
+            f"{mean_spread(row['top5_mean'], row['top5_std']):>16} "
             f"{row['macs']:>14,} {row['params']:>11,}{note}"
         )
     for key, label in (
@@ -203,7 +216,17 @@ def comparison_table(comparison: dict) -> str:
         ("searched_minus_uniform", "searched − uniform"),
     ):
         difference = comparison["difference"][key]
+        se = difference.get("top1_se")
         lines.append(
-            f"{label}: top-1 {100 * difference['top1']:+.2f} points, top-5 {100 * difference['top5']:+.2f}"
+            f"{label}: top-1 {100 * difference['top1']:+.2f} points"
+            + (f" (paired standard error {100 * se:.2f})" if se is not None else "")
+            + f", top-5 {100 * difference['top5']:+.2f}"
+        )
+    if n < 5:
+        lines.append(
+            f"with {n} seed{'s' if n > 1 else ''} "
+            + ("no spread can be measured" if n == 1 else "the spread is itself uncertain")
+            + "; a difference worth quoting needs --seeds 5 or more, read as the mean of the "
+            "paired differences and its standard error"
         )
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import json
 from itertools import groupby
 from pathlib import Path
 
+from .compare import mean_spread
 from .errors import UserError
 from .export import build_call
 from .outcome import outcome_lines
@@ -285,15 +286,16 @@ def _comparison_section(run_dir: Path) -> list[str]:
         row = comparison[name]
         same = " (= original)" if row.get("same_as") else ""
         lines.append(
-            f"| {name}{same} | {100 * row['top1_mean']:.2f} ± {100 * row['top1_std']:.2f} | "
-            f"{100 * row['top5_mean']:.2f} ± {100 * row['top5_std']:.2f} | "
+            f"| {name}{same} | {mean_spread(row['top1_mean'], row['top1_std'])} | "
+            f"{mean_spread(row['top5_mean'], row['top5_std'])} | "
             f"{row['macs']:,} | {row['params']:,} |"
         )
     difference = comparison["difference"]["searched_minus_original"]
     lines += [
         "",
-        f"Searched − original: {100 * difference['top1']:+.2f} points top-1, "
-        f"{100 * difference['top5']:+.2f} top-5.",
+        f"Searched − original: {100 * difference['top1']:+.2f} points top-1"
+        + (f" (paired standard error {100 * difference['top1_se']:.2f})" if difference.get("top1_se") else "")
+        + f", {100 * difference['top5']:+.2f} top-5.",
     ]
     return lines
 
