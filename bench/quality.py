@@ -55,7 +55,7 @@ SETTINGS: dict[str, dict] = {
             "--space", "resnet20", "--iterations", "6", "--epochs", "4",
             "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15", "--repeats", "4", "--val-limit", "6000",
         ],
-        "compare": ["--epochs", "10"],
+        "compare": ["--epochs", "5"],
         "seeds": 5,
     },
     "plain20-x0.5": {
@@ -64,7 +64,7 @@ SETTINGS: dict[str, dict] = {
             "--space", "plain20", "--iterations", "6", "--epochs", "4",
             "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15", "--repeats", "4", "--val-limit", "6000",
         ],
-        "compare": ["--epochs", "10"],
+        "compare": ["--epochs", "5"],
         "seeds": 5,
     },
 }  # fmt: skip
