@@ -10,7 +10,9 @@ training rate of each network in the comparison; the search's wall time.
 
     .venv/bin/python bench/quality.py --list
     OMP_NUM_THREADS=1 .venv/bin/python bench/quality.py NAME [NAME ...] [--data-dir DIR]
-    .venv/bin/python bench/quality.py --table      # rewrite quality.md from quality.json
+
+A finished setting named again is only summarised anew (its runs and trained networks are
+kept), which also rebuilds its row of quality.json.
 """
 
 from __future__ import annotations
@@ -161,9 +163,14 @@ def summarise(name: str, setting: dict, wall: float) -> dict:
     return row
 
 
-def write_results(rows: dict[str, dict]) -> None:
-    (RESULTS / "quality.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (RESULTS / "quality.md").write_text(table(rows) + "\n")
+def write_results(rows: dict[str, dict]) -> dict[str, dict]:
+    """Merge ``rows`` into quality.json as it is now (another batch may have written it
+    meanwhile) and rewrite quality.md; return all rows."""
+    path = RESULTS / "quality.json"
+    merged = {**(json.loads(path.read_text()) if path.exists() else {}), **rows}
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    (RESULTS / "quality.md").write_text(table(merged) + "\n")
+    return merged
 
 
 def table(rows: dict[str, dict]) -> str:
@@ -201,7 +208,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="settings to run (see --list)")
     parser.add_argument("--list", action="store_true", help="print the settings and exit")
-    parser.add_argument("--table", action="store_true", help="rewrite quality.md from quality.json")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     if args.list:
@@ -214,13 +220,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown settings {unknown}; see --list")
     RUNS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "quality.json"
-    rows = json.loads(path.read_text()) if path.exists() else {}
+    rows = write_results({})
     for name in args.names:
-        rows[name] = run_setting(name, args.data_dir)
-        write_results(rows)  # after every setting: an interrupted batch keeps what finished
-    if args.table:
-        write_results(rows)
+        rows = write_results({name: run_setting(name, args.data_dir)})  # an interrupted batch keeps these
     print(table(rows))
 
 
