@@ -171,11 +171,18 @@ def test_paths_starting_with_a_tilde_are_the_home_folder(tmp_path):
     (tmp_path / "w.json").write_text(json.dumps(base_widths(ModelSpec(width_mult=0.25))))
     cost = netadjust("cost", "resnet20", "--widths", "~/w.json", "--width-mult", 0.25, "--json", env=env)
     assert cost.returncode == 0, cost.stderr
-    flags = ["--dataset", "mnist", "--width-mult", 0.25, "--epochs", 1, "--batch-size", 32]
+    flags = ["--dataset", "mnist", "--width-mult", 0.25, "--epochs", 2, "--batch-size", 32]
     trained = netadjust("train", "--data-dir", "~/data", *flags, "--out", "~/r.json", env=env)
     assert trained.returncode == 0, trained.stderr
     assert (tmp_path / "r.json").exists() and (tmp_path / "r.safetensors").exists()
     assert not (tmp_path / "~").exists()
+    # output to a file, not a terminal: a start line, then one plain line per epoch
+    assert trained.stdout.startswith(
+        "train: resnet20 (width multiplier 0.25, base widths) on mnist, 2 epochs"
+    )
+    epochs = [line for line in trained.stderr.splitlines() if ": epoch " in line]
+    assert [line.split(": epoch ")[1].split()[0] for line in epochs] == ["1/2", "2/2"]
+    assert all("images/s, ETA" in line for line in epochs), epochs
 
 
 def test_bad_search_settings_write_nothing(tmp_path):

@@ -476,14 +476,24 @@ def command_train(args: argparse.Namespace) -> int:
 
     widths, recorded = widths_and_model(args)
     data = data_config(args, {})
+    spec = model_spec(args, recorded)
+    training = recipe(args, final_training(args.preset, data.dataset) if args.preset else {})
+    out = user_path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json"))
+    print(
+        f"train: {spec.space} (width multiplier {spec.width_mult}, "
+        f"{'widths of ' + args.widths if args.widths else 'base widths'}) on {data.dataset}, "
+        f"{training.epochs} epochs, lr {training.lr}, batch {training.batch_size}"
+        f"{', preset ' + args.preset if args.preset else ''}; result to {out}",
+        flush=True,
+    )
     result = train_and_test(
-        model_spec(args, recorded),
+        spec,
         widths,
         data,
-        recipe(args, final_training(args.preset, data.dataset) if args.preset else {}),
+        training,
         seed=args.seed,
         device=args.device or default_device(),
-        out=user_path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json")),
+        out=out,
         onnx=args.onnx,
     )
     test = result["test"]

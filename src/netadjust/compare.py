@@ -88,6 +88,11 @@ def compare_run(
     if same_as_original:  # the original network itself: its results serve for both
         plan = [(name, seed) for name, seed in plan if name != "uniform"]
     kept = _kept_results(folder, plan, networks, expected, force)
+    log(
+        f"compare: {len(plan)} trainings ({', '.join(sorted({name for name, _ in plan}))}; "
+        f"seeds {seed_list[0]}-{seed_list[-1]}) of {recipe.epochs} epochs on {len(data.train)} images"
+        f"{' (the uniform network is the original)' if same_as_original else ''}; results in {folder}"
+    )
     results: dict[tuple[str, int], dict] = {}
     for name, seed in plan:
         if (name, seed) in kept:

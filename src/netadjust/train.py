@@ -128,6 +128,14 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, recipe: Recipe) -> flo
     return recipe.lr_min + (recipe.lr - recipe.lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def epoch_line(label: str, record: dict, epochs: int, images_per_second: float, eta_seconds: float) -> str:
+    """``label: epoch e/E loss, top-1, images/s, ETA`` for logs that have no progress bar."""
+    return (
+        f"{label}: epoch {record['epoch']}/{epochs} loss {record['loss']:.4f} top1 {record['top1']:.4f}, "
+        f"{images_per_second:,.0f} images/s, ETA {time.strftime('%H:%M:%S', time.gmtime(eta_seconds))}"
+    )
+
+
 class NonFiniteLoss(UserError):
     """Training diverged; the message suggests a smaller learning rate."""
 
@@ -187,7 +195,7 @@ def fit(
         optimizer.load_state_dict(resume_from["optimizer"])
         scaler.load_state_dict(resume_from["scaler"])
         history, seconds_before = resume_from["history"], resume_from["seconds"]
-    start = time.perf_counter()
+    start, first_epoch = time.perf_counter(), len(history)
     with ChannelDrop(model, sites) as drop:
         for epoch in range(len(history), recipe.epochs):
             model.train()
@@ -196,6 +204,7 @@ def fit(
                 regulariser_rates(list(sites), recipe.drop_rate, epoch, recipe.epochs, recipe.drop_depth_ramp)
             )
             sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, images
+            epoch_start = time.perf_counter()
             bar = tqdm(
                 total=steps_per_epoch,
                 desc=f"{label} epoch {epoch + 1}/{recipe.epochs}",
@@ -240,6 +249,11 @@ def fit(
                     "lower --lr or raise --warmup-epochs"
                 )
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "top1": correct / seen})
+            if processes.is_main and not sys.stderr.isatty():  # a log file: one plain line per epoch
+                now = time.perf_counter()
+                eta = (now - start) / (epoch + 1 - first_epoch) * (recipe.epochs - epoch - 1)
+                line = epoch_line(label, history[-1], recipe.epochs, seen / (now - epoch_start), eta)
+                print(line, file=sys.stderr, flush=True)
             if on_epoch is not None:
                 on_epoch({**history[-1], "lr": optimizer.param_groups[0]["lr"]})
             if checkpoint is not None:
