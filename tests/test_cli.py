@@ -147,6 +147,10 @@ def test_spaces_lists_every_space():
 
 
 def test_bad_input_gets_one_line_and_status_2(tmp_path):
+    unknown = netadjust("compare", tmp_path, "--bogus", 3)
+    assert_user_error(unknown, "unrecognized arguments: --bogus 3", "see netadjust compare --help")
+    assert unknown.stderr.count("netadjust:") == 1  # no doubled prefix
+    assert_user_error(netadjust("search", "--epochs", "x"), "--epochs", "see netadjust search --help")
     assert_user_error(netadjust("cost", "resnet21"), "resnet21", "6n+2")
     assert_user_error(netadjust("cost", "vgg11"), "vgg11", "resnet20")
     assert_user_error(netadjust("search", "--space", "vgg"), "vgg")
@@ -212,6 +216,18 @@ def test_search_refuses_a_directory_that_holds_a_run(tmp_path):
     result = netadjust("search", "--dataset", "mnist", "--data-dir", data, "--out", out, *TINY)
     assert_user_error(result, "holds files of a search", "--force")
     assert (out / "final.json").read_text() == "{}"
+
+
+def test_version_and_help_speak_to_users():
+    from netadjust import __version__
+
+    assert netadjust("--version").stdout.strip() == f"netadjust {__version__}"
+    top = netadjust("--help").stdout
+    assert "channel widths" in top and "Thin" not in top
+    search_help = netadjust("search", "--help").stdout
+    for flag in ("--epochs", "--batch-size", "--seed", "--iterations", "--k", "--min-width", "--momentum"):
+        described = search_help.split(f"  {flag} ")[1].split("\n  -")[0]
+        assert "default" in described, (flag, described)
 
 
 def test_help_works():

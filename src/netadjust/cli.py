@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import asdict
 
+from . import __version__
 from .adjust import AdjustRule
 from .api import cost
 from .cost import model_cost
@@ -40,7 +41,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports bad flags as a ``UserError`` (one line, exit 2)."""
 
     def error(self, message: str):
-        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def add_model_flags(parser: argparse.ArgumentParser, space_positional: bool = False) -> None:
@@ -90,11 +91,13 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=None)
-    group.add_argument("--batch-size", type=int, default=None)
+    group.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
+    group.add_argument(
+        "--batch-size", type=int, default=None, help="images per step, per process (default: the preset's)"
+    )
     group.add_argument("--lr", type=float, default=None, help="peak learning rate")
     group.add_argument("--lr-min", type=float, default=None, help="final learning rate of the cosine")
-    group.add_argument("--momentum", type=float, default=0.9)
+    group.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     group.add_argument("--weight-decay", type=float, default=None)
     group.add_argument("--warmup-epochs", type=float, default=None, help="linear warm-up from 0 (default 0)")
     group.add_argument("--label-smoothing", type=float, default=None)
@@ -135,12 +138,19 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with several processes: batch-norm statistics over the global batch",
     )
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--seed", type=int, default=0, help="seed of weights, data order, augmentation and masks (default 0)"
+    )
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="netadjust", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(
+        prog="netadjust",
+        description="Find better per-layer channel widths for a CNN at the same FLOPs budget "
+        "(Network Adjustment, Chen et al., CVPR 2020).",
+    )
+    parser.add_argument("--version", action="version", version=f"netadjust {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
     search = commands.add_parser("search", help="run the Network Adjustment search")
@@ -160,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(search)
     add_training_flags(search)
     group = search.add_argument_group("search")
-    group.add_argument("--iterations", type=int, default=None)
+    group.add_argument(
+        "--iterations", type=int, default=None, help="train-FUR-adjust rounds (default: the preset's)"
+    )
     group.add_argument(
         "--budget",
         choices=["macs", "params"],
@@ -183,12 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="estimate FUR under bf16 autocast (default: where the device has native bf16; "
         "bench/fur_bf16_ranking.py: rank correlation with fp32 FUR 0.988-1.000 on 8 networks)",
     )
-    group.add_argument("--k", type=float, default=None, help="widths grown and shrunk at iteration 0")
+    group.add_argument(
+        "--k", type=float, default=None, help="widths grown and shrunk at iteration 0 (default: the preset's)"
+    )
     group.add_argument("--k-decay", type=float, default=None, help="k falls by this per iteration")
     group.add_argument("--adjust-rate", type=float, default=None, help="a, share of the initial width moved")
     group.add_argument("--adjust-rate-decay", type=float, default=None, help="d, a falls by this per rank")
-    group.add_argument("--min-width", type=int, default=None)
-    group.add_argument("--val-fraction", type=float, default=0.1)
+    group.add_argument(
+        "--min-width", type=int, default=None, help="no width falls below this (default: the preset's)"
+    )
+    group.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the training set held out for FUR (default 0.1)",
+    )
     group.add_argument("--out", default=None, help="run directory (default runs/search-<time>)")
     group.add_argument(
         "--resume",
@@ -657,7 +678,11 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # named here, where the subcommand whose help lists the flags is known
+            raise UserError(
+                f"unrecognized arguments: {' '.join(unknown)} (see netadjust {args.command} --help)"
+            )
         args.argv = argv
         return COMMANDS[args.command](args)
     except UserError as error:
