@@ -48,11 +48,19 @@ def _write_atomic(path: Path, write) -> None:
             with os.fdopen(handle, "wb") as file:
                 write(file)
                 file.flush()
+                os.chmod(file.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600: follow the umask
                 os.fsync(file.fileno())
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def append_jsonl(path: Path, record: dict) -> None:
