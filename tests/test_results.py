@@ -56,6 +56,16 @@ def test_search_api_returns_what_the_run_directory_holds(run):
     assert run.config.recipe.epochs == SEARCH["epochs"]
 
 
+def test_a_final_json_builds_the_network_of_its_run(run):
+    # the run's data are 1-channel 28x28 images at width multiplier 0.25 (not build's defaults)
+    final = run.out / "final.json"
+    model = netadjust.build("resnet20", final)
+    assert model.stem.conv.in_channels == 1
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert netadjust.cost("resnet20", final).macs == run.final["macs"]
+    assert netadjust.build("resnet20", final, in_channels=3).stem.conv.in_channels == 3  # arguments win
+
+
 def test_search_api_refuses_unknown_options():
     with pytest.raises(TypeError, match="epoch"):
         netadjust.search(epoch=3)

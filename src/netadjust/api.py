@@ -34,20 +34,25 @@ def model_spec(space: str, **settings) -> ModelSpec:
     return ModelSpec(space=space, **settings)
 
 
-def _widths(spec: ModelSpec, widths: Widths | str | Path | None) -> Widths:
-    if widths is None:
-        return base_widths(spec)
+def _spec_and_widths(
+    space: str, widths: Widths | str | Path | None, settings: dict
+) -> tuple[ModelSpec, Widths]:
+    """The model and widths a call names; a ``final.json`` brings the model settings of its
+    run (classes, channels, image size, width multiplier, padding), which ``settings`` override."""
+    recorded = {}
     if isinstance(widths, str | Path):
-        widths, _ = read_widths_file(widths)
-    return check_widths(spec, dict(widths))
+        widths, recorded = read_widths_file(widths)
+    fields = {field.name for field in dataclasses.fields(ModelSpec)} - {"space"}
+    spec = model_spec(space, **{**{k: v for k, v in recorded.items() if k in fields}, **settings})
+    return spec, base_widths(spec) if widths is None else check_widths(spec, dict(widths))
 
 
 def build(space: str, widths: Widths | str | Path | None = None, **settings) -> nn.Module:
     """A freshly initialised model of ``space`` at ``widths`` (a mapping, a widths file or a
-    ``final.json``; the base widths when None). ``settings``: num_classes, in_channels,
-    image_size, width_mult, padding."""
-    spec = model_spec(space, **settings)
-    return build_spec(spec, _widths(spec, widths))
+    ``final.json``, whose recorded model settings it takes; the base widths when None).
+    ``settings``: num_classes, in_channels, image_size, width_mult, padding."""
+    spec, widths = _spec_and_widths(space, widths, settings)
+    return build_spec(spec, widths)
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,7 @@ def cost(
 ) -> CostReport:
     """MACs, parameters and sensitivities (of ``budget``: "macs" or "params") of ``space``
     at ``widths`` (same arguments as ``build``)."""
-    spec = model_spec(space, **settings)
-    widths = _widths(spec, widths)
+    spec, widths = _spec_and_widths(space, widths, settings)
     counted = model_cost(spec, widths)
     f = sensitivities(spec, widths, budget)
     return CostReport(spec.space, counted.macs, counted.params, widths, f, dataclasses.asdict(spec))
