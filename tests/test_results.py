@@ -122,6 +122,11 @@ def test_report_writes_valid_figures_and_a_summary(run, tmp_path):
     for name, before in run.final["original_widths"].items():
         assert f"| `{name}` | {before} | {run.final['widths'][name]} |" in text
     assert f"{run.final['original_macs']:,} → {run.final['macs']:,}" in text
+    assert text.startswith("# Network Adjustment: resnet20 ×0.25 on mnist")  # the multiplier is named
+    assert "## Did it pay off?" in text and "netadjust compare" in text
+    printed = cli("report", run.out)
+    assert printed.returncode == 0, printed.stderr
+    assert 'rebuild it in Python with: netadjust.build("resnet20", ' in printed.stdout
 
     unfinished = tmp_path / "unfinished"
     shutil.copytree(run.out, unfinished)

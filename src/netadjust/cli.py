@@ -20,6 +20,7 @@ from .cost import model_cost
 from .distributed import SharedError, launch, launched_by_torchrun, local_device, start
 from .distributed import stop as stop_processes
 from .errors import UserError
+from .export import build_call
 from .presets import FINAL_TRAINING, PRESETS, final_training, preset_settings
 from .search import (
     DataConfig,
@@ -579,6 +580,10 @@ def command_report(args: argparse.Namespace) -> int:
 
     for path in write_report(args.run_dir):
         print(path)
+    run = read_run(args.run_dir)
+    if run.final is not None:
+        final = str(user_path(args.run_dir) / "final.json")
+        print(f"rebuild it in Python with: {build_call(ModelSpec(**run.final['model']), final)}")
     return 0
 
 
@@ -612,7 +617,7 @@ def command_compare(args: argparse.Namespace) -> int:
 
 
 def command_export(args: argparse.Namespace) -> int:
-    from .export import build_call, export_run
+    from .export import export_run
 
     written = export_run(
         user_path(args.run_dir),

@@ -12,7 +12,7 @@ from .errors import UserError
 from .export import build_call
 from .outcome import outcome_lines
 from .search import Run, read_run
-from .spaces import ModelSpec
+from .spaces import ModelSpec, network_name
 from .store import user_path, write_text
 
 
@@ -84,7 +84,8 @@ def plot_widths(run: Run, path: Path) -> None:
     axes.set_ylim(bottom=0)
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="upper left", fontsize=8)
-    axes.set_title(f"{run.settings['model']['space']}: widths per layer, forward order", pad=18)
+    title = network_name(ModelSpec(**run.settings["model"]))
+    axes.set_title(f"{title}: widths per layer, forward order", pad=18)
     _save(figure, path)
 
 
@@ -173,7 +174,7 @@ def markdown(run: Run) -> str:
     final_macs = run.final["macs"] if run.final else last["next_macs"]
     final_params = run.final["params"] if run.final else None
     lines = [
-        f"# Network Adjustment: {spec.space} on {settings['data']['dataset']}",
+        f"# Network Adjustment: {network_name(spec)} on {settings['data']['dataset']}",
         "",
         f"Run directory `{run.path}`; {len(history)} of {settings['iterations']} iterations done"
         + ("" if run.final else " (unfinished)")

@@ -23,7 +23,7 @@ from .folders import default_workers
 from .fur import estimate_fur, stability
 from .outcome import LOW_STABILITY, outcome_lines
 from .scalars import ScalarLog, require_tensorboard
-from .spaces import ModelSpec, Widths, base_widths, build, check_widths
+from .spaces import ModelSpec, Widths, base_widths, build, check_widths, network_name
 from .store import append_jsonl, check_writable, read_jsonl, save_torch, user_path, write_json
 from .train import Recipe, autocast_dtype, evaluate, fit, resolve_device
 
@@ -364,7 +364,7 @@ def run_search(
     history = processes.agree(open_run_directory)
     batch = config.recipe.batch_size
     log(
-        f"search: {spec.space} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
+        f"search: {network_name(spec)} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
         f"{len(data.test)} test images), {config.iterations} iterations, device {device}, "
         f"budget {getattr(budget, config.budget):,} {UNITS[config.budget]}; run directory {out}"
         + (f"; resuming at iteration {len(history) + 1}" if history else "")

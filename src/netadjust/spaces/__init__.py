@@ -40,6 +40,11 @@ class ModelSpec:
     padding: str = "max"  # residual shortcut mode of the CIFAR ResNets: "max" or "local"
 
 
+def network_name(spec: ModelSpec) -> str:
+    """The space with its width multiplier, as logs and plots name it: ``resnet20 ×0.5``."""
+    return spec.space if spec.width_mult == 1 else f"{spec.space} ×{spec.width_mult:g}"
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """A family member: its base widths and its builder."""
