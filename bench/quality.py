@@ -37,39 +37,23 @@ RUNS = RESULTS / "runs"
 # original 8/16/32's 7.73M: stage 3 starved, for the sanity check of the mechanism
 POOR_STAGES = (9, 20, 12)
 
-# all 54,000 training images of the 90% split (the quick preset's limit is 20,000)
-COMMON = ["--dataset", "fashion-mnist", "--width-mult", "0.5", "--train-limit", "54000"]
+# all 54,000 training images of the 90% split (the quick preset's limit is 20,000); six
+# iterations of 4 epochs, k = 3 throughout, FUR on 6,000 images with T = 4
+SEARCH = [
+    "--dataset", "fashion-mnist", "--width-mult", "0.5", "--train-limit", "54000",
+    "--iterations", "6", "--epochs", "4", "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15",
+    "--repeats", "4", "--val-limit", "6000",
+]  # fmt: skip
+COMPARE = ["--epochs", "5"]  # five epochs per training: what fits a session on 2 cores
+
 SETTINGS: dict[str, dict] = {
     # the mechanism: from a starved allocation, does the search move width to stage 3?
-    "resnet20-poor-start": {
-        "search": [
-            *COMMON,
-            "--space", "resnet20", "--iterations", "6", "--epochs", "4",
-            "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15", "--repeats", "4", "--val-limit", "6000",
-        ],
-        "initial": POOR_STAGES,
-        "compare": ["--epochs", "5"],
-        "seeds": 5,
-    },
-    "resnet20-x0.5": {
-        "search": [
-            *COMMON,
-            "--space", "resnet20", "--iterations", "6", "--epochs", "4",
-            "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15", "--repeats", "4", "--val-limit", "6000",
-        ],
-        "compare": ["--epochs", "5"],
-        "seeds": 5,
-    },
-    "plain20-x0.5": {
-        "search": [
-            *COMMON,
-            "--space", "plain20", "--iterations", "6", "--epochs", "4",
-            "--k", "3", "--k-decay", "0", "--adjust-rate", "0.15", "--repeats", "4", "--val-limit", "6000",
-        ],
-        "compare": ["--epochs", "5"],
-        "seeds": 5,
-    },
-}  # fmt: skip
+    "resnet20-poor-start": {"search": ["--space", "resnet20", *SEARCH], "initial": POOR_STAGES},
+    "resnet20-x0.5": {"search": ["--space", "resnet20", *SEARCH]},
+    "plain20-x0.5": {"search": ["--space", "plain20", *SEARCH]},
+}
+for _setting in SETTINGS.values():
+    _setting.update(compare=COMPARE, seeds=5)
 
 
 def netadjust(*arguments: str) -> None:
@@ -212,9 +196,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.list:
         for name, setting in SETTINGS.items():
-            print(
-                name, " ".join(setting["search"]), "| compare", " ".join(setting["compare"]), setting["seeds"]
-            )
+            search, compare = " ".join(setting["search"]), " ".join(setting["compare"])
+            print(f"{name}: search {search} | compare {compare} --seeds {setting['seeds']}")
         return
     unknown = [name for name in args.names if name not in SETTINGS]
     if unknown:
