@@ -39,8 +39,8 @@ class AdjustRule:
 
 
 def layers_to_move(rule: AdjustRule, iteration: int) -> int:
-    """``k = max(round(k0 - iteration * k_decay), 0)``, halves to even: k0 = 6 with decay
-    0.5 gives 6, 6, 5, 5, 4, 4, 3, 3, 2, 2 as in the reference."""
+    """``k = max(round(k0 - iteration * k_decay), 0)``, halves to even as in the reference:
+    k0 = 6 with decay 0.5 gives 6, 6, 5, 4, 4, 4, 3, 2, 2, 2."""
     return max(round(rule.k0 - iteration * rule.k_decay), 0)
 
 
