@@ -301,6 +301,11 @@ def settings_record(config: SearchConfig, spec: ModelSpec, initial: Widths, worl
     return settings
 
 
+def starting_widths(config: SearchConfig, spec: ModelSpec) -> Widths:
+    """The widths the search starts from: the given ones, checked, or the space's base widths."""
+    return base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
+
+
 def dry_run(config: SearchConfig, world_size: int = 1) -> dict:
     """The settings a search with ``config`` would record, and k per iteration, found
     without reading data or building a model. A folder dataset's class count is its
@@ -310,9 +315,7 @@ def dry_run(config: SearchConfig, world_size: int = 1) -> dict:
     if config.data.dataset in FOLDER_DATASETS and config.data.image_size is not None:
         info = dataclasses.replace(info, image_size=config.data.image_size)
     spec = model_spec_for(config.model, info)
-    initial = (
-        base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
-    )
+    initial = starting_widths(config, spec)
     config.rule.validate(len(initial))
     config = with_fur_precision(config, resolve_device(config.device))
     settings = settings_record(config, spec, initial, world_size)
@@ -341,9 +344,7 @@ def run_search(
         require_tensorboard()
     data = prepare_data(config.data, config.seed, device, hold_out=True)
     spec = model_spec_for(config.model, data.info)  # a folder dataset's classes are its folders
-    initial = (
-        base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
-    )
+    initial = starting_widths(config, spec)
     config.rule.validate(len(initial))
     budget = model_cost(spec, initial)
     cost_of = lambda widths: measure(spec, widths, config.budget)  # noqa: E731
