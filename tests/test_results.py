@@ -205,6 +205,17 @@ def test_compare_trains_three_networks_and_keeps_its_results(run):
     assert (run.out / "compare.json").read_bytes() == before
 
 
+def test_compare_with_a_preset_trains_with_its_final_training(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run.out, copy, ignore=shutil.ignore_patterns("compare", "compare.json"))
+    flags = ["--seeds", 1, "--epochs", 1, "--train-limit", 100, "--test-limit", 50]
+    result = cli("compare", copy, "--preset", "paper", *flags)
+    assert result.returncode == 0, result.stderr
+    recipe = json.loads((copy / "compare.json").read_text())["recipe"]
+    # the reference's CIFAR evaluation recipe (the run's own lr is 0.1), flags winning over it
+    assert [recipe[key] for key in ("lr", "weight_decay", "drop_rate", "epochs")] == [0.15, 3e-4, 0.05, 1]
+
+
 def test_export_writes_widths_weights_and_a_valid_onnx(run, tmp_path):
     import onnx
     from onnx.reference import ReferenceEvaluator
