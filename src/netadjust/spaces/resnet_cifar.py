@@ -74,8 +74,10 @@ class BasicBlock(nn.Module):
 
     def stream_owner(self, prefix: str, stream: str | None, ties: str) -> str | None:
         """The width that owns the stream after the block, by the reference's rule: in
-        "max" mode the block's output takes it only when wider than the stream (or, with
-        ``ties="later"``, at least as wide), so a tie leaves it with the earlier owner."""
+        "max" mode the block's output takes it only when wider than the stream, so a tie
+        leaves it with the earlier owner (``ties="earlier"``, the reference's CIFAR code),
+        or when at least as wide (``ties="later"``, its ImageNet code); in the other modes
+        the block's output always does."""
         in_width, out = self.conv1.in_channels, self.conv2.out_channels
         if self.shortcut == "max" and not (out > in_width or (ties == "later" and out == in_width)):
             return stream
