@@ -216,6 +216,18 @@ def test_compare_with_a_preset_trains_with_its_final_training(run, tmp_path):
     assert [recipe[key] for key in ("lr", "weight_decay", "drop_rate", "epochs")] == [0.15, 3e-4, 0.05, 1]
 
 
+def test_train_on_a_final_json_takes_the_runs_recipe_and_dataset(run, tmp_path):
+    out = tmp_path / "t.json"
+    result = cli("train", "--widths", run.out / "final.json", "--test-limit", 50, "--lr", 0.05, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert f"the recipe of the search in {run.out}" in result.stdout.splitlines()[0]
+    trained = json.loads(out.read_text())
+    # the run's dataset (all of it) and epochs; the flag's learning rate
+    assert (trained["dataset"], trained["data_sizes"]["train"]) == ("mnist", 500)
+    assert (trained["recipe"]["epochs"], trained["recipe"]["lr"]) == (SEARCH["epochs"], 0.05)
+    assert trained["widths"] == run.final["widths"]
+
+
 def test_export_writes_widths_weights_and_a_valid_onnx(run, tmp_path):
     import onnx
     from onnx.reference import ReferenceEvaluator

@@ -368,7 +368,7 @@ def data_config(args: argparse.Namespace, preset: dict) -> DataConfig:
         ensure_downloaded(dataset, args.data_dir, args.mirror)
     return DataConfig(
         dataset=dataset,
-        data_dir=args.data_dir,
+        data_dir=pick(args, preset, "data_dir"),
         val_fraction=getattr(args, "val_fraction", 0.1),
         train_limit=pick(args, preset, "train_limit"),
         val_limit=pick(args, preset, "val_limit"),
@@ -493,19 +493,42 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
     )
 
 
+# the recipe fields `recipe` takes from defaults, under their flag names
+PICKED_RECIPE = ("epochs", "batch_size", "lr", "lr_min", "weight_decay", "warmup_epochs", "label_smoothing")
+PICKED_RECIPE += ("train_drop_rate", "drop_depth_ramp")
+
+
+def run_defaults(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
+    """When ``--widths`` is a search's ``final.json``: that search's recipe and its dataset
+    (every image of it, not the search's limits) as defaults, and its run directory."""
+    path = user_path(args.widths) if args.widths else None
+    if path is None or path.name != "final.json" or not (path.parent / "config.json").exists():
+        return {}, {}, None
+    settings = read_run_settings(path.parent)
+    fields = {("train_drop_rate" if k == "drop_rate" else k): v for k, v in settings["recipe"].items()}
+    data = {key: settings["data"].get(key) for key in ("dataset", "data_dir")}
+    return {key: fields[key] for key in PICKED_RECIPE if key in fields}, data, str(path.parent)
+
+
 def command_train(args: argparse.Namespace) -> int:
     from .retrain import train_and_test
 
     widths, recorded = widths_and_model(args)
-    data = data_config(args, {})
+    run_recipe, run_data, run_dir = run_defaults(args)
+    data = data_config(args, run_data)
     spec = model_spec(args, recorded)
-    training = recipe(args, final_training(args.preset, data.dataset) if args.preset else {})
+    if args.preset:
+        training, source = recipe(args, final_training(args.preset, data.dataset)), f"preset {args.preset}"
+    elif run_dir:
+        training, source = recipe(args, run_recipe), f"the recipe of the search in {run_dir}"
+    else:
+        training, source = recipe(args, {}), "the reference's CIFAR final training"
     out = user_path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json"))
     print(
         f"train: {spec.space} (width multiplier {spec.width_mult}, "
         f"{'widths of ' + args.widths if args.widths else 'base widths'}) on {data.dataset}, "
-        f"{training.epochs} epochs, lr {training.lr}, batch {training.batch_size}"
-        f"{', preset ' + args.preset if args.preset else ''}; result to {out}",
+        f"{training.epochs} epochs, lr {training.lr}, batch {training.batch_size} ({source}, "
+        f"flags overriding); result to {out}",
         flush=True,
     )
     result = train_and_test(
