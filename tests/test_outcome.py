@@ -17,6 +17,8 @@ def test_a_stable_search_reports_its_accuracy_and_no_warning():
     text = "\n".join(lines)
     assert "original widths 90.00%, iteration 3's 91.00% (+1.00 points), best 91.50% at iteration 2" in text
     assert "netadjust compare runs/x --seeds 5" in text
+    assert "about 2.5 hours here" in "\n".join(outcome_lines([record(0, 0.9, 0.9)], "r", 9000))
+    assert "about 3 minutes here" in "\n".join(outcome_lines([record(0, 0.9, 0.9)], "r", 180))
     assert "Spearman 0.90 on average (lowest 0.85)" in text and "agreed 100% and 50%" in text
     assert "warning" not in text
 

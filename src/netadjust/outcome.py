@@ -10,8 +10,15 @@ LOW_STABILITY = 0.8  # split-half Spearman below this: the ranking is partly noi
 NOISE = 0.6  # below this: mostly noise (the halves share under a third of their rank variance)
 
 
-def outcome_lines(history: list[dict], run_dir: str) -> list[str]:
-    """Sentences on the search in ``history`` (records of ``history.jsonl``)."""
+def duration(seconds: float) -> str:
+    """``N minutes`` below two hours, ``X.X hours`` above."""
+    minutes = seconds / 60
+    return f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
+
+
+def outcome_lines(history: list[dict], run_dir: str, compare_seconds: float | None = None) -> list[str]:
+    """Sentences on the search in ``history`` (records of ``history.jsonl``);
+    ``compare_seconds``: the expected time of ``netadjust compare --seeds 5``, if known."""
     first, last = history[0], history[-1]
     lines = []
     if len(history) > 1:
@@ -24,9 +31,10 @@ def outcome_lines(history: list[dict], run_dir: str) -> list[str]:
             f"{best['iteration'] + 1}. One short training each: differences of a few tenths of a point "
             "are within what another seed gives."
         )
+    took = f" (about {duration(compare_seconds)} here, by the search's speed)" if compare_seconds else ""
     lines.append(
         f"the final widths were never trained; `netadjust compare {run_dir} --seeds 5` trains them, "
-        "the original and a uniformly scaled network from scratch, and says whether the gain "
+        f"the original and a uniformly scaled network from scratch{took}, and says whether the gain "
         "exceeds the seed noise."
     )
     spearman = [record["fur_stability"]["spearman"] for record in history]

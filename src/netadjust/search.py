@@ -400,7 +400,11 @@ def run_search(
         (out / CHECKPOINT).unlink(missing_ok=True)
     log(widths_table(initial, widths))
     log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
-    for line in outcome_lines(history, str(out)):
+    # compare trains 3 networks x 5 seeds on the training and validation images together
+    trained_images = config.recipe.epochs * len(data.train) * len(history)
+    per_image = sum(record["seconds"]["train"] for record in history) / trained_images
+    compare_seconds = per_image * config.recipe.epochs * (len(data.train) + len(data.val)) * 3 * 5
+    for line in outcome_lines(history, str(out), compare_seconds):
         log(line)
     log(f"wrote {out / 'final.json'}")
     return final
