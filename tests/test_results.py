@@ -144,6 +144,17 @@ def test_report_and_export_refuse_runs_without_results(run, tmp_path):
     assert_user_error(cli("export", empty, "--out", tmp_path / "x"), "no finished search")
     assert_user_error(cli("compare", empty), "no finished search")
     assert_user_error(cli("report", tmp_path / "nowhere"), "no config.json")
+    # damaged files are named, with the line of a JSON error and the keys a record lacks
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run.out, damaged)
+    lines = (damaged / "history.jsonl").read_text().splitlines()
+    (damaged / "history.jsonl").write_text(lines[0] + "\n" + lines[1][:40] + "\n")
+    assert_user_error(cli("report", damaged), "history.jsonl is not valid JSON (line 2:")
+    (damaged / "history.jsonl").write_text("\n".join(lines) + "\n")
+    final = json.loads((damaged / "final.json").read_text())
+    del final["macs"]
+    (damaged / "final.json").write_text(json.dumps(final))
+    assert_user_error(cli("export", damaged, "--out", tmp_path / "y"), "final.json lacks macs")
 
 
 def test_uniform_baseline_keeps_every_share_and_meets_the_cost():

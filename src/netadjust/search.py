@@ -24,7 +24,7 @@ from .fur import estimate_fur, stability
 from .outcome import LOW_STABILITY, outcome_lines
 from .scalars import ScalarLog, require_tensorboard
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths, network_name
-from .store import append_jsonl, check_writable, read_jsonl, save_torch, user_path, write_json
+from .store import append_jsonl, check_writable, parse_jsonl, read_jsonl, save_torch, user_path, write_json
 from .train import Recipe, autocast_dtype, evaluate, fit, resolve_device
 
 
@@ -189,13 +189,24 @@ def search_config_from_settings(settings: dict, out: str) -> SearchConfig:
         ) from None
 
 
-def read_run_settings(out: Path) -> dict:
+def read_json_file(path: Path, parse=json.loads):
+    """``parse`` of the file's text; an unreadable or malformed file is a one-line UserError
+    naming the file (and the line, for JSON)."""
     try:
-        return json.loads((out / "config.json").read_text())
-    except FileNotFoundError:
-        raise UserError(f"{out} holds no search (no config.json); check the path") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {out}/config.json ({error}); start a new search") from None
+        return parse(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"{path} is not valid JSON (line {error.lineno}: {error.msg}); it is damaged: "
+            "restore or remove it"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {path} ({getattr(error, 'strerror', None) or error})") from None
+
+
+def read_run_settings(out: Path) -> dict:
+    if not (out / "config.json").exists():
+        raise UserError(f"{out} holds no search (no config.json); check the path")
+    return read_json_file(out / "config.json")
 
 
 @dataclass
@@ -211,18 +222,21 @@ class Run:
 def read_run(path: str | Path) -> Run:
     path = user_path(path)
     settings = read_run_settings(path)
-    try:
-        history = read_jsonl(path / "history.jsonl") if (path / "history.jsonl").exists() else []
-        final = json.loads((path / "final.json").read_text()) if (path / "final.json").exists() else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read the run in {path} ({error}); check the files") from None
+    history = read_json_file(path / "history.jsonl", parse_jsonl) if (path / "history.jsonl").exists() else []
+    final = read_json_file(path / "final.json") if (path / "final.json").exists() else None
     for name, value, keys in (
         ("config.json", settings, SETTINGS_KEYS),
         *(("history.jsonl", record, RECORD_KEYS) for record in history),
         *([("final.json", final, FINAL_KEYS)] if final is not None else []),
     ):
-        if not isinstance(value, dict) or not keys <= set(value):
-            raise UserError(f"{path}/{name} was not written by this version of netadjust; check the path")
+        if not isinstance(value, dict):
+            raise UserError(f"{path}/{name} holds no JSON object where a record belongs; it is damaged")
+        if not keys <= set(value):
+            missing = ", ".join(sorted(keys - set(value))[:4])
+            raise UserError(
+                f"{path}/{name} lacks {missing}: it is damaged, or not a run directory of this "
+                "version of netadjust"
+            )
     return Run(path, settings, history, final)
 
 

@@ -70,7 +70,20 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return parse_jsonl(path.read_text())
+
+
+def parse_jsonl(text: str) -> list:
+    """One JSON value per non-empty line; a decoding error carries the file's line number."""
+    records, offset = [], 0
+    for line in text.splitlines(keepends=True):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise json.JSONDecodeError(error.msg, text, offset + error.pos) from None
+        offset += len(line)
+    return records
 
 
 def read_widths_file(path: str | Path) -> tuple[dict[str, int], dict]:
