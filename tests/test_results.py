@@ -3,7 +3,11 @@ the original and the uniform baseline, exported weights and ONNX, TensorBoard sc
 
 import json
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -237,6 +241,26 @@ def test_train_on_a_final_json_takes_the_runs_recipe_and_dataset(run, tmp_path):
     assert (trained["dataset"], trained["data_sizes"]["train"]) == ("mnist", 500)
     assert (trained["recipe"]["epochs"], trained["recipe"]["lr"]) == (SEARCH["epochs"], 0.05)
     assert trained["widths"] == run.final["widths"]
+
+
+def test_an_interrupted_compare_says_how_to_continue_and_continues(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run.out, copy, ignore=shutil.ignore_patterns("compare", "compare.json"))
+    flags = ["--seeds", 3, "--epochs", 2, "--train-limit", 300, "--test-limit", 50]
+    command = [sys.executable, "-m", "netadjust", "compare", copy, *flags]
+    process = subprocess.Popen(
+        [str(a) for a in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (copy / "compare" / "original-seed0.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert "run the same command again to continue" in stderr.strip().splitlines()[-1]
+    again = cli("compare", copy, *flags)
+    assert again.returncode == 0 and "original seed 0: kept from" in again.stdout, again.stderr
 
 
 def test_export_writes_widths_weights_and_a_valid_onnx(run, tmp_path):

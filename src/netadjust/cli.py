@@ -627,15 +627,23 @@ def command_compare(args: argparse.Namespace) -> int:
         for name in ("data_dir", "train_limit", "test_limit", "workers")
         if getattr(args, name) is not None
     }
-    compare_run(
-        args.run_dir,
-        seeds=args.seeds,
-        first_seed=args.seed,
-        recipe_overrides=overrides,
-        data_overrides=data,
-        device=args.device,
-        force=args.force,
-    )
+    try:
+        compare_run(
+            args.run_dir,
+            seeds=args.seeds,
+            first_seed=args.seed,
+            recipe_overrides=overrides,
+            data_overrides=data,
+            device=args.device,
+            force=args.force,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nnetadjust: interrupted; the networks trained so far are kept in {args.run_dir}/compare: "
+            "run the same command again to continue",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 
