@@ -36,6 +36,7 @@ from .search import (
 from .spaces import ModelSpec, base_widths, get_space, space_names
 from .store import read_widths_file, user_path
 from .train import Recipe, default_device
+from .wording import plural
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -527,7 +528,7 @@ def command_train(args: argparse.Namespace) -> int:
     print(
         f"train: {spec.space} (width multiplier {spec.width_mult}, "
         f"{'widths of ' + args.widths if args.widths else 'base widths'}) on {data.dataset}, "
-        f"{training.epochs} epochs, lr {training.lr}, batch {training.batch_size} ({source}, "
+        f"{plural(training.epochs, 'epoch')}, lr {training.lr}, batch {training.batch_size} ({source}, "
         f"flags overriding); result to {out}",
         flush=True,
     )

@@ -24,6 +24,7 @@ from .search import DataConfig, Run, prepare_data, read_run
 from .spaces import ModelSpec, Widths
 from .store import check_writable, user_path, write_json
 from .train import Recipe, resolve_device
+from .wording import plural
 
 NETWORKS = ("original", "searched", "uniform")
 MATCHED = ("widths", "seed", "recipe", "dataset", "data_sizes")  # a kept result must agree on these
@@ -89,8 +90,9 @@ def compare_run(
         plan = [(name, seed) for name, seed in plan if name != "uniform"]
     kept = _kept_results(folder, plan, networks, expected, force)
     log(
-        f"compare: {len(plan)} trainings ({', '.join(sorted({name for name, _ in plan}))}; "
-        f"seeds {seed_list[0]}-{seed_list[-1]}) of {recipe.epochs} epochs on {len(data.train)} images"
+        f"compare: {plural(len(plan), 'training')} ({', '.join(sorted({name for name, _ in plan}))}; "
+        f"seeds {seed_list[0]}-{seed_list[-1]}) of {plural(recipe.epochs, 'epoch')} "
+        f"on {len(data.train)} images"
         f"{' (the uniform network is the original)' if same_as_original else ''}; results in {folder}"
     )
     results: dict[tuple[str, int], dict] = {}

@@ -14,6 +14,7 @@ from .outcome import outcome_lines
 from .search import Run, read_run
 from .spaces import ModelSpec, network_name
 from .store import user_path, write_text
+from .wording import plural
 
 
 def _pyplot():
@@ -176,7 +177,7 @@ def markdown(run: Run) -> str:
     lines = [
         f"# Network Adjustment: {network_name(spec)} on {settings['data']['dataset']}",
         "",
-        f"Run directory `{run.path}`; {len(history)} of {settings['iterations']} iterations done"
+        f"Run directory `{run.path}`; {len(history)} of {plural(settings['iterations'], 'iteration')} done"
         + ("" if run.final else " (unfinished)")
         + ".",
         "",
@@ -186,7 +187,7 @@ def markdown(run: Run) -> str:
         f"{spec.in_channels}×{spec.image_size}×{spec.image_size} input, {spec.num_classes} classes",
         f"- data: {settings['data_sizes']['train']} training / {settings['data_sizes']['val']} validation "
         f"(FUR) / {settings['data_sizes']['test']} test images",
-        f"- training per iteration: {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
+        f"- training per iteration: {plural(recipe['epochs'], 'epoch')}, batch {recipe['batch_size']}, "
         f"lr {recipe['lr']} cosine to {recipe['lr_min']}, weight decay {recipe['weight_decay']}, "
         f"precision {recipe['precision']}",
         f"- FUR: base drop rate {fur['base_rate']}, {fur['repeats']} repeats, method {last['fur_method']}",
@@ -277,7 +278,7 @@ def _comparison_section(run_dir: Path) -> list[str]:
         "## Comparison",
         "",
         f"Each network trained from scratch on {comparison['data_sizes']['train']} images for "
-        f"{comparison['recipe']['epochs']} epochs, {n} seed{'s' if n > 1 else ''}; test top-1 / top-5 on "
+        f"{plural(comparison['recipe']['epochs'], 'epoch')}, {plural(n, 'seed')}; test top-1 / top-5 on "
         f"{comparison['data_sizes']['test']} images, mean ± sample standard deviation.",
         "",
         "| network | top-1 (%) | top-5 (%) | MACs | params |",

@@ -26,6 +26,7 @@ from .scalars import ScalarLog, require_tensorboard
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths, network_name
 from .store import append_jsonl, check_writable, parse_jsonl, read_jsonl, save_torch, user_path, write_json
 from .train import Recipe, autocast_dtype, evaluate, fit, resolve_device
+from .wording import plural
 
 
 @dataclass(frozen=True)
@@ -380,7 +381,7 @@ def run_search(
     batch = config.recipe.batch_size
     log(
         f"search: {network_name(spec)} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
-        f"{len(data.test)} test images), {config.iterations} iterations, device {device}, "
+        f"{len(data.test)} test images), {plural(config.iterations, 'iteration')}, device {device}, "
         f"budget {getattr(budget, config.budget):,} {UNITS[config.budget]}; run directory {out}"
         + (f"; resuming at iteration {len(history) + 1}" if history else "")
         + (

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..wording import plural
 
 Widths = dict[str, int]
 
@@ -132,7 +133,7 @@ def check_widths(spec: ModelSpec, widths: Widths) -> Widths:
     missing = [name for name in expected if name not in widths]
     if missing:
         raise UserError(
-            f"widths miss {len(missing)} layers of space {spec.space!r}, e.g. {missing[:3]}; "
+            f"widths miss {plural(len(missing), 'layer')} of space {spec.space!r}, e.g. {missing[:3]}; "
             "give a width for every layer"
         )
     for name, value in widths.items():

@@ -1,0 +1,16 @@
+from netadjust.cli import main
+from netadjust.wording import plural
+
+
+def test_counts_of_one_take_the_singular():
+    assert [plural(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+
+
+def test_a_widths_file_missing_one_layer_says_layer(tmp_path, capsys):
+    from netadjust.spaces import ModelSpec, base_widths
+
+    widths = base_widths(ModelSpec())
+    widths.pop("stage3.block2.conv2")
+    (tmp_path / "w.json").write_text(str(widths).replace("'", '"'))
+    assert main(["cost", "resnet20", "--widths", str(tmp_path / "w.json")]) == 2
+    assert "widths miss 1 layer of space" in capsys.readouterr().err
