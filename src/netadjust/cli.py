@@ -428,7 +428,7 @@ def command_search(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, Terminated) as stop:
         if processes.is_main:
             print(
-                f"netadjust: interrupted; {out} keeps the last checkpoint, continue with: "
+                f"{after_bar()}netadjust: interrupted; {out} keeps the last checkpoint, continue with: "
                 f"netadjust search --resume {out}{nproc_flag}",
                 file=sys.stderr,
             )
@@ -640,8 +640,8 @@ def command_compare(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            f"\nnetadjust: interrupted; the networks trained so far are kept in {args.run_dir}/compare: "
-            "run the same command again to continue",
+            f"{after_bar()}netadjust: interrupted; the networks trained so far are kept in "
+            f"{args.run_dir}/compare: run the same command again to continue",
             file=sys.stderr,
         )
         return 130
@@ -696,6 +696,11 @@ def command_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def after_bar() -> str:
+    """A newline where a progress bar may hold the terminal's current line, else nothing."""
+    return "\n" if sys.stderr.isatty() else ""
+
+
 def one_line(message: str) -> str:
     """Escape control characters (a user's argument may hold any) to keep the message one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
@@ -727,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"netadjust: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("netadjust: interrupted", file=sys.stderr)
+        print(f"{after_bar()}netadjust: interrupted", file=sys.stderr)
         return 130
 
 
