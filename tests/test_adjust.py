@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netadjust.adjust import AdjustRule, adjust, layers_to_move, rescale, within_budget
+from netadjust.adjust import AdjustRule, adjust, closest_scaling, layers_to_move, rescale, within_budget
 from netadjust.cost import model_cost
 from netadjust.errors import UserError
 from netadjust.spaces import ModelSpec, base_widths
@@ -108,3 +108,30 @@ def test_rescale_outside_the_band_returns_the_closest_widths():
     result = rescale({"a": 1}, lambda widths: 100 * widths["a"], 150, min_width=1)
     assert result in ({"a": 1}, {"a": 2})
     assert not within_budget(100 * result["a"], 150)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.data())
+def test_with_round_to_every_width_the_search_makes_is_a_multiple(data):
+    n = data.draw(st.sampled_from([2, 4, 8]))
+    start = {name: n * max(1, round(w / n)) for name, w in INITIAL.items()}
+    fur = {name: data.draw(st.floats(-1, 1)) for name in INITIAL}
+    rule = AdjustRule(k0=3, rate=data.draw(st.floats(0.01, 0.5)), min_width=3, round_to=n)
+    adjusted, grown, shrunk = adjust(start, fur, start, 0, rule)
+    for name in grown:  # at least one multiple moves
+        assert adjusted[name] - start[name] >= n
+    result = rescale(adjusted, macs, BUDGET, rule.min_width, round_to=n)
+    assert all(width % n == 0 and width >= 4 for width in result.values())  # min width 3 rises to 4
+    # the closest cost the grid allows: no single move of n channels lands closer
+    gap = abs(macs(result) - BUDGET)
+    if gap > 0.01 * macs(result):
+        for name, width in result.items():
+            for moved in (width - n, width + n):
+                if moved >= 4:
+                    assert abs(macs({**result, name: moved}) - BUDGET) >= gap
+
+
+def test_the_uniform_baseline_stays_on_the_grid():
+    uniform = closest_scaling(INITIAL, macs, int(1.5 * BUDGET), min_width=1, round_to=8)
+    assert all(width % 8 == 0 for width in uniform.values())
+    assert len({uniform[name] for name in INITIAL if name.startswith("stage3")}) == 1

@@ -265,6 +265,22 @@ def dry_run(*flags, cwd=None):
     return json.loads(result.stdout)
 
 
+def test_round_to_keeps_every_searched_width_on_the_grid(tmp_path):
+    data = write_mnist_like(tmp_path / "mnist", n_train=300, n_test=50)
+    out = tmp_path / "run"
+    flags = ["--dataset", "mnist", "--data-dir", data, "--width-mult", 0.5, "--epochs", 1, "--repeats", 1]
+    result = netadjust("search", *flags, "--iterations", 2, "--k", 3, "--round-to", 8, "--out", out)
+    assert result.returncode == 0, result.stderr
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    final = json.loads((out / "final.json").read_text())
+    assert json.loads((out / "config.json").read_text())["rule"]["round_to"] == 8
+    for widths in [record["next_widths"] for record in history] + [final["widths"]]:
+        assert all(width % 8 == 0 for width in widths.values()), widths
+    for record in history:  # a grid too coarse for the 1% band is said, not hidden
+        if abs(record["next_excess"]) > 0.01:
+            assert "no rounding of the adjusted widths lies within 1%" in result.stdout
+
+
 def test_the_paper_preset_is_the_references_cifar_search(tmp_path):
     # the reference's README command for CIFAR-100 and its argparse defaults
     settings = dry_run("--preset", "paper", cwd=tmp_path)

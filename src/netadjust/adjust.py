@@ -21,6 +21,7 @@ class AdjustRule:
     rate: float = 0.1  # adjusting rate a: fraction of the initial width added/removed
     rate_decay: float = 0.0  # d: a_r = max(a - d * r, 0) for rank r inside its group
     min_width: int = 4
+    round_to: int = 1  # every width the search makes is a multiple of this (1: per channel, the paper's)
 
     def validate(self, num_widths: int) -> None:
         if self.k0 < 0 or 2 * round(self.k0) > num_widths:
@@ -36,6 +37,8 @@ class AdjustRule:
             raise UserError(f"--adjust-rate-decay is {self.rate_decay}; give a value >= 0")
         if self.min_width < 1:
             raise UserError(f"--min-width is {self.min_width}; give at least 1")
+        if self.round_to < 1:
+            raise UserError(f"--round-to is {self.round_to}; give at least 1 (1: any width)")
 
 
 def layers_to_move(rule: AdjustRule, iteration: int) -> int:
@@ -48,24 +51,35 @@ def adjust(
     widths: Widths, fur: dict[str, float], initial: Widths, iteration: int, rule: AdjustRule
 ) -> tuple[Widths, list[str], list[str]]:
     """Grow the k widths of highest FUR, shrink the k lowest, by ``a_r * initial``; the
-    reference rounds the new width, ``round(c +- a_r * c_initial)``, not the step.
+    reference rounds the new width, ``round(c +- a_r * c_initial)``, not the step. With
+    ``rule.round_to`` N > 1 the step is a whole number of N (at least one, where a_r > 0).
 
     Returns the new widths and the names grown and shrunk, most extreme first.
     """
     k = layers_to_move(rule, iteration)
     ranked = sorted(widths, key=lambda name: fur[name], reverse=True)
     grown, shrunk = ranked[:k], ranked[::-1][:k]
-    result = dict(widths)
-    for rank, name in enumerate(grown):
-        result[name] = round(widths[name] + max(rule.rate - rule.rate_decay * rank, 0.0) * initial[name])
-    for rank, name in enumerate(shrunk):
-        step = max(rule.rate - rule.rate_decay * rank, 0.0) * initial[name]
-        result[name] = max(rule.min_width, round(widths[name] - step))
+    result, n = dict(widths), rule.round_to
+    for sign, group in ((1, grown), (-1, shrunk)):
+        for rank, name in enumerate(group):
+            change = max(rule.rate - rule.rate_decay * rank, 0.0) * initial[name]
+            if n == 1:
+                width = round(widths[name] + sign * change)
+            else:
+                width = widths[name] + sign * n * (max(1, round(change / n)) if change > 0 else 0)
+            result[name] = max(lowest_width(rule.min_width, n), width)
     return result, grown, shrunk
 
 
-def scale_widths(widths: Widths, factor: float, min_width: int) -> Widths:
-    return {name: max(min_width, round(factor * width)) for name, width in widths.items()}
+def lowest_width(min_width: int, round_to: int = 1) -> int:
+    """The smallest width allowed: ``min_width``, raised to a multiple of ``round_to``."""
+    return -(-min_width // round_to) * round_to
+
+
+def scale_widths(widths: Widths, factor: float, min_width: int, round_to: int = 1) -> Widths:
+    """Every width times ``factor``, rounded (to a multiple of ``round_to``), at least the minimum."""
+    lowest = lowest_width(min_width, round_to)
+    return {name: max(lowest, round_to * round(factor * width / round_to)) for name, width in widths.items()}
 
 
 def excess(cost: int, budget: int) -> float:
@@ -84,6 +98,7 @@ def rescale(
     min_width: int,
     tolerance: float = 0.01,
     max_steps: int = 20,
+    round_to: int = 1,
 ) -> Widths:
     """Scale all widths by one factor s until ``cost`` is within ``tolerance`` of ``budget``.
 
@@ -94,7 +109,7 @@ def rescale(
     scaling is taken and single channels are then moved while that brings the cost closer;
     the caller reports a result that is still outside.
     """
-    floor = scale_widths(widths, 0.0, min_width)
+    floor = scale_widths(widths, 0.0, min_width, round_to)
     if cost(floor) > budget * (1 + tolerance):
         raise UserError(
             f"the budget of {budget:,} cannot be met: the minimum widths alone cost "
@@ -106,7 +121,7 @@ def rescale(
         if abs(error) <= tolerance:
             return result
         factor = (begin + end) / 2
-        result = scale_widths(widths, factor, min_width)
+        result = scale_widths(widths, factor, min_width, round_to)
         error = excess(cost(result), budget)
         if (error > 0) == (factor > 1):
             end = factor
@@ -114,9 +129,8 @@ def rescale(
             begin = factor
     if abs(error) <= tolerance:
         return result
-    return _nudge(
-        closest_scaling(widths, cost, budget, min_width, tolerance), cost, budget, min_width, tolerance
-    )
+    closest = closest_scaling(widths, cost, budget, min_width, tolerance, round_to=round_to)
+    return _nudge(closest, cost, budget, min_width, tolerance, round_to)
 
 
 def closest_scaling(
@@ -126,21 +140,22 @@ def closest_scaling(
     min_width: int,
     tolerance: float = 0.0,
     max_steps: int = 40,
+    round_to: int = 1,
 ) -> Widths:
     """``widths`` scaled by the one factor s (bisection) whose rounded widths cost closest
     to ``target``, stopping early once within ``tolerance``. Every width keeps its share:
     this is also the uniform baseline at a given cost."""
     low, high = 0.0, 1.0
     for _ in range(30):  # the cost grows with s; 2**30 is far beyond any budget
-        if cost(scale_widths(widths, high, min_width)) >= target:
+        if cost(scale_widths(widths, high, min_width, round_to)) >= target:
             break
         high *= 2
-    best = scale_widths(widths, 1.0, min_width)
+    best = scale_widths(widths, 1.0, min_width, round_to)
     for _ in range(max_steps):
         if within_budget(cost(best), target, tolerance):
             break
         middle = (low + high) / 2
-        candidate = scale_widths(widths, middle, min_width)
+        candidate = scale_widths(widths, middle, min_width, round_to)
         if abs(cost(candidate) - target) < abs(cost(best) - target):
             best = candidate
         if cost(candidate) < target:
@@ -151,15 +166,19 @@ def closest_scaling(
 
 
 def _nudge(
-    widths: Widths, cost: Callable[[Widths], int], budget: int, min_width: int, tolerance: float
+    widths: Widths,
+    cost: Callable[[Widths], int],
+    budget: int,
+    min_width: int,
+    tolerance: float,
+    round_to: int = 1,
 ) -> Widths:
-    """Add or remove one channel at a time, taking the move that lands closest to budget."""
-    current = dict(widths)
+    """Add or remove one channel (or ``round_to`` of them) at a time, taking the move that
+    lands closest to budget."""
+    current, lowest = dict(widths), lowest_width(min_width, round_to)
     while not within_budget(cost(current), budget, tolerance):
-        sign = 1 if cost(current) < budget else -1
-        moves = [
-            {**current, name: width + sign} for name, width in current.items() if width + sign >= min_width
-        ]
+        step = round_to if cost(current) < budget else -round_to
+        moves = [{**current, name: width + step} for name, width in current.items() if width + step >= lowest]
         best = min(moves, key=lambda w: abs(cost(w) - budget), default=None)
         if best is None or abs(cost(best) - budget) >= abs(cost(current) - budget):
             break

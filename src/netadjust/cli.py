@@ -207,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-width", type=int, default=None, help="no width falls below this (default: the preset's)"
     )
     group.add_argument(
+        "--round-to",
+        type=int,
+        default=None,
+        help="every width the search makes is a multiple of N (fast kernels favour multiples of "
+        "8 or 16; default 1: any width, the paper's)",
+    )
+    group.add_argument(
         "--val-fraction",
         type=float,
         default=0.1,
@@ -484,6 +491,7 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
             rate=pick(args, preset, "adjust_rate"),
             rate_decay=pick(args, preset, "adjust_rate_decay"),
             min_width=pick(args, preset, "min_width"),
+            round_to=pick(args, preset, "round_to", 1),
         ),
         iterations=pick(args, preset, "iterations"),
         budget=args.budget,

@@ -36,8 +36,9 @@ def candidate_widths(run: Run, spec: ModelSpec) -> dict[str, Widths]:
     itself when those are equal)."""
     original, searched = run.final["original_widths"], run.final["widths"]
     held = run.settings.get("budget", "macs")
+    round_to = run.settings["rule"].get("round_to", 1)  # the uniform network on the same grid
     uniform = closest_scaling(
-        original, lambda widths: measure(spec, widths, held), run.final[held], min_width=1
+        original, lambda widths: measure(spec, widths, held), run.final[held], min_width=1, round_to=round_to
     )
     return {"original": original, "searched": searched, "uniform": uniform}
 

@@ -271,6 +271,7 @@ def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
         data = {**dataclasses.asdict(DataConfig()), **kept.get("data", {})}
         kept["data"] = {k: v for k, v in data.items() if k != "workers"}  # workers: speed only
         kept["recipe"] = {**dataclasses.asdict(Recipe()), **kept.get("recipe", {})}
+        kept["rule"] = {**dataclasses.asdict(AdjustRule()), **kept.get("rule", {})}
         return kept
 
     saved, compared = keep(saved), keep(settings)
@@ -363,7 +364,8 @@ def run_search(
     config.rule.validate(len(initial))
     budget = model_cost(spec, initial)
     cost_of = lambda widths: measure(spec, widths, config.budget)  # noqa: E731
-    rescale(initial, cost_of, cost_of(initial), config.rule.min_width)  # fails early if unreachable
+    # fails early if the minimum widths alone exceed the budget
+    rescale(initial, cost_of, cost_of(initial), config.rule.min_width, round_to=config.rule.round_to)
     config = with_fur_precision(config, device)
     settings = settings_record(config, spec, initial, processes.world_size)
 
@@ -488,7 +490,8 @@ def _iterate(
 
         timer = time.perf_counter()
         adjusted, grown, shrunk = adjust(widths, estimate.fur, initial, iteration, config.rule)
-        next_widths = processes.broadcast(rescale(adjusted, cost_of, target, config.rule.min_width))
+        rescaled = rescale(adjusted, cost_of, target, config.rule.min_width, round_to=config.rule.round_to)
+        next_widths = processes.broadcast(rescaled)
         seconds_adjust = time.perf_counter() - timer
 
         cost = model_cost(spec, widths)
@@ -549,7 +552,7 @@ def _iterate(
             log(
                 f"{label}: warning: no rounding of the adjusted widths lies within 1% of the budget; "
                 f"the next widths cost {next_cost:,} {UNITS[config.budget]}, {next_cost / target - 1:+.2%} "
-                "off (tiny widths round coarsely: a larger --width-mult or --min-width helps)"
+                "off (tiny widths round coarsely: a larger --width-mult or a smaller --round-to helps)"
             )
         if agreement["spearman"] < LOW_STABILITY:
             log(
