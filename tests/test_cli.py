@@ -297,7 +297,14 @@ def test_the_paper_preset_is_the_references_cifar_search(tmp_path):
         5,
         0.1,
     )
-    assert settings["rule"] == {"k0": 6, "k_decay": 0.5, "rate": 0.15, "rate_decay": 0.01, "min_width": 4}
+    assert settings["rule"] == {
+        "k0": 6,
+        "k_decay": 0.5,
+        "rate": 0.15,
+        "rate_decay": 0.01,
+        "min_width": 4,
+        "round_to": 1,
+    }
     assert settings["k_schedule"] == [6, 6, 5, 4, 4, 4, 3, 2, 2, 2]  # Python 3's round, halves to even
     assert "provenance" not in settings and "data_sizes" not in settings
 
@@ -312,7 +319,7 @@ def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search():
     assert (recipe["lr"], recipe["batch_size"], recipe["weight_decay"]) == (0.2, 64, 4e-5)
     assert (recipe["label_smoothing"], recipe["drop_rate"], recipe["drop_depth_ramp"]) == (0.0, 0.05, False)
     assert (settings["fur"]["base_rate"], settings["fur"]["repeats"]) == (0.2, 5)
-    assert rule == {"k0": 6, "k_decay": 0.0, "rate": 0.1, "rate_decay": 0.0, "min_width": 4}
+    assert rule == {"k0": 6, "k_decay": 0.0, "rate": 0.1, "rate_decay": 0.0, "min_width": 4, "round_to": 1}
     assert settings["k_schedule"] == [6] * 10
     mine = dry_run(
         "--preset", "paper", "--dataset", "imagenet", "--space", "mobilenetv2", "--lr", "0.05",
