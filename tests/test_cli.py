@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import write_mnist_like
+from netadjust.cli import main
 from netadjust.spaces import ModelSpec, base_widths
 from test_cost import REFERENCE_RESNET20_CIFAR100
 
@@ -21,6 +22,16 @@ def netadjust(*args, cwd=None, env=None):
         env=env,
         timeout=600,
     )
+
+
+def in_process(*args, capsys):
+    """The command line's own main(), without a new interpreter: for checks of many
+    refusals that each stop before any work (the entry point itself is run as a
+    subprocess elsewhere)."""
+    capsys.readouterr()
+    code = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def assert_user_error(result, *words):
@@ -146,27 +157,31 @@ def test_spaces_lists_every_space():
     assert all(r["macs"] > 0 and r["params"] > 0 for r in rows)
 
 
-def test_bad_input_gets_one_line_and_status_2(tmp_path):
+def test_bad_input_gets_one_line_and_status_2(tmp_path, capsys):
     unknown = netadjust("compare", tmp_path, "--bogus", 3)
     assert_user_error(unknown, "unrecognized arguments: --bogus 3", "see netadjust compare --help")
     assert unknown.stderr.count("netadjust:") == 1  # no doubled prefix
-    assert_user_error(netadjust("search", "--epochs", "x"), "--epochs", "see netadjust search --help")
-    assert_user_error(netadjust("cost", "resnet21"), "resnet21", "6n+2")
-    assert_user_error(netadjust("cost", "vgg11"), "vgg11", "resnet20")
-    assert_user_error(netadjust("search", "--space", "vgg"), "vgg")
-    assert_user_error(netadjust("search", "--dataset", "imagenet9"), "imagenet9")
-    assert_user_error(netadjust("search", "--epochs", 0, "--data-dir", tmp_path), "--epochs")
-    assert_user_error(netadjust("search", "--lr", -1), "--lr")
-    assert_user_error(netadjust("search", "--epochs", "many"), "--epochs")
-    assert_user_error(netadjust("search", "--data-dir", tmp_path / "absent"), "does not exist")
-    assert_user_error(netadjust("search", "--data-dir", tmp_path), "not found", "--download")
-    assert_user_error(netadjust("search", "--device", "cuda:7"), "cuda")
+
+    def run(*args):
+        return in_process(*args, capsys=capsys)
+
+    assert_user_error(run("search", "--epochs", "x"), "--epochs", "see netadjust search --help")
+    assert_user_error(run("cost", "resnet21"), "resnet21", "6n+2")
+    assert_user_error(run("cost", "vgg11"), "vgg11", "resnet20")
+    assert_user_error(run("search", "--space", "vgg"), "vgg")
+    assert_user_error(run("search", "--dataset", "imagenet9"), "imagenet9")
+    assert_user_error(run("search", "--epochs", 0, "--data-dir", tmp_path), "--epochs")
+    assert_user_error(run("search", "--lr", -1), "--lr")
+    assert_user_error(run("search", "--epochs", "many"), "--epochs")
+    assert_user_error(run("search", "--data-dir", tmp_path / "absent"), "does not exist")
+    assert_user_error(run("search", "--data-dir", tmp_path), "not found", "--download")
+    assert_user_error(run("search", "--device", "cuda:7"), "cuda")
     bad = tmp_path / "w.json"
     bad.write_text("{not json")
-    assert_user_error(netadjust("cost", "resnet20", "--widths", bad), "not JSON")
+    assert_user_error(run("cost", "resnet20", "--widths", bad), "not JSON")
     bad.write_text(json.dumps({"stage1.block0.conv1": 3}))
-    assert_user_error(netadjust("cost", "resnet20", "--widths", bad), "miss")
-    assert_user_error(netadjust("cost", "resnet20", "--widths", tmp_path / "nope.json"), "does not exist")
+    assert_user_error(run("cost", "resnet20", "--widths", bad), "miss")
+    assert_user_error(run("cost", "resnet20", "--widths", tmp_path / "nope.json"), "does not exist")
 
 
 def test_paths_starting_with_a_tilde_are_the_home_folder(tmp_path):
@@ -189,14 +204,14 @@ def test_paths_starting_with_a_tilde_are_the_home_folder(tmp_path):
     assert all("images/s, ETA" in line for line in epochs), epochs
 
 
-def test_bad_search_settings_write_nothing(tmp_path):
+def test_bad_search_settings_write_nothing(tmp_path, capsys):
     data = write_mnist_like(tmp_path / "mnist")
     out = tmp_path / "run"
     base = ["search", "--dataset", "mnist", "--data-dir", data, "--out", out, *TINY]
-    assert_user_error(netadjust(*base, "--k", 12), "--k")
-    assert_user_error(netadjust(*base, "--repeats", 0), "--repeats")
-    assert_user_error(netadjust(*base, "--drop-rate", 1.5), "--drop-rate")
-    assert_user_error(netadjust(*base, "--min-width", 50), "budget")
+    assert_user_error(in_process(*base, "--k", 12, capsys=capsys), "--k")
+    assert_user_error(in_process(*base, "--repeats", 0, capsys=capsys), "--repeats")
+    assert_user_error(in_process(*base, "--drop-rate", 1.5, capsys=capsys), "--drop-rate")
+    assert_user_error(in_process(*base, "--min-width", 50, capsys=capsys), "budget")
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -235,7 +250,7 @@ def test_help_works():
     assert result.returncode == 0 and "--iterations" in result.stdout
 
 
-def test_a_params_budget_holds_params_while_macs_move(tmp_path):
+def test_a_params_budget_holds_params_while_macs_move(tmp_path, capsys):
     data = write_mnist_like(tmp_path / "data", n_train=500, n_test=60)
     out = tmp_path / "run"
     args = ["--dataset", "mnist", "--data-dir", data, "--iterations", 2, "--k", 3, "--adjust-rate", 0.5]
@@ -254,9 +269,9 @@ def test_a_params_budget_holds_params_while_macs_move(tmp_path):
     assert f["stage3.block1.conv1"] == pytest.approx(15.68 * f["stage1.block1.conv1"], rel=1e-3)
     assert abs(final["macs"] / final["original_macs"] - 1) > 0.01  # MACs were free to move
 
-    printed = json.loads(netadjust("cost", "resnet20", "--budget", "params", "--json").stdout)
+    printed = json.loads(in_process("cost", "resnet20", "--budget", "params", "--json", capsys=capsys).stdout)
     assert printed["budget"] == {"measure": "params", "value": printed["params"]}
-    assert "budget" not in json.loads(netadjust("cost", "resnet20", "--json").stdout)
+    assert "budget" not in json.loads(in_process("cost", "resnet20", "--json", capsys=capsys).stdout)
 
 
 def dry_run(*flags, cwd=None):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_cli import assert_user_error, netadjust
+from test_cli import assert_user_error, in_process, netadjust
 
 SEARCH = (
-    "--width-mult 0.25 --train-limit 1500 --val-limit 400 --test-limit 200 --epochs 3 "
+    "--width-mult 0.25 --train-limit 800 --val-limit 200 --test-limit 100 --epochs 3 "
     "--repeats 2 --iterations 2 --k 2 --batch-size 100"
 ).split()
 
@@ -120,18 +120,20 @@ def test_a_signal_stops_the_search_and_says_how_to_resume(
     assert_same_search(out, uninterrupted)
 
 
-def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fashion_dir):
+def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fashion_dir, capsys):
     out = tmp_path / "run"
     quick = ["--data-dir", fashion_dir, "--out", out, *SEARCH, "--iterations", 1, "--epochs", 1]  # last wins
     assert netadjust("search", *quick).returncode == 0
     before = (out / "final.json").read_text()
-    assert_user_error(netadjust("search", *quick), "finished search", "--force")
-    assert_user_error(netadjust("search", *quick, "--lr", 0.05), "other settings", "recipe")
+    assert_user_error(in_process("search", *quick, capsys=capsys), "finished search", "--force")
+    refused = in_process("search", *quick, "--lr", 0.05, capsys=capsys)
+    assert_user_error(refused, "other settings", "recipe")
     assert (out / "final.json").read_text() == before
     forced = netadjust("search", *quick, "--lr", 0.05, "--force")
     assert forced.returncode == 0, forced.stderr
     assert json.loads((out / "config.json").read_text())["recipe"]["lr"] == 0.05
-    assert_user_error(netadjust("search", "--resume", tmp_path / "nothing"), "no config.json")
+    absent = in_process("search", "--resume", tmp_path / "nothing", capsys=capsys)
+    assert_user_error(absent, "no config.json")
 
 
 def test_resume_ignores_the_worker_count_and_fills_settings_older_runs_lack(tmp_path):

@@ -36,7 +36,7 @@ def test_bf16_channels_last_training_reaches_fp32_accuracy(fashion_dir):
     """The defaults (bf16 autocast where the CPU has it, channels-last) keep accuracy:
     a short run lands within noise of plain fp32 from the same initial weights."""
     train, test, info = load("fashion-mnist", fashion_dir)
-    train, test = train.subset(slice(0, 6000)), test.subset(slice(0, 3000))
+    train, test = train.subset(slice(0, 4000)), test.subset(slice(0, 2000))
     results = {}
     for precision, channels_last in (("fp32", False), ("bf16", True)):
         torch.manual_seed(0)
@@ -51,8 +51,8 @@ def test_bf16_channels_last_training_reaches_fp32_accuracy(fashion_dir):
         assert all(math.isfinite(epoch["loss"]) for epoch in log["epochs"])
         assert next(model.parameters()).is_contiguous()  # handed back in the default format
         results[precision] = evaluate(model, test, info)["top1"]
-    assert results["fp32"] > 0.6 and results["bf16"] > 0.6
-    # 3,000 test images: one standard error is about 0.008; seeds move it by about 0.01
+    assert results["fp32"] > 0.5 and results["bf16"] > 0.5  # chance is 0.1
+    # 2,000 test images: one standard error is about 0.01; seeds move it by about 0.01
     assert abs(results["bf16"] - results["fp32"]) < 0.04, results
 
 
