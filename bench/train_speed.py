@@ -6,11 +6,13 @@ Measures, in one run: a matrix-multiply peak in the precision the project trains
 images/s and achieved GFLOP/s counting 3 x forward MACs x 2 FLOPs per image; and the same
 model trained with a conventional per-sample DataLoader (Python transforms per image,
 num_workers=0 on this 2-core machine) in fp32; and, for scale, the project's pipeline on a
-searched ResNet-20 of the same MACs, whose widths (not multiples of 16) run slower kernels.
+searched ResNet-20 of the same MACs, whose widths (not multiples of 16) run slower kernels,
+and the same searched shape held to multiples of N (``--round-to``: each N in the list) as a
+search with ``--round-to N`` makes it, each against the original's rate.
 Each figure is measured ``--repeats`` times and the fastest run counts, as ``timeit`` does:
 on a shared VM the slower runs measure interference, not the code (the median is printed
 beside it). Last line:
-``achieved/peak=<x> speedup=<y>``.
+``achieved/peak=<x> speedup=<y> searched/original@<N>=<z> ...``.
 
     .venv/bin/python bench/train_speed.py [--data-dir DIR] [--images 10000] [--repeats 3]
 """
@@ -69,11 +71,13 @@ class PerSampleDataset(torch.utils.data.Dataset):
 SEARCHED_HALF_WIDTHS = (11, 9, 9, 9, 7, 8, 16, 12, 16, 16, 14, 14, 31, 26, 41, 31, 26, 26)
 
 
-def searched_widths(spec: ModelSpec) -> dict[str, int]:
-    """The quick search's widths scaled to the MACs of ``spec`` (ResNet-20 at any multiplier)."""
+def searched_widths(spec: ModelSpec, round_to: int = 1) -> dict[str, int]:
+    """The quick search's widths scaled to the MACs of ``spec`` (ResNet-20 at any multiplier),
+    held to multiples of ``round_to`` by the rescale a search with ``--round-to`` ends with."""
     names = list(base_widths(spec))
     widths = dict(zip(names, SEARCHED_HALF_WIDTHS, strict=True))
-    return rescale(widths, lambda w: model_cost(spec, w).macs, model_cost(spec).macs, min_width=1)
+    cost = lambda w: model_cost(spec, w).macs  # noqa: E731
+    return rescale(widths, cost, model_cost(spec).macs, min_width=round_to, round_to=round_to)
 
 
 def conventional_epoch(model, dataset, batch_size: int, lr: float) -> float:
@@ -96,12 +100,20 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement; the fastest counts")
+    parser.add_argument("--width-mult", type=float, default=1.0)
+    parser.add_argument(
+        "--round-to",
+        type=int,
+        nargs="+",
+        default=[1, 8, 16],
+        help="width grids to time the searched shape on",
+    )
     args = parser.parse_args()
     repeats = range(args.repeats)
 
     train, _, info = load("fashion-mnist", args.data_dir)
     train = train.subset(slice(0, args.images))
-    spec = ModelSpec("resnet20", info.num_classes, info.in_channels, info.image_size, 1.0)
+    spec = ModelSpec("resnet20", info.num_classes, info.in_channels, info.image_size, args.width_mult)
     flop_per_image = 3 * model_cost(spec).macs * 2
     recipe = Recipe(epochs=1, batch_size=args.batch_size, lr=0.1)
     dtype = autocast_dtype(recipe.precision, torch.device("cpu"))
@@ -128,13 +140,17 @@ def main() -> None:
     achieved = ours * flop_per_image / 1e9
     print(f"project pipeline: {ours:.0f} images/s (median {median(rates):.0f}), {achieved:.0f} GFLOP/s")
 
-    searched = searched_widths(spec)
-    rates = project_rates(searched)
-    print(
-        f"searched widths {list(searched.values())}, {model_cost(spec, searched).macs / 1e6:.1f} MMACs: "
-        f"{max(rates):.0f} images/s (median {median(rates):.0f}), "
-        f"{max(rates) / ours:.2f} of the original's rate"
-    )
+    searched_rates = {}
+    for round_to in args.round_to:
+        searched = searched_widths(spec, round_to)
+        rates = project_rates(searched)
+        searched_rates[round_to] = max(rates) / ours
+        print(
+            f"searched widths, --round-to {round_to}: {list(searched.values())}, "
+            f"{model_cost(spec, searched).macs / model_cost(spec).macs:.3f} of the original MACs: "
+            f"{max(rates):.0f} images/s (median {median(rates):.0f}), "
+            f"{searched_rates[round_to]:.2f} of the original's rate"
+        )
 
     torch.manual_seed(0)
     model = build(spec)
@@ -150,7 +166,8 @@ def main() -> None:
     )
     peak = max(matmul_peak(dtype) for _ in repeats)
     print(f"matmul peak ({dtype or torch.float32}): {peak:.0f} GFLOP/s")
-    print(f"achieved/peak={achieved / peak:.2f} speedup={ours / theirs:.2f}")
+    grids = " ".join(f"searched/original@{n}={ratio:.2f}" for n, ratio in searched_rates.items())
+    print(f"achieved/peak={achieved / peak:.2f} speedup={ours / theirs:.2f} {grids}")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,16 @@ def test_with_round_to_every_width_the_search_makes_is_a_multiple(data):
                     assert abs(macs({**result, name: moved}) - BUDGET) >= gap
 
 
+def test_widths_off_the_grid_are_brought_onto_it_even_within_the_budget():
+    # a start such as 8/16/32 with --round-to 3, or a user's widths file: the widths adjust
+    # leaves alone are off the grid, and their cost may already lie within the band
+    result = rescale(INITIAL, macs, BUDGET, min_width=1, round_to=3)
+    assert all(width % 3 == 0 for width in result.values())
+    assert within_budget(macs(result), BUDGET)
+    with pytest.raises(UserError, match="16 channels each.*lower --min-width or --round-to"):
+        rescale(INITIAL, macs, BUDGET, min_width=1, round_to=16)  # 16 everywhere costs 13.4M
+
+
 def test_the_uniform_baseline_stays_on_the_grid():
     uniform = closest_scaling(INITIAL, macs, int(1.5 * BUDGET), min_width=1, round_to=8)
     assert all(width % 8 == 0 for width in uniform.values())

@@ -111,11 +111,13 @@ def rescale(
     """
     floor = scale_widths(widths, 0.0, min_width, round_to)
     if cost(floor) > budget * (1 + tolerance):
+        lowest = f"{lowest_width(min_width, round_to)} channels"
         raise UserError(
-            f"the budget of {budget:,} cannot be met: the minimum widths alone cost "
-            f"{cost(floor):,}; lower --min-width"
+            f"the budget of {budget:,} cannot be met: the minimum widths alone ({lowest} each) cost "
+            f"{cost(floor):,}; lower --min-width" + (" or --round-to" if round_to > 1 else "")
         )
-    result, error = widths, excess(cost(widths), budget)
+    result = scale_widths(widths, 1.0, min_width, round_to)  # on the grid even when already in band
+    error = excess(cost(result), budget)
     begin, end = 1.0, max(1.0 - error, 0.0)
     for _ in range(max_steps):
         if abs(error) <= tolerance:
