@@ -10,14 +10,20 @@ from netadjust.spaces import ModelSpec, base_widths, build
 from netadjust.train import Recipe, fit
 
 
-def trained_resnet20(
-    data_dir: str | None, width_mult: float, train_images: int, epochs: int, val_images: int
+def trained_network(
+    data_dir: str | None,
+    width_mult: float,
+    train_images: int,
+    epochs: int,
+    val_images: int,
+    space: str = "resnet20",
 ) -> tuple[torch.nn.Module, ImageSet, DatasetInfo, dict[str, float]]:
-    """ResNet-20 trained from seed 0 on the first ``train_images`` of Fashion-MNIST's
-    90% split; returns it, ``val_images`` of the 10% split, the dataset info and f_i."""
+    """A network of ``space`` (ResNet-20 unless named) trained from seed 0 on the first
+    ``train_images`` of Fashion-MNIST's 90% split; returns it, ``val_images`` of the 10%
+    split, the dataset info and f_i."""
     train, _, info = load("fashion-mnist", data_dir)
     train, val = split(train, 0.1, seed=0)
-    spec = ModelSpec("resnet20", info.num_classes, info.in_channels, info.image_size, width_mult)
+    spec = ModelSpec(space, info.num_classes, info.in_channels, info.image_size, width_mult)
     torch.manual_seed(0)
     model = build(spec)
     fit(model, train.subset(slice(0, train_images)), info, Recipe(epochs=epochs, lr=0.1), seed=0)

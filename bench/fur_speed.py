@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from _trained import trained_resnet20
+from _trained import trained_network
 from netadjust.fur import estimate_fur, spearman
 from netadjust.train import cpu_has_fast_bf16
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
-    model, val, info, f = trained_resnet20(args.data_dir, 1.0, 10000, 2, args.val)
+    model, val, info, f = trained_network(args.data_dir, 1.0, 10000, 2, args.val)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(val)} validation images, "
         f"T = {args.repeats}, batch {args.batch_size}"

@@ -17,7 +17,7 @@ import argparse
 import statistics
 import time
 
-from _trained import trained_resnet20
+from _trained import trained_network
 from netadjust.fur import estimate_fur, spearman
 
 K = 6
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=6000)
     args = parser.parse_args()
 
-    model, val, info, f = trained_resnet20(args.data_dir, 0.5, 20000, 3, args.val)
+    model, val, info, f = trained_network(args.data_dir, 0.5, 20000, 3, args.val)
     common = dict(base_rate=0.05, batch_size=128)
 
     # the quantity: a long Bernoulli run; its standard error from 8 independent pairs of repeats

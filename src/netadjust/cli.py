@@ -186,9 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--repeats", type=int, default=None, help="T, masks per width in FUR")
     group.add_argument(
         "--fur-method",
-        choices=["auto", "fast", "reference"],
+        choices=["auto", "fast", "reference", "second-order"],
         default="auto",
-        help="auto: the fast path where the space exposes its blocks",
+        help="auto: the fast path where the space exposes its blocks; second-order: no masks, "
+        "the expected loss rise from the loss curvature (docs/fur-noise.md)",
+    )
+    group.add_argument(
+        "--fur-curvature",
+        choices=["exact", "sampled", "empirical"],
+        default="exact",
+        help="second-order FUR's curvature: exact (one backward pass per class), sampled "
+        "(--repeats label draws from the model), empirical (the true labels)",
+    )
+    group.add_argument(
+        "--fur-control-variate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Monte Carlo FUR less each mask's first-order loss change, whose mean is 0: the "
+        "same quantity with less mask noise, for one backward pass per batch (docs/fur-noise.md)",
     )
     group.add_argument(
         "--fur-bf16",
@@ -483,6 +498,8 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
             repeats=pick(args, preset, "repeats"),
             max_rate=args.max_drop_rate,
             method=args.fur_method,
+            curvature=args.fur_curvature,
+            control_variate=pick(args, preset, "fur_control_variate", False),
             bf16=args.fur_bf16,
         ),
         rule=AdjustRule(

@@ -12,6 +12,9 @@ computing it below give the same numbers:
   one clean pass per batch keeps each block's input; each width then re-runs only the
   blocks from the one holding its drop site, for all repeats at once as one larger batch,
   restarting inside a block at the drop site itself where the block offers ``resume``.
+
+``second-order`` draws no masks: the expected loss rise from the loss curvature along each
+channel (second_order.py), all widths from backward passes through one forward pass.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .channel_drop import ChannelDrop
+from .channel_drop import ChannelDrop, keyed_uniform
 from .data import DatasetInfo, ImageData, Normalize, batches
 from .distributed import SINGLE, Processes
+from .second_order import CURVATURES, channel_probes, curvature_sums
 
-METHODS = ("auto", "fast", "reference")
+METHODS = ("auto", "fast", "reference", "second-order")
 
 
 @dataclass
@@ -39,7 +43,7 @@ class FurEstimate:
     loss_increase: dict[str, float]  # mean validation loss rise when width i is dropped
     fur: dict[str, float]  # loss rise per removed MAC
     clean_loss: float
-    method: str  # "fast" or "reference"
+    method: str  # "fast", "reference" or "second-order"
     seconds: float
     halves: tuple[dict[str, float], dict[str, float]]  # FUR on even / odd validation samples
 
@@ -59,14 +63,44 @@ def drop_rates(
     return rates, clipped
 
 
-def _loss_sums(logits: torch.Tensor, labels: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
-    """Loss sums over the even- and the odd-indexed validation samples, shape (2,), float64.
+def _loss_sums(
+    logits: torch.Tensor, labels: torch.Tensor, samples: torch.Tensor, less: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Loss sums over the even- and the odd-indexed validation samples, shape (2,), float64,
+    each sample's loss diminished by ``less`` where given.
 
     Summed per sample in float64, so that batching does not change the rounding; the two
     halves give two independent estimates for the stability figures.
     """
     losses = F.cross_entropy(logits.float(), labels, reduction="none").double()
+    if less is not None:
+        losses = losses - less.double()
     return torch.zeros(2, dtype=torch.float64, device=losses.device).index_add_(0, samples % 2, losses).cpu()
+
+
+def _loss_gradients(model, sites, val_set, normalize, batch_size) -> dict[str, torch.Tensor]:
+    """Per width, the gradient of each sample's clean loss with respect to a multiplier on
+    each of its channels, shape (samples, channels): g in the first-order term g . (delta - 1)."""
+    found: dict[str, list[torch.Tensor]] = {name: [] for name in sites}
+    with torch.enable_grad(), channel_probes(model, sites) as probes:
+        for images, labels in batches(val_set, batch_size, normalize):
+            loss = F.cross_entropy(model(images).float(), labels, reduction="sum")
+            names = list(probes)
+            for name, grad in zip(names, torch.autograd.grad(loss, [probes[n] for n in names]), strict=True):
+                found[name].append(grad.float())
+    return {name: torch.cat(grads) for name, grads in found.items()}
+
+
+def _first_order(
+    drop: ChannelDrop, gradients, name: str, repeats: torch.Tensor, samples: torch.Tensor, first: int
+):
+    """g . (delta - 1) per row, for the masks the drop hook draws for these rows: the loss
+    change to first order. Its expectation is 0, so subtracting it leaves the estimate
+    unbiased while it removes most of the mask noise (a control variate)."""
+    rate = drop.rates[name]
+    g = gradients[name][samples - first]
+    keep = keyed_uniform(drop.seed, list(drop.sites).index(name), repeats, samples, g.shape[1]) >= rate
+    return (g * (keep.to(torch.float32) / (1.0 - rate) - 1.0)).sum(1)
 
 
 def _progress(items, label: str, unit: str, total: int | None = None):
@@ -74,8 +108,9 @@ def _progress(items, label: str, unit: str, total: int | None = None):
     return tqdm(items, desc=label, total=total, leave=False, disable=not sys.stderr.isatty(), unit=unit)
 
 
-def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size, first_sample):
-    """Clean loss sums and, per width, the loss sums over all repeats: whole network each time."""
+def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size, first_sample, gradients):
+    """Clean loss sums and, per width, the mean loss rise summed over the samples: whole
+    network each time (less the first-order term where ``gradients`` are given)."""
     clean = torch.zeros(2, dtype=torch.float64)
     for index, (images, labels) in enumerate(batches(val_set, batch_size, normalize)):
         samples = torch.arange(len(labels), device=labels.device) + index * batch_size + first_sample
@@ -87,9 +122,15 @@ def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size,
         for repeat in range(repeats):
             for index, (images, labels) in enumerate(batches(val_set, batch_size, normalize)):
                 samples = torch.arange(len(labels), device=labels.device) + index * batch_size + first_sample
-                drop.use_keys(torch.full_like(samples, repeat), samples)
-                dropped[name] += _loss_sums(model(images), labels, samples)
-    return clean, dropped
+                repeat_ids = torch.full_like(samples, repeat)
+                drop.use_keys(repeat_ids, samples)
+                less = (
+                    None
+                    if gradients is None
+                    else _first_order(drop, gradients, name, repeat_ids, samples, first_sample)
+                )
+                dropped[name] += _loss_sums(model(images), labels, samples, less)
+    return clean, {name: sums / repeats - clean for name, sums in dropped.items()}
 
 
 def _restart_points(model, chain: list, sites: dict[str, str]) -> dict[str, tuple[int, str | None]]:
@@ -108,7 +149,7 @@ def _restart_points(model, chain: list, sites: dict[str, str]) -> dict[str, tupl
     return points
 
 
-def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size, first_sample):
+def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size, first_sample, gradients):
     """Same sums as the reference; what precedes each drop site is computed once per batch."""
     chain = model.chain()
     points = _restart_points(model, chain, drop.sites)
@@ -139,11 +180,34 @@ def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size, firs
                 h = chain[start].resume(site, h, {key: tile(v) for key, v in caches[start].items()})
             for block in chain[start + 1 :]:
                 h = block(h)
-            dropped[name] += _loss_sums(h, labels.repeat(repeats), samples.repeat(repeats))
-    return clean, dropped
+            rows_samples = samples.repeat(repeats)
+            less = (
+                None
+                if gradients is None
+                else _first_order(drop, gradients, name, repeat_ids, rows_samples, first_sample)
+            )
+            dropped[name] += _loss_sums(h, labels.repeat(repeats), rows_samples, less)
+    return clean, {name: sums / repeats - clean for name, sums in dropped.items()}
 
 
-@torch.inference_mode()
+def _second_order_sums(
+    model, sites, val_set, normalize, rates, repeats, batch_size, first_sample, curvature, seed
+):
+    """Clean loss sums and, per width, 1/2 p/(1-p) sum_c H_cc summed over the samples."""
+    clean = torch.zeros(2, dtype=torch.float64)
+    rises = {name: torch.zeros(2, dtype=torch.float64) for name in rates}
+    progress = _progress(batches(val_set, batch_size, normalize), "FUR (second order)", "batch")
+    with torch.enable_grad(), channel_probes(model, sites) as probes:
+        for index, (images, labels) in enumerate(progress):
+            samples = torch.arange(len(labels), device=labels.device) + index * batch_size + first_sample
+            logits = model(images)
+            clean += _loss_sums(logits.detach(), labels, samples)
+            sums = curvature_sums(logits, labels, samples, probes, curvature, repeats, seed)
+            for name, rate in rates.items():
+                rises[name] += 0.5 * rate / (1 - rate) * sums[name]
+    return clean, rises
+
+
 def estimate_fur(
     model: nn.Module,
     val_set: ImageData,
@@ -157,6 +221,8 @@ def estimate_fur(
     drop_sites: dict[str, str] | None = None,
     batch_size: int = 128,
     method: str = "auto",
+    curvature: str = "exact",
+    control_variate: bool = False,
     bf16: bool = False,
     processes: Processes = SINGLE,
 ) -> FurEstimate:
@@ -165,46 +231,48 @@ def estimate_fur(
     ``method`` "auto" takes the fast path when the model exposes ``chain()``.
     ``batch_size`` images go through the network at once (the fast path: repeats x
     batch_size / repeats); small batches stay in the CPU's caches and run faster here.
+    ``curvature`` is the second-order method's (``repeats`` label draws for "sampled").
+    ``control_variate``: Monte Carlo subtracts each mask's first-order loss change, whose
+    mean is 0 (one backward pass per batch; the same quantity, less noise).
     ``bf16`` runs the network under bfloat16 autocast (losses still summed in float64).
     With several ``processes`` each takes a contiguous share of ``val_set``; masks are keyed
     by the global sample index and the loss sums all-reduced, so the result is the same.
     """
     if method not in METHODS:
         raise ValueError(f"unknown FUR method {method!r}; choose one of {METHODS}")
+    if curvature not in CURVATURES:
+        raise ValueError(f"unknown curvature {curvature!r}; choose one of {CURVATURES}")
     if method == "auto":
         method = "fast" if hasattr(model, "chain") else "reference"
     start = time.perf_counter()
     sites = drop_sites if drop_sites is not None else model.drop_sites
     rates, clipped = drop_rates(sensitivities, base_rate, max_rate)
     normalize = Normalize(info, val_set.device)
-    if method == "fast":
-        compute = _fast_sums
-    else:
-        compute = _reference_sums
     was_training = model.training
     model.eval()
-    device_type = val_set.device.type
-    with (
-        ChannelDrop(model, sites, seed=seed) as drop,
-        torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16),
-    ):
-        share = processes.shard(len(val_set))
-        clean, dropped = compute(
-            model, drop, val_set.subset(share), normalize, rates, repeats, batch_size, share.start
-        )
+    share = processes.shard(len(val_set))
+    shard = (val_set.subset(share), normalize, rates, repeats, batch_size, share.start)
+    with torch.autocast(val_set.device.type, dtype=torch.bfloat16, enabled=bf16):
+        if method == "second-order":
+            clean, rise = _second_order_sums(model, sites, *shard, curvature, seed)
+        else:
+            compute = _fast_sums if method == "fast" else _reference_sums
+            gradients = _loss_gradients(model, sites, *shard[:2], batch_size) if control_variate else None
+            with torch.inference_mode(), ChannelDrop(model, sites, seed=seed) as drop:
+                clean, rise = compute(model, drop, *shard, gradients)
     model.train(was_training)
-    names = list(dropped)
-    sums = processes.sum(torch.stack([clean, *(dropped[name] for name in names)]).to(val_set.device))
-    clean, dropped = sums[0].cpu(), {name: sums[1 + i].cpu() for i, name in enumerate(names)}
+    names = list(rise)
+    sums = processes.sum(torch.stack([clean, *(rise[name] for name in names)]).to(val_set.device))
+    clean, rise = sums[0].cpu(), {name: sums[1 + i].cpu() for i, name in enumerate(names)}
 
-    def fur_from(clean: float, dropped: dict[str, float], n: int) -> tuple[dict, dict]:
-        increase = {name: dropped[name] / (repeats * n) - clean / n for name in sites}
+    def fur_from(rise: dict[str, float], n: int) -> tuple[dict, dict]:
+        increase = {name: rise[name] / n for name in sites}
         return increase, {name: increase[name] / (rates[name] * sensitivities[name]) for name in sites}
 
     n = len(val_set)
-    increase, fur = fur_from(clean.sum().item(), {k: v.sum().item() for k, v in dropped.items()}, n)
+    increase, fur = fur_from({k: v.sum().item() for k, v in rise.items()}, n)
     halves = tuple(
-        fur_from(clean[h].item(), {k: v[h].item() for k, v in dropped.items()}, size)[1]
+        fur_from({k: v[h].item() for k, v in rise.items()}, size)[1]
         for h, size in ((0, (n + 1) // 2), (1, n // 2))
     )
     return FurEstimate(

@@ -23,6 +23,7 @@ from .folders import default_workers
 from .fur import estimate_fur, stability
 from .outcome import LOW_STABILITY, outcome_lines
 from .scalars import ScalarLog, require_tensorboard
+from .second_order import CURVATURES
 from .spaces import ModelSpec, Widths, base_widths, build, check_widths, network_name
 from .store import append_jsonl, check_writable, parse_jsonl, read_jsonl, save_torch, user_path, write_json
 from .train import Recipe, autocast_dtype, evaluate, fit, resolve_device
@@ -60,6 +61,8 @@ class FurConfig:
     repeats: int = 5  # T: independent masks per width
     max_rate: float = 0.9  # p_i is clipped here (the reference divides by 1 - p_i)
     method: str = "auto"  # "fast" where the model exposes chain(), else "reference"
+    curvature: str = "exact"  # the second-order method's curvature (second_order.CURVATURES)
+    control_variate: bool = False  # Monte Carlo less each mask's first-order loss change
     bf16: bool | None = None  # bfloat16 autocast for FUR; None: where the device has native bf16
 
     def validate(self) -> None:
@@ -69,6 +72,8 @@ class FurConfig:
             raise UserError(f"--repeats is {self.repeats}; give at least 1")
         if not self.base_rate <= self.max_rate < 1:
             raise UserError(f"--max-drop-rate is {self.max_rate}; give a value in [drop rate, 1)")
+        if self.curvature not in CURVATURES:
+            raise UserError(f"--fur-curvature is {self.curvature!r}; choose one of {', '.join(CURVATURES)}")
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,8 @@ def completed_iterations(out: Path, settings: dict, force: bool) -> list[dict]:
         kept["data"] = {k: v for k, v in data.items() if k != "workers"}  # workers: speed only
         kept["recipe"] = {**dataclasses.asdict(Recipe()), **kept.get("recipe", {})}
         kept["rule"] = {**dataclasses.asdict(AdjustRule()), **kept.get("rule", {})}
+        # runs before the control variate existed ran without it, whatever today's default
+        kept["fur"] = {**dataclasses.asdict(FurConfig()), "control_variate": False, **kept.get("fur", {})}
         return kept
 
     saved, compared = keep(saved), keep(settings)
@@ -481,6 +488,8 @@ def _iterate(
             max_rate=config.fur.max_rate,
             seed=seed,
             method=config.fur.method,
+            curvature=config.fur.curvature,
+            control_variate=config.fur.control_variate,
             bf16=config.fur.bf16,
             processes=processes,
         )
