@@ -37,20 +37,14 @@ STEP_RECIPE = dict(
 def fur_job(data_dir: str, weights: str, result: Path, processes) -> None:
     model, spec, widths = load_weights(weights)
     data = prepare_data(DataConfig(dataset="mnist", data_dir=data_dir), 0, torch.device("cpu"), True)
-    estimate = estimate_fur(
-        model,
-        data.val,
-        data.info,
-        sensitivities(spec, widths),
-        base_rate=0.05,
-        repeats=2,
-        seed=3,
-        batch_size=32,
-        processes=processes,
-    )
+    common = dict(base_rate=0.05, repeats=2, seed=3, batch_size=32, processes=processes)
+    f = sensitivities(spec, widths)
+    estimate = estimate_fur(model, data.val, data.info, f, control_variate=True, **common)
+    second = estimate_fur(model, data.val, data.info, f, method="second-order", **common)
     val = evaluate(model, data.val, data.info, batch_size=50, processes=processes)
     if processes.is_main:
-        result.write_text(json.dumps({"fur": estimate.fur, "halves": estimate.halves, "val": val}))
+        found = {"fur": estimate.fur, "halves": estimate.halves, "second_order": second.fur, "val": val}
+        result.write_text(json.dumps(found))
 
 
 def step_job(data_dir: str, out: str, result: Path, processes, sync_bn: bool = True) -> None:

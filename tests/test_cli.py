@@ -79,6 +79,7 @@ def test_search_end_to_end(tmp_path, fashion_dir):
     from netadjust.train import cpu_has_fast_bf16
 
     assert config["fur"]["bf16"] is cpu_has_fast_bf16()
+    assert config["fur"]["control_variate"] is True  # the default outside the paper preset
     assert config["provenance"]["torch"] and len(config["provenance"]["dataset_sha256"]) == 64
     assert [record["iteration"] for record in history] == [0, 1]
     names = list(final["original_widths"])
@@ -312,6 +313,7 @@ def test_the_paper_preset_is_the_references_cifar_search(tmp_path):
         5,
         0.1,
     )
+    assert settings["fur"]["control_variate"] is False  # the reference's plain Monte Carlo
     assert settings["rule"] == {
         "k0": 6,
         "k_decay": 0.5,

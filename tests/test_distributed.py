@@ -57,6 +57,8 @@ def test_fur_of_two_processes_equals_one(data_dir, tmp_path):
     for half in range(2):
         for name, value in one["halves"][half].items():
             assert two["halves"][half][name] == pytest.approx(value, rel=1e-5), name
+    for name, value in one["second_order"].items():
+        assert two["second_order"][name] == pytest.approx(value, rel=1e-5), name
     assert two["val"] == pytest.approx(one["val"], rel=1e-6)
 
 

@@ -96,6 +96,22 @@ def test_fast_path_equals_the_reference_path(space, padding, width_mult, exact, 
             assert rise == pytest.approx(rise_ref, abs=1e-7 * reference.clean_loss), name
 
 
+def test_with_the_control_variate_the_fast_path_still_equals_the_reference_path():
+    # the first-order term is computed from the same keyed masks the drop hooks draw
+    spec = ModelSpec("resnet20", in_channels=1, image_size=28, width_mult=0.25)
+    torch.manual_seed(0)
+    model = build(spec).eval()
+    val = validation_set(90)
+    f = {name: 1000.0 * (1 + i % 5) for i, name in enumerate(base_widths(spec))}
+    common = dict(base_rate=0.05, repeats=3, seed=11, batch_size=90, control_variate=True)
+    fast = estimate_fur(model, val, INFO, f, method="fast", **common)
+    reference = estimate_fur(model, val, INFO, f, method="reference", **common)
+    plain = estimate_fur(model, val, INFO, f, method="reference", **{**common, "control_variate": False})
+    for name in f:
+        assert fast.loss_increase[name] == pytest.approx(reference.loss_increase[name], rel=1e-4, abs=1e-7)
+    assert any(abs(plain.loss_increase[n] - reference.loss_increase[n]) > 1e-5 for n in f)  # it acts
+
+
 def test_models_without_a_chain_take_the_reference_path():
     from torch import nn
 

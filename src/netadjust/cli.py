@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="Monte Carlo FUR less each mask's first-order loss change, whose mean is 0: the "
-        "same quantity with less mask noise, for one backward pass per batch (docs/fur-noise.md)",
+        "same quantity with less mask noise, for one backward pass per batch (default: on, "
+        "except in the paper preset; docs/fur-noise.md)",
     )
     group.add_argument(
         "--fur-bf16",
@@ -499,7 +500,7 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
             max_rate=args.max_drop_rate,
             method=args.fur_method,
             curvature=args.fur_curvature,
-            control_variate=pick(args, preset, "fur_control_variate", False),
+            control_variate=pick(args, preset, "fur_control_variate", True),
             bf16=args.fur_bf16,
         ),
         rule=AdjustRule(

@@ -55,6 +55,7 @@ PRESETS: dict[str, dict] = {
         "test_limit": None,
         "drop_rate": 0.05,
         "repeats": 5,
+        "fur_control_variate": False,  # the reference's plain Monte Carlo (same mean, noisier)
         "k": 6,
         "k_decay": 0.5,
         "adjust_rate": 0.15,

@@ -17,6 +17,13 @@ from .store import user_path, write_text
 from .wording import plural
 
 
+def fur_method(fur: dict, last: dict) -> str:
+    """The FUR method as run, with its options (settings of older runs lack them)."""
+    if last["fur_method"] == "second-order":
+        return f"second-order ({fur.get('curvature', 'exact')} curvature)"
+    return last["fur_method"] + (" with the control variate" if fur.get("control_variate") else "")
+
+
 def _pyplot():
     try:
         import matplotlib
@@ -190,7 +197,7 @@ def markdown(run: Run) -> str:
         f"- training per iteration: {plural(recipe['epochs'], 'epoch')}, batch {recipe['batch_size']}, "
         f"lr {recipe['lr']} cosine to {recipe['lr_min']}, weight decay {recipe['weight_decay']}, "
         f"precision {recipe['precision']}",
-        f"- FUR: base drop rate {fur['base_rate']}, {fur['repeats']} repeats, method {last['fur_method']}",
+        f"- FUR: base drop rate {fur['base_rate']}, {fur['repeats']} repeats, method {fur_method(fur, last)}",
         f"- budget: {settings.get('budget', 'macs')} held within 1% of the original network's",
         f"- adjustment: k0 {rule['k0']} (decay {rule['k_decay']}), rate {rule['rate']} "
         f"(rank decay {rule['rate_decay']}), minimum width {rule['min_width']}",

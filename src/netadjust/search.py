@@ -62,7 +62,7 @@ class FurConfig:
     max_rate: float = 0.9  # p_i is clipped here (the reference divides by 1 - p_i)
     method: str = "auto"  # "fast" where the model exposes chain(), else "reference"
     curvature: str = "exact"  # the second-order method's curvature (second_order.CURVATURES)
-    control_variate: bool = False  # Monte Carlo less each mask's first-order loss change
+    control_variate: bool = True  # Monte Carlo less each mask's first-order loss change
     bf16: bool | None = None  # bfloat16 autocast for FUR; None: where the device has native bf16
 
     def validate(self) -> None:
