@@ -21,7 +21,7 @@ from netadjust.cost import model_cost
 from netadjust.errors import UserError
 from netadjust.export import load_weights, save_onnx, save_weights
 from netadjust.report import write_report
-from netadjust.search import DataConfig, prepare_data
+from netadjust.search import DataConfig, prepare_data, read_run
 from netadjust.spaces import ModelSpec, base_widths
 from netadjust.train import evaluate
 from test_cli import assert_user_error, in_process
@@ -131,6 +131,13 @@ def test_report_writes_valid_figures_and_a_summary(run, tmp_path):
     printed = cli("report", run.out)
     assert printed.returncode == 0, printed.stderr
     assert 'rebuild it in Python with: netadjust.build("resnet20", ' in printed.stdout
+
+    # the three panels of progress.png share one x-axis, whose last tick is the result
+    from netadjust.report import progress_figure
+
+    figure = progress_figure(read_run(run.out))
+    assert len({axes.get_xlim() for axes in figure.axes}) == 1
+    assert all(axes.get_xticklabels()[-1].get_text() == "final" for axes in figure.axes)
 
     unfinished = tmp_path / "unfinished"
     shutil.copytree(run.out, unfinished)

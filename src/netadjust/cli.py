@@ -571,7 +571,7 @@ def command_train(args: argparse.Namespace) -> int:
     test = result["test"]
     written = ", ".join(result[key] for key in ("path", "weights", "onnx") if key in result)
     print(
-        f"test top1 {test['top1']:.4f} top5 {test['top5']:.4f} loss {test['loss']:.4f} "
+        f"test top-1 {100 * test['top1']:.2f}% top-5 {100 * test['top5']:.2f}% loss {test['loss']:.4f} "
         f"({result['macs']:,} MACs, {result['params']:,} params); wrote {written}"
     )
     return 0

@@ -108,7 +108,10 @@ def compare_run(
         save_weights(model, spec, networks[name], folder / f"{name}-seed{seed}.safetensors")
         write_json(folder / f"{name}-seed{seed}.json", result)
         results[name, seed] = result
-        log(f"{name} seed {seed}: test top1 {result['test']['top1']:.4f} top5 {result['test']['top5']:.4f}")
+        log(
+            f"{name} seed {seed}: test top-1 {100 * result['test']['top1']:.2f}% "
+            f"top-5 {100 * result['test']['top5']:.2f}%"
+        )
 
     source = {
         "original": "original",

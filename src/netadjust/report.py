@@ -79,14 +79,17 @@ def plot_widths(run: Run, path: Path) -> None:
     searched, label = searched_widths(run)
     figure, axes = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2), 4.2))
     x = range(len(names))
-    for record in run.history[1:]:
-        axes.plot(x, [record["widths"][n] for n in names], color="tab:blue", alpha=0.18, linewidth=1)
+    earlier = run.history[1:]
+    shades = plt.get_cmap("Blues")
+    for index, record in enumerate(earlier):  # later iterations darker
+        shade = shades(0.3 + 0.45 * (index + 1) / len(earlier))
+        axes.plot(x, [record["widths"][n] for n in names], color=shade, linewidth=1.1)
     axes.step(x, [original[n] for n in names], where="mid", color="0.35", linewidth=1.6, label="original")
     axes.plot(
         x, [searched[n] for n in names], "o-", color="tab:blue", markersize=3.5, linewidth=1.6, label=label
     )
-    if len(run.history) > 1:
-        axes.plot([], [], color="tab:blue", alpha=0.3, label="earlier iterations")
+    if earlier:
+        axes.plot([], [], color=shades(0.55), label=f"iterations 2–{len(run.history)} (lighter: earlier)")
     _mark_stages(axes, names)
     axes.set_ylabel("channels")
     axes.set_ylim(bottom=0)
@@ -118,16 +121,21 @@ def plot_fur(run: Run, path: Path) -> None:
     axes.set_yticks(range(len(rows)))
     axes.set_yticklabels([f"iter {r['iteration'] + 1}" for r in run.history], fontsize=8)
     bar = figure.colorbar(image, ax=axes, fraction=0.03, pad=0.01)
-    bar.set_label("FUR / max |FUR|", fontsize=8)
+    bar.set_label("FUR / max |FUR|  (blue, < 0: the loss fell when dropped: noise)", fontsize=7)
     axes.set_title("FLOPs utilisation ratio per layer (▲ grown, ▼ shrunk)", pad=18)
     _save(figure, path)
 
 
 def plot_progress(run: Run, path: Path) -> None:
+    _save(progress_figure(run), path)
+
+
+def progress_figure(run: Run):
+    """Validation/test top-1, MACs and parameters per iteration, on one shared x-axis."""
     plt = _pyplot()
     iterations = [r["iteration"] + 1 for r in run.history]
     held = run.settings.get("budget", "macs")
-    figure, (accuracy, macs, params) = plt.subplots(1, 3, figsize=(11, 3.4))
+    figure, (accuracy, macs, params) = plt.subplots(1, 3, figsize=(11, 3.4), sharex=True)
     accuracy.plot(iterations, [100 * r["val"]["top1"] for r in run.history], "o-", label="validation")
     accuracy.plot(iterations, [100 * r["test"]["top1"] for r in run.history], "s--", label="test")
     accuracy.set_ylabel("top-1 (%)")
@@ -140,7 +148,12 @@ def plot_progress(run: Run, path: Path) -> None:
         result = run.history[-1].get(f"next_{key}")  # next_params: runs of netadjust >= 0.1.0 only
         if result is not None:
             axes.plot(
-                [iterations[-1] + 1], [result / scale], "o", color=colour, fillstyle="none", label="result"
+                [iterations[-1] + 1],
+                [result / scale],
+                "o",
+                color=colour,
+                fillstyle="none",
+                label="searched (not trained)",
             )
         if key == held:
             budget = run.history[0][key] / scale
@@ -150,13 +163,14 @@ def plot_progress(run: Run, path: Path) -> None:
         axes.set_ylabel(label)
         if axes.get_legend_handles_labels()[0]:  # empty when not the budget and no result recorded
             axes.legend(fontsize=8)
+    for axes in (accuracy, macs, params):  # one x-axis for all three: the iterations, then the result
         axes.set_xticks(iterations + [iterations[-1] + 1])
-    for axes in (accuracy, macs, params):
-        axes.set_xlabel("iteration (network trained)")
+        axes.set_xticklabels([str(i) for i in iterations] + ["final"])
+        axes.set_xlim(iterations[0] - 0.5, iterations[-1] + 1.5)
+        axes.set_xlabel("iteration")
         axes.grid(alpha=0.3)
-    accuracy.set_xticks(iterations)
     figure.suptitle("search progress: each iteration's network, trained for the search")
-    _save(figure, path)
+    return figure
 
 
 def _save(figure, path: Path) -> None:

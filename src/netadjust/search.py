@@ -546,7 +546,7 @@ def _iterate(
             iteration + 1,
         )
         log(
-            f"{label}: val top1 {val['top1']:.4f} test top1 {test['top1']:.4f} | "
+            f"{label}: val top-1 {100 * val['top1']:.2f}% test top-1 {100 * test['top1']:.2f}% | "
             f"grow {', '.join(grown) or '-'} | shrink {', '.join(shrunk) or '-'} | "
             f"next {next_cost:,} {UNITS[config.budget]} ({next_cost / target - 1:+.2%}) | "
             f"train {seconds_train:.0f}s fur {seconds_fur:.0f}s | FUR split-half "

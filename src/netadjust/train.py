@@ -131,7 +131,8 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, recipe: Recipe) -> flo
 def epoch_line(label: str, record: dict, epochs: int, images_per_second: float, eta_seconds: float) -> str:
     """``label: epoch e/E loss, top-1, images/s, ETA`` for logs that have no progress bar."""
     return (
-        f"{label}: epoch {record['epoch']}/{epochs} loss {record['loss']:.4f} top1 {record['top1']:.4f}, "
+        f"{label}: epoch {record['epoch']}/{epochs} loss {record['loss']:.4f} "
+        f"top-1 {100 * record['top1']:.2f}%, "
         f"{images_per_second:,.0f} images/s, ETA {time.strftime('%H:%M:%S', time.gmtime(eta_seconds))}"
     )
 
