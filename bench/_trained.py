@@ -1,4 +1,4 @@
-"""The trained network both FUR benchmarks measure on."""
+"""What the FUR benchmarks share: the trained network they measure on, top-k overlap."""
 
 from __future__ import annotations
 
@@ -28,3 +28,10 @@ def trained_network(
     model = build(spec)
     fit(model, train.subset(slice(0, train_images)), info, Recipe(epochs=epochs, lr=0.1), seed=0)
     return model, val.subset(slice(0, val_images)), info, sensitivities(spec, base_widths(spec))
+
+
+def overlap(a: dict[str, float], b: dict[str, float], top: bool, k: int) -> int:
+    """How many of the k widths with the highest (``top``) or lowest FUR in ``a`` are among
+    those of ``b``."""
+    pick = lambda fur: set(sorted(fur, key=fur.get, reverse=top)[:k])  # noqa: E731
+    return len(pick(a) & pick(b))

@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from _trained import overlap
 from netadjust.cost import sensitivities
 from netadjust.data import load, split
 from netadjust.fur import estimate_fur, spearman, stability
@@ -33,15 +34,6 @@ SPACES = (
     ("mobilenetv2-small", 0.5),
     ("mnasnet-small", 0.5),
 )
-
-
-def overlap(a: dict[str, float], b: dict[str, float], k: int, top: bool) -> float:
-    """Share of the k highest (or lowest) entries of ``a`` that are among ``b``'s too."""
-
-    def extremes(fur: dict[str, float]) -> set[str]:
-        return set(sorted(fur, key=fur.get, reverse=top)[:k])
-
-    return len(extremes(a) & extremes(b)) / k
 
 
 def main() -> None:
@@ -73,7 +65,7 @@ def main() -> None:
         bf16 = estimate_fur(model, val, info, f, bf16=True, **common)
         names = list(fp32.fur)
         rho = spearman([bf16.fur[n] for n in names], [fp32.fur[n] for n in names])
-        grow, shrink = (overlap(fp32.fur, bf16.fur, args.k, top) for top in (True, False))
+        grow, shrink = (overlap(fp32.fur, bf16.fur, top, args.k) / args.k for top in (True, False))
         noise = stability(fp32, args.k)["spearman"]
         worst = min(worst, rho)
         seconds = time.perf_counter() - start

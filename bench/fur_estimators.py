@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from _trained import trained_network
+from _trained import overlap, trained_network
 from netadjust.fur import estimate_fur, spearman
 
 K = 6
@@ -35,11 +35,6 @@ ESTIMATORS = {
     "second-order-sampled-4": ("second-order", "sampled", 4, False),
     "second-order-empirical": ("second-order", "empirical", 1, False),
 }
-
-
-def overlap(a: dict, b: dict, top: bool) -> int:
-    pick = lambda fur: set(sorted(fur, key=fur.get, reverse=top)[:K])  # noqa: E731
-    return len(pick(a) & pick(b))
 
 
 def main() -> None:
@@ -81,8 +76,8 @@ def main() -> None:
         rise = statistics.fmean(estimate.loss_increase.values()) / ref_rise
         results[name] = (rho, estimate.seconds)
         print(
-            f"{name:24} {rho:8.3f} {overlap(estimate.fur, reference.fur, True):>3}/{K} "
-            f"{overlap(estimate.fur, reference.fur, False):>4}/{K} {rise:8.3f} {estimate.seconds:8.2f}"
+            f"{name:24} {rho:8.3f} {overlap(estimate.fur, reference.fur, True, K):>3}/{K} "
+            f"{overlap(estimate.fur, reference.fur, False, K):>4}/{K} {rise:8.3f} {estimate.seconds:8.2f}"
         )
     if not {"monte-carlo-T4", "second-order-exact"} <= set(results):
         return

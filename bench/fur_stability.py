@@ -17,7 +17,7 @@ import argparse
 import statistics
 import time
 
-from _trained import trained_network
+from _trained import overlap, trained_network
 from netadjust.fur import estimate_fur, spearman
 
 K = 6
@@ -30,11 +30,6 @@ ESTIMATORS = {
     "fast-T3": ("fast", 3),
     "fast-T4": ("fast", 4),
 }
-
-
-def overlap(a: dict, b: dict, top: bool) -> int:
-    pick = lambda fur: set(sorted(fur, key=fur.get, reverse=top)[:K])  # noqa: E731
-    return len(pick(a) & pick(b))
 
 
 def main() -> None:
@@ -68,8 +63,8 @@ def main() -> None:
         mean_rise = statistics.fmean([*a.loss_increase.values(), *b.loss_increase.values()])
         results[name] = {
             "spearman": spearman([a.fur[n] for n in names], [b.fur[n] for n in names]),
-            "top": overlap(a.fur, b.fur, True),
-            "bottom": overlap(a.fur, b.fur, False),
+            "top": overlap(a.fur, b.fur, True, K),
+            "bottom": overlap(a.fur, b.fur, False, K),
             "seconds": (ta + tb) / 2,
             "mean_rise": mean_rise,
         }
