@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .channel_drop import ChannelDrop, keyed_uniform
 from .data import DatasetInfo, ImageData, Normalize, batches
 from .distributed import SINGLE, Processes
-from .second_order import CURVATURES, channel_probes, curvature_sums
+from .second_order import CURVATURES, channel_probes, curvature_sums, probe_gradients
 
 METHODS = ("auto", "fast", "reference", "second-order")
 
@@ -85,9 +85,8 @@ def _loss_gradients(model, sites, val_set, normalize, batch_size) -> dict[str, t
     with torch.enable_grad(), channel_probes(model, sites) as probes:
         for images, labels in batches(val_set, batch_size, normalize):
             loss = F.cross_entropy(model(images).float(), labels, reduction="sum")
-            names = list(probes)
-            for name, grad in zip(names, torch.autograd.grad(loss, [probes[n] for n in names]), strict=True):
-                found[name].append(grad.float())
+            for name, grad in zip(probes, probe_gradients(loss, probes, retain=False), strict=True):
+                found[name].append(grad)
     return {name: torch.cat(grads) for name, grads in found.items()}
 
 

@@ -62,7 +62,10 @@ def channel_probes(model: nn.Module, sites: Mapping[str, str]) -> Iterator[dict[
             handle.remove()
 
 
-def _gradients(output: torch.Tensor, probes: dict[str, torch.Tensor], retain: bool) -> list[torch.Tensor]:
+def probe_gradients(
+    output: torch.Tensor, probes: dict[str, torch.Tensor], retain: bool
+) -> list[torch.Tensor]:
+    """d output / d probe for each width, float32 (zeros for a probe the output does not use)."""
     names = list(probes)
     grads = torch.autograd.grad(output, [probes[n] for n in names], retain_graph=retain, allow_unused=True)
     return [
@@ -84,7 +87,7 @@ def curvature_sums(
     count = len(probes)
     if curvature == "exact":
         q = logits.softmax(1).detach()  # (N, K)
-        per_class = [_gradients(logits[:, k].sum(), probes, retain=True) for k in range(logits.shape[1])]
+        per_class = [probe_gradients(logits[:, k].sum(), probes, retain=True) for k in range(logits.shape[1])]
         diagonals = []
         for i in range(count):
             jacobian = torch.stack([grads[i] for grads in per_class], dim=2)  # (N, C, K)
@@ -102,7 +105,7 @@ def curvature_sums(
                 targets = labels
             loss = F.cross_entropy(logits, targets, reduction="sum")
             for diagonal, grad in zip(
-                diagonals, _gradients(loss, probes, retain=draw < draws - 1), strict=True
+                diagonals, probe_gradients(loss, probes, retain=draw < draws - 1), strict=True
             ):
                 diagonal += grad**2 / draws
     else:
