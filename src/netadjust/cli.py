@@ -469,6 +469,9 @@ def command_search(args: argparse.Namespace) -> int:
         return 1
     finally:
         stop_processes(clean=finished)
+        # a SIGTERM from here on (the launcher stopping a survivor that is already exiting)
+        # ends the process as by default, not with a traceback from an exit handler
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return 0
 
 
