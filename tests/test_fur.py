@@ -83,7 +83,9 @@ def test_fast_path_equals_the_reference_path(space, padding, width_mult, exact, 
     fit(model, train.subset(slice(0, 500)), info, Recipe(epochs=1, lr=0.05), seed=0)
     f = {name: 1000.0 * (1 + i % 5) for i, name in enumerate(widths)}  # any positive f: rates vary
     val = test.subset(slice(0, images))
-    common = dict(base_rate=0.05, repeats=3, seed=11, batch_size=90)
+    # three repeats where the two paths must agree exactly (the fast path then stacks them
+    # as three chunks of 30 images); one where float32 rounding sets the tolerance anyway
+    common = dict(base_rate=0.05, repeats=3 if exact else 1, seed=11, batch_size=90)
     fast = estimate_fur(model, val, info, f, method="fast", **common)
     reference = estimate_fur(model, val, info, f, method="reference", **common)
     assert fast.method == "fast" and reference.method == "reference"
