@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -217,3 +219,16 @@ def test_halves_split_the_estimate_and_stability_compares_them():
     assert result["grow_overlap"] == 0.0 and result["shrink_overlap"] == 0.0
     assert stability(flipped, 0)["grow_overlap"] is None
     assert spearman([1, 5, 2], [10, 30, 20]) == pytest.approx(1.0)
+
+
+def test_the_progress_bar_yields_every_item_once_and_starts_after_the_first(monkeypatch, capsys):
+    from netadjust.fur import _progress
+
+    assert list(_progress([], "x", "item")) == []
+    assert list(_progress((i for i in range(4)), "x", "item", total=4)) == [0, 1, 2, 3]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    items = _progress(["a", "b", "c"], "FUR", "width")
+    assert next(items) == "a"
+    assert capsys.readouterr().err == ""  # no bar, so no rate, while the first item runs
+    assert list(items) == ["b", "c"]
+    assert "1/3" in capsys.readouterr().err  # then it starts, counting the first as done

@@ -103,8 +103,20 @@ def _first_order(
 
 
 def _progress(items, label: str, unit: str, total: int | None = None):
-    """A progress bar on a terminal, nothing otherwise."""
-    return tqdm(items, desc=label, total=total, leave=False, disable=not sys.stderr.isatty(), unit=unit)
+    """``items``, with a progress bar on a terminal. The bar starts once the first item is
+    done, so that its rate and ETA leave that item out: it pays for setting up the kernels
+    of every new shape, and an ETA from it alone was 6x too long."""
+    total = len(items) if total is None and hasattr(items, "__len__") else total
+    iterator = iter(items)
+    for first in iterator:
+        yield first
+        break
+    else:
+        return
+    bar = tqdm(
+        iterator, desc=label, total=total, initial=1, leave=False, disable=not sys.stderr.isatty(), unit=unit
+    )
+    yield from bar
 
 
 def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size, first_sample, gradients):
@@ -195,7 +207,8 @@ def _second_order_sums(
     """Clean loss sums and, per width, 1/2 p/(1-p) sum_c H_cc summed over the samples."""
     clean = torch.zeros(2, dtype=torch.float64)
     rises = {name: torch.zeros(2, dtype=torch.float64) for name in rates}
-    progress = _progress(batches(val_set, batch_size, normalize), "FUR (second order)", "batch")
+    batch_count = (len(val_set) + batch_size - 1) // batch_size
+    progress = _progress(batches(val_set, batch_size, normalize), "FUR (second order)", "batch", batch_count)
     with torch.enable_grad(), channel_probes(model, sites) as probes:
         for index, (images, labels) in enumerate(progress):
             samples = torch.arange(len(labels), device=labels.device) + index * batch_size + first_sample
