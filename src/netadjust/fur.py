@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .channel_drop import ChannelDrop, keyed_uniform
+from .channel_drop import ChannelDrop
 from .data import DatasetInfo, ImageData, Normalize, batches
 from .distributed import SINGLE, Processes
 from .second_order import CURVATURES, channel_probes, curvature_sums, probe_gradients
@@ -90,16 +90,12 @@ def _loss_gradients(model, sites, val_set, normalize, batch_size) -> dict[str, t
     return {name: torch.cat(grads) for name, grads in found.items()}
 
 
-def _first_order(
-    drop: ChannelDrop, gradients, name: str, repeats: torch.Tensor, samples: torch.Tensor, first: int
-):
-    """g . (delta - 1) per row, for the masks the drop hook draws for these rows: the loss
-    change to first order. Its expectation is 0, so subtracting it leaves the estimate
+def _first_order(drop: ChannelDrop, gradients, name: str, samples: torch.Tensor, first: int):
+    """g . (delta - 1) per row, for the masks the drop hook draws for the keyed rows: the
+    loss change to first order. Its expectation is 0, so subtracting it leaves the estimate
     unbiased while it removes most of the mask noise (a control variate)."""
-    rate = drop.rates[name]
     g = gradients[name][samples - first]
-    keep = keyed_uniform(drop.seed, list(drop.sites).index(name), repeats, samples, g.shape[1]) >= rate
-    return (g * (keep.to(torch.float32) / (1.0 - rate) - 1.0)).sum(1)
+    return (g * (drop.keyed_mask(name, g.shape[1]) - 1.0)).sum(1)
 
 
 def _progress(items, label: str, unit: str, total: int | None = None):
@@ -136,9 +132,7 @@ def _reference_sums(model, drop, val_set, normalize, rates, repeats, batch_size,
                 repeat_ids = torch.full_like(samples, repeat)
                 drop.use_keys(repeat_ids, samples)
                 less = (
-                    None
-                    if gradients is None
-                    else _first_order(drop, gradients, name, repeat_ids, samples, first_sample)
+                    None if gradients is None else _first_order(drop, gradients, name, samples, first_sample)
                 )
                 dropped[name] += _loss_sums(model(images), labels, samples, less)
     return clean, {name: sums / repeats - clean for name, sums in dropped.items()}
@@ -193,9 +187,7 @@ def _fast_sums(model, drop, val_set, normalize, rates, repeats, batch_size, firs
                 h = block(h)
             rows_samples = samples.repeat(repeats)
             less = (
-                None
-                if gradients is None
-                else _first_order(drop, gradients, name, repeat_ids, rows_samples, first_sample)
+                None if gradients is None else _first_order(drop, gradients, name, rows_samples, first_sample)
             )
             dropped[name] += _loss_sums(h, labels.repeat(repeats), rows_samples, less)
     return clean, {name: sums / repeats - clean for name, sums in dropped.items()}
