@@ -13,11 +13,13 @@ Spearman.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
 
 from _trained import overlap
+from netadjust.config import FurConfig
 from netadjust.cost import sensitivities
 from netadjust.data import load, split
 from netadjust.fur import estimate_fur, spearman, stability
@@ -60,9 +62,9 @@ def main() -> None:
         model = build(spec)
         fit(model, train, info, Recipe(epochs=args.epochs, lr=0.1), seed=0)
         f = sensitivities(spec, base_widths(spec))
-        common = dict(base_rate=0.05, repeats=args.repeats, seed=0, method="fast")
-        fp32 = estimate_fur(model, val, info, f, **common)
-        bf16 = estimate_fur(model, val, info, f, bf16=True, **common)
+        config = FurConfig(repeats=args.repeats, method="fast", control_variate=False)
+        fp32 = estimate_fur(model, val, info, f, config, seed=0)
+        bf16 = estimate_fur(model, val, info, f, dataclasses.replace(config, bf16=True), seed=0)
         names = list(fp32.fur)
         rho = spearman([bf16.fur[n] for n in names], [fp32.fur[n] for n in names])
         grow, shrink = (overlap(fp32.fur, bf16.fur, top, args.k) / args.k for top in (True, False))

@@ -18,9 +18,11 @@ second-order seconds).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 
 from _trained import overlap, trained_network
+from netadjust.config import FurConfig
 from netadjust.fur import estimate_fur, spearman
 
 K = 6
@@ -48,8 +50,8 @@ def main() -> None:
     args = parser.parse_args()
 
     model, val, info, f = trained_network(args.data_dir, args.width_mult, 20000, 3, args.val, args.space)
-    common = dict(base_rate=0.05, batch_size=128, bf16=False)
-    reference = estimate_fur(model, val, info, f, repeats=args.reference_repeats, seed=1000, **common)
+    plain = FurConfig(repeats=args.reference_repeats, control_variate=False, bf16=False)
+    reference = estimate_fur(model, val, info, f, plain, seed=1000)
     ref_rise = statistics.fmean(reference.loss_increase.values())
     print(
         f"{args.space} x{args.width_mult}, {len(f)} widths, {len(val)} validation images; reference: "
@@ -60,18 +62,10 @@ def main() -> None:
     results = {}
     chosen = {name: ESTIMATORS[name] for name in args.only} if args.only else ESTIMATORS
     for name, (method, curvature, repeats, control_variate) in chosen.items():
-        estimate = estimate_fur(
-            model,
-            val,
-            info,
-            f,
-            repeats=repeats,
-            seed=7,
-            method=method,
-            curvature=curvature,
-            control_variate=control_variate,
-            **common,
+        config = FurConfig(
+            repeats=repeats, method=method, curvature=curvature, control_variate=control_variate
         )
+        estimate = estimate_fur(model, val, info, f, dataclasses.replace(config, bf16=False), seed=7)
         rho = spearman(list(estimate.fur.values()), list(reference.fur.values()))
         rise = statistics.fmean(estimate.loss_increase.values()) / ref_rise
         results[name] = (rho, estimate.seconds)

@@ -18,6 +18,7 @@ import time
 import torch
 
 from _trained import trained_network
+from netadjust.config import FurConfig
 from netadjust.fur import estimate_fur, spearman
 from netadjust.train import cpu_has_fast_bf16
 
@@ -43,12 +44,9 @@ def main() -> None:
             val,
             info,
             f,
-            base_rate=0.05,
-            repeats=args.repeats,
+            FurConfig(base_rate=0.05, repeats=args.repeats, method=method, bf16=bf16, control_variate=False),
             seed=0,
             batch_size=args.batch_size,
-            method=method,
-            bf16=bf16,
         )
         return estimate, time.perf_counter() - start
 

@@ -18,6 +18,7 @@ import statistics
 import time
 
 from _trained import overlap, trained_network
+from netadjust.config import FurConfig
 from netadjust.fur import estimate_fur, spearman
 
 K = 6
@@ -39,10 +40,12 @@ def main() -> None:
     args = parser.parse_args()
 
     model, val, info, f = trained_network(args.data_dir, 0.5, 20000, 3, args.val)
-    common = dict(base_rate=0.05, batch_size=128)
 
     # the quantity: a long Bernoulli run; its standard error from 8 independent pairs of repeats
-    chunks = [estimate_fur(model, val, info, f, repeats=2, seed=100 + i, **common) for i in range(8)]
+    chunks = [
+        estimate_fur(model, val, info, f, FurConfig(repeats=2, control_variate=False), seed=100 + i)
+        for i in range(8)
+    ]
     chunk_means = [statistics.fmean(c.loss_increase.values()) for c in chunks]
     target = statistics.fmean(chunk_means)
     target_se = statistics.stdev(chunk_means) / len(chunk_means) ** 0.5
@@ -56,7 +59,14 @@ def main() -> None:
         runs = []
         for seed in (0, 1):
             start = time.perf_counter()
-            estimate = estimate_fur(model, val, info, f, repeats=repeats, seed=seed, method=method, **common)
+            estimate = estimate_fur(
+                model,
+                val,
+                info,
+                f,
+                FurConfig(repeats=repeats, method=method, control_variate=False),
+                seed=seed,
+            )
             runs.append((estimate, time.perf_counter() - start))
         (a, ta), (b, tb) = runs
         names = list(a.fur)

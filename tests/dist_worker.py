@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 
 import netadjust
+from netadjust.config import DataConfig, FurConfig
 from netadjust.cost import sensitivities
+from netadjust.data import prepare_data
 from netadjust.distributed import start, stop
 from netadjust.export import load_weights
 from netadjust.fur import estimate_fur
-from netadjust.search import DataConfig, prepare_data
 from netadjust.train import Recipe, evaluate, fit
 
 # one optimiser step on all of STEP_IMAGES images: batch STEP_IMAGES // processes each
@@ -37,10 +38,13 @@ STEP_RECIPE = dict(
 def fur_job(data_dir: str, weights: str, result: Path, processes) -> None:
     model, spec, widths = load_weights(weights)
     data = prepare_data(DataConfig(dataset="mnist", data_dir=data_dir), 0, torch.device("cpu"), True)
-    common = dict(base_rate=0.05, repeats=2, seed=3, batch_size=32, processes=processes)
+    common = dict(seed=3, batch_size=32, processes=processes)
     f = sensitivities(spec, widths)
-    estimate = estimate_fur(model, data.val, data.info, f, control_variate=True, **common)
-    second = estimate_fur(model, data.val, data.info, f, method="second-order", **common)
+    estimate = estimate_fur(
+        model, data.val, data.info, f, FurConfig(repeats=2, control_variate=True), **common
+    )
+    second = FurConfig(repeats=2, method="second-order", control_variate=False)
+    second = estimate_fur(model, data.val, data.info, f, second, **common)
     val = evaluate(model, data.val, data.info, batch_size=50, processes=processes)
     if processes.is_main:
         found = {"fur": estimate.fur, "halves": estimate.halves, "second_order": second.fur, "val": val}

@@ -34,7 +34,9 @@ def test_grown_and_shrunk_widths_are_rounded_as_the_reference_rounds_them():
     # shrinking 10 - 1.5 -> 8 (8.5), 11 - 1.5 -> 10 (9.5)
     widths = {"a": 10, "b": 11, "c": 10, "d": 11}
     fur = {"a": 4.0, "b": 3.0, "c": 1.0, "d": 2.0}
-    new, _, _ = adjust(widths, fur, dict.fromkeys(widths, 10), 0, AdjustRule(k0=2, rate=0.15, min_width=1))
+    new, _, _ = adjust(
+        widths, fur, dict.fromkeys(widths, 10), 0, AdjustRule(k0=2, rate=0.15, min_width=1, rate_decay=0)
+    )
     assert new == {"a": 12, "b": 12, "c": 8, "d": 10}
 
 
@@ -51,7 +53,11 @@ def test_top_k_grow_and_bottom_k_shrink_with_rank_decay():
 def test_minimum_width_is_respected():
     widths = {"a": 5, "b": 5}
     new, _, _ = adjust(
-        widths, {"a": 1.0, "b": 0.0}, {"a": 50, "b": 50}, 0, AdjustRule(k0=1, rate=0.5, min_width=3)
+        widths,
+        {"a": 1.0, "b": 0.0},
+        {"a": 50, "b": 50},
+        0,
+        AdjustRule(k0=1, rate=0.5, min_width=3, rate_decay=0),
     )
     assert new == {"a": 30, "b": 3}
 
@@ -65,7 +71,9 @@ def test_k_larger_than_half_the_widths_is_refused():
 @given(st.data())
 def test_rescale_returns_within_one_percent_of_the_budget(data):
     fur = {name: data.draw(st.floats(-1, 1)) for name in INITIAL}
-    rule = AdjustRule(k0=data.draw(st.integers(0, 9)), rate=data.draw(st.floats(0, 0.9)), min_width=2)
+    rule = AdjustRule(
+        k0=data.draw(st.integers(0, 9)), rate=data.draw(st.floats(0, 0.9)), rate_decay=0, min_width=2
+    )
     adjusted, _, _ = adjust(INITIAL, fur, INITIAL, 0, rule)
     result = rescale(adjusted, macs, BUDGET, rule.min_width)
     assert abs(macs(result) - BUDGET) <= 0.01 * macs(result)  # the reference measures against the cost
@@ -116,7 +124,7 @@ def test_with_round_to_every_width_the_search_makes_is_a_multiple(data):
     n = data.draw(st.sampled_from([2, 4, 8]))
     start = {name: n * max(1, round(w / n)) for name, w in INITIAL.items()}
     fur = {name: data.draw(st.floats(-1, 1)) for name in INITIAL}
-    rule = AdjustRule(k0=3, rate=data.draw(st.floats(0.01, 0.5)), min_width=3, round_to=n)
+    rule = AdjustRule(k0=3, rate=data.draw(st.floats(0.01, 0.5)), rate_decay=0, min_width=3, round_to=n)
     adjusted, grown, shrunk = adjust(start, fur, start, 0, rule)
     for name in grown:  # at least one multiple moves
         assert adjusted[name] - start[name] >= n

@@ -351,7 +351,9 @@ def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search():
 
 
 def test_the_paper_final_trainings_are_the_references():
-    from netadjust.cli import build_parser, final_training, recipe
+    from netadjust.cli import build_parser
+    from netadjust.commands import recipe
+    from netadjust.presets import final_training
 
     def final(*flags):
         args = build_parser().parse_args(["train", "--preset", "paper", *flags])

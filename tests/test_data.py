@@ -11,7 +11,7 @@ import torch
 
 from conftest import write_cifar, write_idx, write_mnist_like
 from netadjust.data import DATASETS, Normalize, augment, batches, load, read_idx, split, training_batches
-from netadjust.download import RemoteFile, ensure_downloaded, fetch
+from netadjust.data.download import RemoteFile, ensure_downloaded, fetch
 from netadjust.errors import UserError
 
 

@@ -118,7 +118,7 @@ def test_bad_folders_and_files_are_named(tmp_path):
     with pytest.raises(UserError, match="wolf"):
         load("imagenet", tmp_path)
     (tmp_path / "val" / "wolf").rmdir()
-    from netadjust.download import ensure_downloaded
+    from netadjust.data.download import ensure_downloaded
 
     with pytest.raises(UserError, match="cannot fetch imagenet"):
         ensure_downloaded("imagenet", str(tmp_path), None)
@@ -150,7 +150,7 @@ def test_search_on_a_folder_dataset(tmp_path):
 
 
 def test_default_workers_leave_the_training_its_cores(monkeypatch):
-    from netadjust.folders import default_workers
+    from netadjust.data.folders import default_workers
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)

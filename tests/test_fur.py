@@ -1,10 +1,12 @@
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from netadjust.channel_drop import ChannelDrop
+from netadjust.config import FurConfig
 from netadjust.cost import sensitivities
 from netadjust.data import DATASETS, ImageSet, Normalize
 from netadjust.fur import drop_rates, estimate_fur
@@ -35,7 +37,13 @@ def test_fur_is_the_mean_loss_rise_per_removed_mac():
     val = validation_set()
     f = sensitivities(SPEC, base_widths(SPEC))
     estimate = estimate_fur(
-        model, val, INFO, f, base_rate=0.1, repeats=3, seed=7, batch_size=20, method="reference"
+        model,
+        val,
+        INFO,
+        f,
+        FurConfig(base_rate=0.1, repeats=3, method="reference", control_variate=False),
+        seed=7,
+        batch_size=20,
     )
     assert estimate.method == "reference"
 
@@ -87,9 +95,9 @@ def test_fast_path_equals_the_reference_path(space, padding, width_mult, exact, 
     val = test.subset(slice(0, images))
     # three repeats where the two paths must agree exactly (the fast path then stacks them
     # as three chunks of 30 images); one where float32 rounding sets the tolerance anyway
-    common = dict(base_rate=0.05, repeats=3 if exact else 1, seed=11, batch_size=90)
-    fast = estimate_fur(model, val, info, f, method="fast", **common)
-    reference = estimate_fur(model, val, info, f, method="reference", **common)
+    config = FurConfig(base_rate=0.05, repeats=3 if exact else 1, control_variate=False)
+    fast = estimate_fur(model, val, info, f, replace(config, method="fast"), seed=11, batch_size=90)
+    reference = estimate_fur(model, val, info, f, replace(config, method="reference"), seed=11, batch_size=90)
     assert fast.method == "fast" and reference.method == "reference"
     assert fast.clean_loss == pytest.approx(reference.clean_loss, rel=1e-6)
     for name in widths:
@@ -107,10 +115,12 @@ def test_with_the_control_variate_the_fast_path_still_equals_the_reference_path(
     model = build(spec).eval()
     val = validation_set(90)
     f = {name: 1000.0 * (1 + i % 5) for i, name in enumerate(base_widths(spec))}
-    common = dict(base_rate=0.05, repeats=3, seed=11, batch_size=90, control_variate=True)
-    fast = estimate_fur(model, val, INFO, f, method="fast", **common)
-    reference = estimate_fur(model, val, INFO, f, method="reference", **common)
-    plain = estimate_fur(model, val, INFO, f, method="reference", **{**common, "control_variate": False})
+    config, common = FurConfig(base_rate=0.05, repeats=3, control_variate=True), dict(seed=11, batch_size=90)
+    fast = estimate_fur(model, val, INFO, f, replace(config, method="fast"), **common)
+    reference = estimate_fur(model, val, INFO, f, replace(config, method="reference"), **common)
+    plain = estimate_fur(
+        model, val, INFO, f, replace(config, method="reference", control_variate=False), **common
+    )
     for name in f:
         assert fast.loss_increase[name] == pytest.approx(reference.loss_increase[name], rel=1e-4, abs=1e-7)
     assert any(abs(plain.loss_increase[n] - reference.loss_increase[n]) > 1e-5 for n in f)  # it acts
@@ -131,7 +141,12 @@ def test_models_without_a_chain_take_the_reference_path():
             return self.fc(self.bn(self.conv(x)).mean((2, 3)))
 
     estimate = estimate_fur(
-        Flat().eval(), validation_set(16), INFO, {"conv": 100.0}, base_rate=0.2, repeats=2, seed=0
+        Flat().eval(),
+        validation_set(16),
+        INFO,
+        {"conv": 100.0},
+        FurConfig(base_rate=0.2, repeats=2, control_variate=False),
+        seed=0,
     )
     assert estimate.method == "reference" and set(estimate.fur) == {"conv"}
 
@@ -156,9 +171,15 @@ def test_fur_leaves_the_model_untouched_and_is_seeded():
     val = validation_set(32)
     f = sensitivities(SPEC, base_widths(SPEC))
     before = model(Normalize(INFO, torch.device("cpu"))(val.images))
-    one = estimate_fur(model, val, INFO, f, base_rate=0.05, repeats=2, seed=1)
-    two = estimate_fur(model, val, INFO, f, base_rate=0.05, repeats=2, seed=1)
-    three = estimate_fur(model, val, INFO, f, base_rate=0.05, repeats=2, seed=2)
+    one = estimate_fur(
+        model, val, INFO, f, FurConfig(base_rate=0.05, repeats=2, control_variate=False), seed=1
+    )
+    two = estimate_fur(
+        model, val, INFO, f, FurConfig(base_rate=0.05, repeats=2, control_variate=False), seed=1
+    )
+    three = estimate_fur(
+        model, val, INFO, f, FurConfig(base_rate=0.05, repeats=2, control_variate=False), seed=2
+    )
     assert one.fur == two.fur and one.fur != three.fur
     after = model(Normalize(INFO, torch.device("cpu"))(val.images))
     assert torch.equal(before, after)
@@ -176,7 +197,9 @@ def test_dropping_channels_of_a_trained_network_raises_the_loss(fashion_dir):
     val = test.subset(slice(0, 500))
     assert evaluate(model, val, info)["top1"] > 0.5  # it learned something (chance: 0.1)
     f = sensitivities(SPEC, base_widths(SPEC))
-    estimate = estimate_fur(model, val, info, f, base_rate=0.2, repeats=2, seed=0)
+    estimate = estimate_fur(
+        model, val, info, f, FurConfig(base_rate=0.2, repeats=2, control_variate=False), seed=0
+    )
     rises = list(estimate.loss_increase.values())
     assert sum(rises) > 0
     assert sum(rise > 0 for rise in rises) > len(rises) // 2
@@ -189,7 +212,9 @@ def test_halves_split_the_estimate_and_stability_compares_them():
     model = build(SPEC).eval()
     val = validation_set(31)  # odd size: 16 even-indexed, 15 odd-indexed samples
     f = sensitivities(SPEC, base_widths(SPEC))
-    estimate = estimate_fur(model, val, INFO, f, base_rate=0.1, repeats=2, seed=0, batch_size=10)
+    estimate = estimate_fur(
+        model, val, INFO, f, FurConfig(base_rate=0.1, repeats=2, control_variate=False), seed=0, batch_size=10
+    )
     even, odd = estimate.halves
     for name in estimate.fur:
         assert estimate.fur[name] == pytest.approx(

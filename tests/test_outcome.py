@@ -1,15 +1,16 @@
 """The end-of-search verdict: what a search's own measurements say about it."""
 
 from netadjust.outcome import outcome_lines
+from netadjust.rundir import IterationRecord
 
 
 def record(iteration, val, spearman, k=3, overlap=1.0):
-    return {
-        "iteration": iteration,
-        "val": {"top1": val},
-        "k": k,
-        "fur_stability": {"spearman": spearman, "grow_overlap": overlap, "shrink_overlap": overlap / 2},
-    }
+    stability = {"spearman": spearman, "grow_overlap": overlap, "shrink_overlap": overlap / 2}
+    return IterationRecord(
+        iteration=iteration, val={"top1": val}, k=k, fur_stability=stability, widths={}, macs=0,
+        params=0, train={}, test={}, fur={}, fur_method="fast", grown=[], shrunk=[], next_widths={},
+        next_macs=0, seconds={},
+    )  # fmt: skip
 
 
 def test_a_stable_search_reports_its_accuracy_and_no_warning():

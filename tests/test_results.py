@@ -17,11 +17,13 @@ import torch
 import netadjust
 from conftest import write_mnist_like
 from netadjust.adjust import closest_scaling
+from netadjust.config import DataConfig
 from netadjust.cost import model_cost
+from netadjust.data import prepare_data
 from netadjust.errors import UserError
 from netadjust.export import load_weights, save_onnx, save_weights
 from netadjust.report import write_report
-from netadjust.search import DataConfig, prepare_data, read_run
+from netadjust.rundir import read_run
 from netadjust.spaces import ModelSpec, base_widths
 from netadjust.train import evaluate
 from test_cli import assert_user_error, in_process

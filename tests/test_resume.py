@@ -139,17 +139,22 @@ def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fa
 def test_resume_ignores_the_worker_count_and_fills_settings_older_runs_lack(tmp_path):
     import dataclasses
 
+    from netadjust.config import SearchConfig
     from netadjust.errors import UserError
-    from netadjust.search import SearchConfig, completed_iterations
+    from netadjust.rundir import IterationRecord, completed_iterations
 
     settings = json.loads(json.dumps(dataclasses.asdict(SearchConfig())))
     older = json.loads(json.dumps(settings))
     del older["data"]["image_size"], older["data"]["workers"]  # written before they existed
     (tmp_path / "config.json").write_text(json.dumps(older))
-    (tmp_path / "history.jsonl").write_text(json.dumps({"iteration": 0}) + "\n")
-    assert completed_iterations(tmp_path, settings, force=False) == [{"iteration": 0}]
+    done = IterationRecord(
+        iteration=0, widths={}, macs=0, params=0, train={}, val={}, test={}, fur={}, fur_method="fast",
+        fur_stability={}, grown=[], shrunk=[], next_widths={}, next_macs=0, seconds={},
+    )  # fmt: skip
+    (tmp_path / "history.jsonl").write_text(json.dumps(done.to_json()) + "\n")
+    assert completed_iterations(tmp_path, settings, force=False) == [done]
     settings["data"]["workers"] = 0
-    assert completed_iterations(tmp_path, settings, force=False) == [{"iteration": 0}]
+    assert completed_iterations(tmp_path, settings, force=False) == [done]
     settings["data"]["image_size"] = 64
     with pytest.raises(UserError, match="differing: data"):
         completed_iterations(tmp_path, settings, force=False)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netadjust.config import FurConfig
 from netadjust.data import DATASETS, ImageSet, Normalize
 from netadjust.fur import estimate_fur
 from netadjust.second_order import channel_probes, curvature_sums
@@ -130,7 +131,12 @@ def test_second_order_rise_approaches_the_exact_dropout_rise_as_the_loss_becomes
     data = images(16)
     x = Normalize(INFO, torch.device("cpu"))(data.images)
     estimate = estimate_fur(
-        model, data, INFO, {"a": 1.0, "b": 1.0}, base_rate=0.3, repeats=1, seed=0, method="second-order"
+        model,
+        data,
+        INFO,
+        {"a": 1.0, "b": 1.0},
+        FurConfig(base_rate=0.3, repeats=1, method="second-order", control_variate=False),
+        seed=0,
     )
     exact = exact_dropout_rise(model, x, data.labels, "bn2", 4, 0.3)
     assert estimate.loss_increase["b"] == pytest.approx(exact, rel=tolerance)
@@ -146,7 +152,12 @@ def test_a_kink_after_the_site_is_what_second_order_misses():
     data = images(16)
     x = Normalize(INFO, torch.device("cpu"))(data.images)
     estimate = estimate_fur(
-        model, data, INFO, {"a": 1.0, "b": 1.0}, base_rate=0.3, repeats=1, seed=0, method="second-order"
+        model,
+        data,
+        INFO,
+        {"a": 1.0, "b": 1.0},
+        FurConfig(base_rate=0.3, repeats=1, method="second-order", control_variate=False),
+        seed=0,
     )
     exact = exact_dropout_rise(model, x, data.labels, "bn1", 3, 0.3)
     assert estimate.loss_increase["a"] > 0 > exact
@@ -162,7 +173,12 @@ def test_the_control_variate_leaves_monte_carlo_unbiased_and_steadier():
     for control_variate in (False, True):
         runs[control_variate] = [
             estimate_fur(
-                model, data, INFO, f, base_rate=0.2, repeats=8, seed=seed, control_variate=control_variate
+                model,
+                data,
+                INFO,
+                f,
+                FurConfig(base_rate=0.2, repeats=8, control_variate=control_variate),
+                seed=seed,
             ).loss_increase["a"]
             for seed in range(20)
         ]
@@ -176,7 +192,12 @@ def test_second_order_leaves_the_model_as_it_was_and_records_its_method():
     model = trained_tiny().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     estimate = estimate_fur(
-        model, images(8), INFO, {"a": 1.0, "b": 2.0}, base_rate=0.1, repeats=1, seed=0, method="second-order"
+        model,
+        images(8),
+        INFO,
+        {"a": 1.0, "b": 2.0},
+        FurConfig(base_rate=0.1, repeats=1, method="second-order", control_variate=False),
+        seed=0,
     )
     assert estimate.method == "second-order" and model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -3,8 +3,7 @@
 The Python API (see ``netadjust.api``): ``build``, ``cost``, ``load``, ``search``.
 """
 
-__version__ = "0.1.0"
-
-from .api import CostReport, SearchResult, build, cost, load, search  # noqa: E402
+from .api import CostReport, SearchResult, build, cost, load, search
+from .version import __version__
 
 __all__ = ["CostReport", "SearchResult", "build", "cost", "load", "search", "__version__"]

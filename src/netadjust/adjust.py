@@ -7,38 +7,9 @@ grown and shrunk widths, and the rescaled widths.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from .config import BUDGET_TOLERANCE, AdjustRule, Widths
 from .errors import UserError
-
-Widths = dict[str, int]
-
-
-@dataclass(frozen=True)
-class AdjustRule:
-    k0: float = 3.0  # layers grown (and shrunk) at iteration 0
-    k_decay: float = 0.5  # k falls by this much per iteration
-    rate: float = 0.1  # adjusting rate a: fraction of the initial width added/removed
-    rate_decay: float = 0.0  # d: a_r = max(a - d * r, 0) for rank r inside its group
-    min_width: int = 4
-    round_to: int = 1  # every width the search makes is a multiple of this (1: per channel, the paper's)
-
-    def validate(self, num_widths: int) -> None:
-        if self.k0 < 0 or 2 * round(self.k0) > num_widths:
-            raise UserError(
-                f"--k is {self.k0}; with {num_widths} widths it must lie in [0, {num_widths // 2}] "
-                "so that the grown and shrunk groups do not overlap"
-            )
-        if self.k_decay < 0:
-            raise UserError(f"--k-decay is {self.k_decay}; give a value >= 0")
-        if not 0 <= self.rate < 1:
-            raise UserError(f"--adjust-rate is {self.rate}; give a value in [0, 1)")
-        if self.rate_decay < 0:
-            raise UserError(f"--adjust-rate-decay is {self.rate_decay}; give a value >= 0")
-        if self.min_width < 1:
-            raise UserError(f"--min-width is {self.min_width}; give at least 1")
-        if self.round_to < 1:
-            raise UserError(f"--round-to is {self.round_to}; give at least 1 (1: any width)")
 
 
 def layers_to_move(rule: AdjustRule, iteration: int) -> int:
@@ -87,7 +58,7 @@ def excess(cost: int, budget: int) -> float:
     return (cost - budget) / cost
 
 
-def within_budget(cost: int, budget: int, tolerance: float = 0.01) -> bool:
+def within_budget(cost: int, budget: int, tolerance: float = BUDGET_TOLERANCE) -> bool:
     return abs(excess(cost, budget)) <= tolerance
 
 
@@ -96,7 +67,7 @@ def rescale(
     cost: Callable[[Widths], int],
     budget: int,
     min_width: int,
-    tolerance: float = 0.01,
+    tolerance: float = BUDGET_TOLERANCE,
     max_steps: int = 20,
     round_to: int = 1,
 ) -> Widths:

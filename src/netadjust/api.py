@@ -1,4 +1,4 @@
-"""The Python API: the objects the command line prints, for scripts and notebooks.
+"""The Python API, typed over ``config``: what the command line calls, for scripts and notebooks.
 
 import netadjust
 model = netadjust.build("resnet20", "runs/x/final.json", num_classes=100)
@@ -10,41 +10,55 @@ model = netadjust.load("runs/x/compare/searched-seed0.safetensors")
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
+from .config import ModelSpec, SearchConfig, Widths, configured, known_settings
 from .cost import model_cost, sensitivities
+from .distributed import SINGLE, Processes
 from .errors import UserError
 from .export import load_weights
-from .search import SearchConfig, run_search
-from .spaces import ModelSpec, Widths, base_widths, check_widths, get_space
+from .presets import preset_settings
+from .rundir import FinalResult, config_from_settings, read_history, read_run_settings
+from .search import dry_run, run_search
+from .spaces import base_widths, check_widths, get_space
 from .spaces import build as build_spec
-from .store import read_jsonl, read_widths_file, user_path
+from .store import read_widths_file, user_path
+from .train import default_device
+
+MODEL_SETTINGS = {field.name for field in dataclasses.fields(ModelSpec)} - {"space"}
 
 
 def model_spec(space: str, **settings) -> ModelSpec:
     """A ``ModelSpec`` from a space name and keyword settings, unknown names refused."""
     get_space(space)
-    known = {field.name for field in dataclasses.fields(ModelSpec)} - {"space"}
-    unknown = sorted(set(settings) - known)
+    unknown = sorted(set(settings) - MODEL_SETTINGS)
     if unknown:
-        raise TypeError(f"unknown model settings {unknown}; known: {sorted(known)}")
+        raise TypeError(f"unknown model settings {unknown}; known: {sorted(MODEL_SETTINGS)}")
     return ModelSpec(space=space, **settings)
+
+
+def read_widths(widths: Widths | str | Path | None) -> tuple[Widths | None, dict]:
+    """Widths given as a mapping, a widths file or a ``final.json`` (which also brings the
+    model settings of its run), or None; returns them and those model settings."""
+    if widths is None or isinstance(widths, Mapping):
+        return (None if widths is None else dict(widths)), {}
+    widths, recorded = read_widths_file(widths)
+    return widths, {key: value for key, value in recorded.items() if key in MODEL_SETTINGS | {"space"}}
 
 
 def _spec_and_widths(
     space: str, widths: Widths | str | Path | None, settings: dict
 ) -> tuple[ModelSpec, Widths]:
-    """The model and widths a call names; a ``final.json`` brings the model settings of its
-    run (classes, channels, image size, width multiplier, padding), which ``settings`` override."""
-    recorded = {}
-    if isinstance(widths, str | Path):
-        widths, recorded = read_widths_file(widths)
-    fields = {field.name for field in dataclasses.fields(ModelSpec)} - {"space"}
-    spec = model_spec(space, **{**{k: v for k, v in recorded.items() if k in fields}, **settings})
-    return spec, base_widths(spec) if widths is None else check_widths(spec, dict(widths))
+    """The model and widths a call names; a ``final.json``'s model settings yield to ``settings``."""
+    widths, recorded = read_widths(widths)
+    recorded.pop("space", None)
+    spec = model_spec(space, **{**recorded, **settings})
+    return spec, base_widths(spec) if widths is None else check_widths(spec, widths)
 
 
 def build(space: str, widths: Widths | str | Path | None = None, **settings) -> nn.Module:
@@ -84,6 +98,29 @@ def load(path: str | Path, device: str = "cpu") -> nn.Module:
     return model
 
 
+def search_config(
+    preset: str = "quick", *, widths: Widths | str | Path | None = None, **options
+) -> SearchConfig:
+    """The configuration of a search: the defaults (``config.py``), overridden by the preset,
+    by the model settings of a ``widths`` file (a ``final.json``), by ``options`` (the flags
+    of ``netadjust search``, with underscores: ``epochs=3``, ``space="resnet56"``; None
+    leaves a setting to the others). Device: cuda if present; out: runs/search-<time>."""
+    unknown = sorted(set(options) - known_settings(SearchConfig))
+    if unknown:
+        raise TypeError(f"unknown search options {unknown}; see `netadjust search --help`")
+    initial, recorded = read_widths(widths)
+    values = {**preset_settings(preset, options.get("dataset")), **recorded}
+    values |= {key: value for key, value in options.items() if value is not None}
+    values.setdefault("device", default_device())
+    values.setdefault("out", time.strftime("runs/search-%Y%m%d-%H%M%S"))
+    return dataclasses.replace(configured(SearchConfig, values), initial_widths=initial)
+
+
+def resumed_config(run_dir: str | Path) -> SearchConfig:
+    """The configuration a run directory records, to continue its search."""
+    return config_from_settings(read_run_settings(user_path(run_dir)), str(run_dir))
+
+
 @dataclass
 class SearchResult:
     """A finished search: ``final`` is ``final.json``, ``history`` the records of
@@ -99,24 +136,39 @@ class SearchResult:
         return self.final["widths"]
 
 
-def search(preset: str = "quick", *, force: bool = False, log=print, **options) -> SearchResult:
+def run(
+    config: SearchConfig,
+    *,
+    force: bool = False,
+    tensorboard: bool = False,
+    processes: Processes = SINGLE,
+    log: Callable[[str], None] = print,
+) -> FinalResult:
+    """Run the search ``config`` describes, or continue it (the loop: ``search.run_search``)."""
+    return run_search(config, log=log, force=force, tensorboard=tensorboard, processes=processes)
+
+
+def search(
+    preset: str = "quick", *, force: bool = False, tensorboard: bool = False, log=print, **options
+) -> SearchResult:
     """Run (or continue) a search. ``options`` are the flags of ``netadjust search``, with
     underscores (``epochs=3``, ``space="resnet56"``, ``widths={...}`` or a file, ...)."""
-    from .cli import build_parser, search_config
-
-    args = build_parser().parse_args(["search", "--preset", preset])
-    command_line_only = {"nproc", "dist_timeout", "resume", "preset"}  # one process here; preset= above
-    unknown = sorted(set(options) - (set(vars(args)) - command_line_only))
-    if unknown:
-        raise TypeError(f"unknown search options {unknown}; see `netadjust search --help`")
-    widths = options.pop("widths", None)
-    vars(args).update(options, widths=None if isinstance(widths, dict) else widths)
-    config = search_config(args)
-    if isinstance(widths, dict):
-        config = dataclasses.replace(config, initial_widths=widths)
-    final = run_search(config, log=log, force=force, tensorboard=args.tensorboard)
+    config = search_config(preset, **options)
+    final = run(config, force=force, tensorboard=tensorboard, log=log)
     out = user_path(config.out)
-    return SearchResult(out, final, read_jsonl(out / "history.jsonl"), config)
+    return SearchResult(out, final.to_json(), [record.to_json() for record in read_history(out)], config)
 
 
-__all__ = ["build", "cost", "load", "search", "CostReport", "SearchResult", "UserError"]
+__all__ = [
+    "build",
+    "cost",
+    "dry_run",
+    "load",
+    "resumed_config",
+    "run",
+    "search",
+    "search_config",
+    "CostReport",
+    "SearchResult",
+    "UserError",
+]

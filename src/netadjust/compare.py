@@ -16,14 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .adjust import closest_scaling, within_budget
+from .config import BUDGET_TOLERANCE, DataConfig, ModelSpec, Recipe, Widths, as_settings, configured
 from .cost import measure, model_cost
+from .data import prepare_data
 from .errors import UserError
 from .export import save_weights
 from .retrain import train_on_full
-from .search import DataConfig, Run, prepare_data, read_run
-from .spaces import ModelSpec, Widths
+from .rundir import Run, read_run
 from .store import check_writable, user_path, write_json
-from .train import Recipe, resolve_device
+from .train import resolve_device
 from .wording import plural
 
 NETWORKS = ("original", "searched", "uniform")
@@ -34,11 +35,14 @@ def candidate_widths(run: Run, spec: ModelSpec) -> dict[str, Widths]:
     """The three networks: the uniform one is the original scaled by one factor to the
     searched network's cost in the run's budget measure, MACs or params (the original
     itself when those are equal)."""
-    original, searched = run.final["original_widths"], run.final["widths"]
-    held = run.settings.get("budget", "macs")
-    round_to = run.settings["rule"].get("round_to", 1)  # the uniform network on the same grid
+    original, searched, held = run.final.original_widths, run.final.widths, run.budget
+    round_to = run.config.rule.round_to  # the uniform network on the same grid
     uniform = closest_scaling(
-        original, lambda widths: measure(spec, widths, held), run.final[held], min_width=1, round_to=round_to
+        original,
+        lambda widths: measure(spec, widths, held),
+        run.final.cost(held),
+        min_width=1,
+        round_to=round_to,
     )
     return {"original": original, "searched": searched, "uniform": uniform}
 
@@ -61,20 +65,21 @@ def compare_run(
         raise UserError(f"{run_dir} holds no finished search (no final.json); finish it with --resume first")
     if seeds < 1:
         raise UserError(f"--seeds is {seeds}; give at least 1")
-    spec = ModelSpec(**run.final["model"])
-    recipe = dataclasses.replace(Recipe(**run.settings["recipe"]), **(recipe_overrides or {}))
+    spec, config = run.final.model, run.config
+    recipe = configured(Recipe, {**as_settings(config.recipe), **(recipe_overrides or {})})
     recipe.validate()
-    run_data = {key: run.settings["data"].get(key) for key in ("dataset", "data_dir", "image_size")}
-    data_config = DataConfig(**{**run_data, **(data_overrides or {})})
+    run_data = {key: getattr(config.data, key) for key in ("dataset", "data_dir", "image_size")}
+    data_config = configured(DataConfig, {**run_data, **(data_overrides or {})})
     data_config.validate()
-    torch_device = resolve_device(device or run.settings["device"])
+    torch_device = resolve_device(device or config.device)
     networks = candidate_widths(run, spec)
-    held = run.settings.get("budget", "macs")
+    held, budget = run.budget, run.final.cost(run.budget)
     uniform_cost = measure(spec, networks["uniform"], held)
-    if not within_budget(uniform_cost, run.final[held]):
+    if not within_budget(uniform_cost, budget):
         log(
-            f"warning: no single scale factor brings the original widths within 1% of the searched "
-            f"network's {run.final[held]:,} {held} (closest: {uniform_cost:,}); the network is too narrow"
+            f"warning: no single scale factor brings the original widths within "
+            f"{BUDGET_TOLERANCE:.0%} of the searched network's {budget:,} {held} (closest: "
+            f"{uniform_cost:,}); the network is too narrow"
         )
     folder = run_dir / "compare"
     check_writable(folder)

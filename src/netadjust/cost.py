@@ -47,9 +47,6 @@ def _cached_cost(spec: ModelSpec, widths_key: tuple[tuple[str, int], ...] | None
     return count(model.eval(), (spec.in_channels, spec.image_size, spec.image_size))
 
 
-MEASURES = ("macs", "params")  # what a budget can hold constant
-
-
 def measure(spec: ModelSpec, widths: Widths, name: str) -> int:
     """The budget measure ``name`` ("macs" or "params") of ``widths``."""
     return getattr(model_cost(spec, widths), name)

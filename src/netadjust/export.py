@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import __version__
+from .config import ModelSpec, Widths
 from .errors import UserError
-from .search import read_run
-from .spaces import ModelSpec, Widths, build, check_widths
-from .store import check_writable, user_path, write_json
+from .rundir import read_run
+from .spaces import build, check_widths
+from .store import check_writable, user_path, write_bytes, write_json, write_through_path
+from .version import __version__
 
 WEIGHTS_FORMAT = "netadjust-weights-1"
 
@@ -26,7 +27,7 @@ WEIGHTS_FORMAT = "netadjust-weights-1"
 def save_weights(model: nn.Module, spec: ModelSpec, widths: Widths, path: Path) -> None:
     """Every tensor of the state dict (parameters and batch-norm statistics) on the CPU,
     with the space and widths in the metadata."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {name: value.detach().contiguous().cpu() for name, value in model.state_dict().items()}
     metadata = {
@@ -35,10 +36,7 @@ def save_weights(model: nn.Module, spec: ModelSpec, widths: Widths, path: Path) 
         "model": json.dumps(dataclasses.asdict(spec)),
         "widths": json.dumps(widths),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(temporary), metadata=metadata)
-    temporary.replace(path)
+    write_bytes(path, save(tensors, metadata=metadata))
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec, Widths]:
@@ -83,7 +81,6 @@ def save_onnx(model: nn.Module, spec: ModelSpec, path: Path) -> None:
     check_onnx_available()
     example = torch.zeros(2, spec.in_channels, spec.image_size, spec.image_size)
     model = model.cpu().eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_exporter():
         program = torch.onnx.export(
             model,
@@ -94,9 +91,7 @@ def save_onnx(model: nn.Module, spec: ModelSpec, path: Path) -> None:
             output_names=["logits"],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
         )
-        temporary = path.with_name(f".{path.name}.tmp")
-        program.save(str(temporary))
-    temporary.replace(path)
+        write_through_path(path, lambda temporary: program.save(str(temporary)))
 
 
 def check_onnx_available() -> None:
@@ -135,12 +130,12 @@ def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> li
     model = None
     if weights is not None:
         model, spec, widths = load_weights(weights)
-        if widths != run.final["widths"] or spec != ModelSpec(**run.final["model"]):
+        if widths != run.final.widths or spec != run.final.model:
             raise UserError(
                 f"{weights} holds another network than {run_dir}/final.json; give the searched one"
             )
     check_writable(out)
-    write_json(out / "widths.json", run.final["widths"])
+    write_json(out / "widths.json", run.final.widths)
     if model is not None:
         save_weights(model, spec, widths, out / "model.safetensors")
         if onnx:

@@ -29,11 +29,10 @@ from torch import nn
 from tqdm import tqdm
 
 from .channel_drop import ChannelDrop
+from .config import FurConfig
 from .data import DatasetInfo, ImageData, Normalize, batches
 from .distributed import SINGLE, Processes
-from .second_order import CURVATURES, channel_probes, curvature_sums, probe_gradients
-
-METHODS = ("auto", "fast", "reference", "second-order")
+from .second_order import channel_probes, curvature_sums, probe_gradients
 
 
 @dataclass
@@ -217,51 +216,45 @@ def estimate_fur(
     val_set: ImageData,
     info: DatasetInfo,
     sensitivities: dict[str, float],
+    config: FurConfig,
     *,
-    base_rate: float,
-    repeats: int,
     seed: int,
-    max_rate: float = 0.9,
     drop_sites: dict[str, str] | None = None,
     batch_size: int = 128,
-    method: str = "auto",
-    curvature: str = "exact",
-    control_variate: bool = False,
-    bf16: bool = False,
     processes: Processes = SINGLE,
 ) -> FurEstimate:
-    """FUR of every width of ``model`` on ``val_set`` (on the model's device).
+    """FUR of every width of ``model`` on ``val_set`` (on the model's device), as ``config``
+    says: drop rates, repeats, method ("auto": the fast path when the model exposes
+    ``chain()``), the second-order method's curvature (``repeats`` label draws for
+    "sampled"), the control variate (Monte Carlo less each mask's first-order loss change,
+    whose mean is 0: one backward pass per batch, the same quantity, less noise) and bf16
+    autocast (losses still summed in float64; None counts as off).
 
-    ``method`` "auto" takes the fast path when the model exposes ``chain()``.
     ``batch_size`` images go through the network at once (the fast path: repeats x
     batch_size / repeats); small batches stay in the CPU's caches and run faster here.
-    ``curvature`` is the second-order method's (``repeats`` label draws for "sampled").
-    ``control_variate``: Monte Carlo subtracts each mask's first-order loss change, whose
-    mean is 0 (one backward pass per batch; the same quantity, less noise).
-    ``bf16`` runs the network under bfloat16 autocast (losses still summed in float64).
     With several ``processes`` each takes a contiguous share of ``val_set``; masks are keyed
     by the global sample index and the loss sums all-reduced, so the result is the same.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown FUR method {method!r}; choose one of {METHODS}")
-    if curvature not in CURVATURES:
-        raise ValueError(f"unknown curvature {curvature!r}; choose one of {CURVATURES}")
+    config.validate()
+    method, repeats, curvature = config.method, config.repeats, config.curvature
     if method == "auto":
         method = "fast" if hasattr(model, "chain") else "reference"
     start = time.perf_counter()
     sites = drop_sites if drop_sites is not None else model.drop_sites
-    rates, clipped = drop_rates(sensitivities, base_rate, max_rate)
+    rates, clipped = drop_rates(sensitivities, config.base_rate, config.max_rate)
     normalize = Normalize(info, val_set.device)
     was_training = model.training
     model.eval()
     share = processes.shard(len(val_set))
     shard = (val_set.subset(share), normalize, rates, repeats, batch_size, share.start)
-    with torch.autocast(val_set.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(val_set.device.type, dtype=torch.bfloat16, enabled=bool(config.bf16)):
         if method == "second-order":
             clean, rise = _second_order_sums(model, sites, *shard, curvature, seed)
         else:
             compute = _fast_sums if method == "fast" else _reference_sums
-            gradients = _loss_gradients(model, sites, *shard[:2], batch_size) if control_variate else None
+            gradients = (
+                _loss_gradients(model, sites, *shard[:2], batch_size) if config.control_variate else None
+            )
             with torch.inference_mode(), ChannelDrop(model, sites, seed=seed) as drop:
                 clean, rise = compute(model, drop, *shard, gradients)
     model.train(was_training)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import statistics
 
+from .rundir import IterationRecord
+
 LOW_STABILITY = 0.8  # split-half Spearman below this: the ranking is partly noise
 NOISE = 0.6  # below this: mostly noise (the halves share under a third of their rank variance)
 
@@ -16,19 +18,21 @@ def duration(seconds: float) -> str:
     return f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
 
 
-def outcome_lines(history: list[dict], run_dir: str, compare_seconds: float | None = None) -> list[str]:
-    """Sentences on the search in ``history`` (records of ``history.jsonl``);
+def outcome_lines(
+    history: list[IterationRecord], run_dir: str, compare_seconds: float | None = None
+) -> list[str]:
+    """Sentences on the search in ``history``;
     ``compare_seconds``: the expected time of ``netadjust compare --seeds 5``, if known."""
     first, last = history[0], history[-1]
     lines = []
     if len(history) > 1:
-        best = max(history, key=lambda record: record["val"]["top1"])
-        change = 100 * (last["val"]["top1"] - first["val"]["top1"])
+        best = max(history, key=lambda record: record.val["top1"])
+        change = 100 * (last.val["top1"] - first.val["top1"])
         lines.append(
             f"validation top-1 of the networks the search trained: original widths "
-            f"{100 * first['val']['top1']:.2f}%, iteration {len(history)}'s {100 * last['val']['top1']:.2f}% "
-            f"({change:+.2f} points), best {100 * best['val']['top1']:.2f}% at iteration "
-            f"{best['iteration'] + 1}. One short training each: differences of a few tenths of a point "
+            f"{100 * first.val['top1']:.2f}%, iteration {len(history)}'s {100 * last.val['top1']:.2f}% "
+            f"({change:+.2f} points), best {100 * best.val['top1']:.2f}% at iteration "
+            f"{best.iteration + 1}. One short training each: differences of a few tenths of a point "
             "are within what another seed gives."
         )
     took = f" (about {duration(compare_seconds)} here, by the search's speed)" if compare_seconds else ""
@@ -37,8 +41,8 @@ def outcome_lines(history: list[dict], run_dir: str, compare_seconds: float | No
         f"the original and a uniformly scaled network from scratch{took}, and says whether the gain "
         "exceeds the seed noise."
     )
-    spearman = [record["fur_stability"]["spearman"] for record in history]
-    moved = [record["fur_stability"] for record in history if record["k"] > 0]
+    spearman = [record.fur_stability["spearman"] for record in history]
+    moved = [record.fur_stability for record in history if record.k > 0]
     overlap = (
         f", the widths grown and shrunk agreed {statistics.fmean(m['grow_overlap'] for m in moved):.0%} "
         f"and {statistics.fmean(m['shrink_overlap'] for m in moved):.0%}"

@@ -1,4 +1,6 @@
-"""Named groups of settings. Flags given on the command line override them.
+"""Named groups of settings: partial overrides of the defaults in ``config.py``, by the
+names of their flags (``train_drop_rate`` for ``--train-drop-rate``). Flags given on the
+command line override them.
 
 A preset has two parts: the search's settings (``PRESETS``, for ``netadjust search``) and
 the final training of a network found by it (``FINAL_TRAINING``, for ``netadjust train``
@@ -9,60 +11,32 @@ the argparse default of its ``channel_search_distributed.py``.
 
 from __future__ import annotations
 
+from .config import Recipe, as_settings, configured
+from .errors import UserError
+
 PRESETS: dict[str, dict] = {
     # A few minutes on a 2-core CPU: a half-width ResNet-20 on a slice of Fashion-MNIST.
     "quick": {
-        "space": "resnet20",
-        "dataset": "fashion-mnist",
         "width_mult": 0.5,
         "iterations": 3,
         "epochs": 3,
-        "batch_size": 128,
         "lr": 0.1,
-        "lr_min": 1e-3,
-        "weight_decay": 3e-4,
         "train_limit": 20000,
         "val_limit": 2000,
-        "test_limit": None,
-        "drop_rate": 0.05,
         "repeats": 4,  # the fast path pays for T = 4 in the reference's T = 2 time
         "k": 3,
-        "k_decay": 0.5,
-        "adjust_rate": 0.15,
         "adjust_rate_decay": 0.0,
         "min_width": 2,
-        "train_drop_rate": 0.05,
-        "drop_depth_ramp": True,
     },
     # The reference's CIFAR search (README, "Single GPU on CIFAR-100"): --batch_size=128
     # --learning_rate=0.15 --epochs=200 --depth=20 --drop_rate=0.05 --base_drop_rate=0.05
     # --update_num=6 --update_num_decay=0.5 --arch_learning_rate=0.15
     # --arch_learning_rate_decay=0.01; argparse defaults: --learning_rate_min=1e-3
     # --weight_decay=3e-4 --iters=10 --times=5 --train_portion=0.9 --layerd=True, minimum
-    # width 4 (channel_config.update_channel).
+    # width 4 (channel_config.update_channel). Those are the defaults (config.py) but for:
     "paper": {
-        "space": "resnet20",
         "dataset": "cifar100",
-        "width_mult": 1.0,
-        "iterations": 10,
-        "epochs": 200,
-        "batch_size": 128,
-        "lr": 0.15,
-        "lr_min": 1e-3,
-        "weight_decay": 3e-4,
-        "train_limit": None,
-        "val_limit": None,
-        "test_limit": None,
-        "drop_rate": 0.05,
-        "repeats": 5,
         "fur_control_variate": False,  # the reference's plain Monte Carlo (same mean, noisier)
-        "k": 6,
-        "k_decay": 0.5,
-        "adjust_rate": 0.15,
-        "adjust_rate_decay": 0.01,
-        "min_width": 4,
-        "train_drop_rate": 0.05,
-        "drop_depth_ramp": True,
     },
 }
 
@@ -90,21 +64,10 @@ PAPER_IMAGENET = {
 
 FINAL_TRAINING: dict[str, dict] = {
     # the search's own recipe, on every training image
-    "quick": {key: PRESETS["quick"][key] for key in ("epochs", "batch_size", "lr", "lr_min", "weight_decay")}
-    | {"train_drop_rate": 0.05, "drop_depth_ramp": True},
+    "quick": {key: PRESETS["quick"][key] for key in ("epochs", "lr")},
     # README, "Network evaluation on CIFAR-100": --batch_size=128 --learning_rate=0.15
-    # --epochs=200 --drop_rate=0.05 --train_portion=1.0 (every training image)
-    "paper": {
-        "epochs": 200,
-        "batch_size": 128,
-        "lr": 0.15,
-        "lr_min": 1e-3,
-        "weight_decay": 3e-4,
-        "label_smoothing": 0.0,
-        "warmup_epochs": 0.0,
-        "train_drop_rate": 0.05,
-        "drop_depth_ramp": True,
-    },
+    # --epochs=200 --drop_rate=0.05 --train_portion=1.0 (every training image): the defaults
+    "paper": {},
 }
 
 # README, "Network evaluation on ImageNet (8 GPU)": --batch_size=128 (per process)
@@ -125,14 +88,22 @@ PAPER_IMAGENET_FINAL = {
 
 def preset_settings(name: str, dataset: str | None) -> dict:
     """The search settings of preset ``name`` for ``dataset`` (the --dataset flag, None if not given)."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     settings = PRESETS[name]
     if name == "paper" and (dataset or settings["dataset"]) == "imagenet":
         settings = {**settings, **PAPER_IMAGENET}
     return settings
 
 
+# what a final training sets (every recipe setting but those of the hardware)
+TRAINING = ("epochs", "batch_size", "lr", "lr_min", "weight_decay", "warmup_epochs", "label_smoothing")
+TRAINING += ("train_drop_rate", "drop_depth_ramp")
+
+
 def final_training(name: str, dataset: str) -> dict:
-    """The training recipe with which preset ``name`` trains a found network for ``dataset``."""
-    if name == "paper" and dataset == "imagenet":
-        return dict(PAPER_IMAGENET_FINAL)
-    return dict(FINAL_TRAINING[name])
+    """The training recipe with which preset ``name`` trains a found network for ``dataset``:
+    every setting of ``TRAINING``, the preset's or the default."""
+    chosen = PAPER_IMAGENET_FINAL if name == "paper" and dataset == "imagenet" else FINAL_TRAINING[name]
+    recipe = as_settings(configured(Recipe, chosen))
+    return {key: recipe[key] for key in TRAINING}

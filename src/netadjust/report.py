@@ -8,20 +8,21 @@ from itertools import groupby
 from pathlib import Path
 
 from .compare import mean_spread
+from .config import BUDGET_TOLERANCE
 from .errors import UserError
 from .export import build_call
 from .outcome import outcome_lines
-from .search import Run, read_run
-from .spaces import ModelSpec, network_name
-from .store import user_path, write_text
+from .rundir import IterationRecord, Run, read_run
+from .spaces import network_name
+from .store import user_path, write_text, write_through_path
 from .wording import plural
 
 
-def fur_method(fur: dict, last: dict) -> str:
+def fur_method(fur: dict, last: IterationRecord) -> str:
     """The FUR method as run, with its options (settings of older runs lack them)."""
-    if last["fur_method"] == "second-order":
+    if last.fur_method == "second-order":
         return f"second-order ({fur.get('curvature', 'exact')} curvature)"
-    return last["fur_method"] + (" with the control variate" if fur.get("control_variate") else "")
+    return last.fur_method + (" with the control variate" if fur.get("control_variate") else "")
 
 
 def _pyplot():
@@ -40,8 +41,8 @@ def _pyplot():
 def searched_widths(run: Run) -> tuple[dict[str, int], str]:
     """The result so far and how to call it: final.json, or the last iteration's output."""
     if run.final is not None:
-        return run.final["widths"], "searched"
-    return run.history[-1]["next_widths"], f"after iteration {len(run.history)} (unfinished)"
+        return run.final.widths, "searched"
+    return run.history[-1].next_widths, f"after iteration {len(run.history)} (unfinished)"
 
 
 def stages(names: list[str]) -> list[tuple[str, int, int]]:
@@ -74,7 +75,7 @@ def _mark_stages(axes, names: list[str]) -> None:
 
 def plot_widths(run: Run, path: Path) -> None:
     plt = _pyplot()
-    original = run.settings["initial_widths"]
+    original = run.config.initial_widths
     names = list(original)
     searched, label = searched_widths(run)
     figure, axes = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2), 4.2))
@@ -83,7 +84,7 @@ def plot_widths(run: Run, path: Path) -> None:
     shades = plt.get_cmap("Blues")
     for index, record in enumerate(earlier):  # later iterations darker
         shade = shades(0.3 + 0.45 * (index + 1) / len(earlier))
-        axes.plot(x, [record["widths"][n] for n in names], color=shade, linewidth=1.1)
+        axes.plot(x, [record.widths[n] for n in names], color=shade, linewidth=1.1)
     axes.step(x, [original[n] for n in names], where="mid", color="0.35", linewidth=1.6, label="original")
     axes.plot(
         x, [searched[n] for n in names], "o-", color="tab:blue", markersize=3.5, linewidth=1.6, label=label
@@ -95,7 +96,7 @@ def plot_widths(run: Run, path: Path) -> None:
     axes.set_ylim(bottom=0)
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="upper left", fontsize=8)
-    title = network_name(ModelSpec(**run.settings["model"]))
+    title = network_name(run.config.model)
     axes.set_title(f"{title}: widths per layer, forward order", pad=18)
     _save(figure, path)
 
@@ -104,22 +105,22 @@ def plot_fur(run: Run, path: Path) -> None:
     """Heat map, one row per iteration: FUR scaled by the row's largest magnitude (scales
     differ between iterations), grown layers marked ▲, shrunk ▼."""
     plt = _pyplot()
-    names = list(run.settings["initial_widths"])
+    names = list(run.config.initial_widths)
     rows = []
     for record in run.history:
-        values = [record["fur"][n] for n in names]
+        values = [record.fur[n] for n in names]
         peak = max(abs(v) for v in values) or 1.0
         rows.append([v / peak for v in values])
     figure, axes = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2.5), max(3.0, 1.6 + 0.45 * len(rows))))
     image = axes.imshow(rows, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     for row, record in enumerate(run.history):
-        for name in record["grown"]:
+        for name in record.grown:
             axes.text(names.index(name), row, "▲", ha="center", va="center", fontsize=7)
-        for name in record["shrunk"]:
+        for name in record.shrunk:
             axes.text(names.index(name), row, "▼", ha="center", va="center", fontsize=7)
     _mark_stages(axes, names)
     axes.set_yticks(range(len(rows)))
-    axes.set_yticklabels([f"iter {r['iteration'] + 1}" for r in run.history], fontsize=8)
+    axes.set_yticklabels([f"iter {r.iteration + 1}" for r in run.history], fontsize=8)
     bar = figure.colorbar(image, ax=axes, fraction=0.03, pad=0.01)
     bar.set_label("FUR / max |FUR|  (blue, < 0: the loss fell when dropped: noise)", fontsize=7)
     axes.set_title("FLOPs utilisation ratio per layer (▲ grown, ▼ shrunk)", pad=18)
@@ -133,19 +134,19 @@ def plot_progress(run: Run, path: Path) -> None:
 def progress_figure(run: Run):
     """Validation/test top-1, MACs and parameters per iteration, on one shared x-axis."""
     plt = _pyplot()
-    iterations = [r["iteration"] + 1 for r in run.history]
-    held = run.settings.get("budget", "macs")
+    iterations = [r.iteration + 1 for r in run.history]
+    held = run.budget
     figure, (accuracy, macs, params) = plt.subplots(1, 3, figsize=(11, 3.4), sharex=True)
-    accuracy.plot(iterations, [100 * r["val"]["top1"] for r in run.history], "o-", label="validation")
-    accuracy.plot(iterations, [100 * r["test"]["top1"] for r in run.history], "s--", label="test")
+    accuracy.plot(iterations, [100 * r.val["top1"] for r in run.history], "o-", label="validation")
+    accuracy.plot(iterations, [100 * r.test["top1"] for r in run.history], "s--", label="test")
     accuracy.set_ylabel("top-1 (%)")
     accuracy.legend(fontsize=8)
     for axes, key, scale, label, colour in (
         (macs, "macs", 1e6, "MMACs", "tab:blue"),
         (params, "params", 1e3, "parameters (thousands)", "tab:green"),
     ):
-        axes.plot(iterations, [r[key] / scale for r in run.history], "o-", color=colour)
-        result = run.history[-1].get(f"next_{key}")  # next_params: runs of netadjust >= 0.1.0 only
+        axes.plot(iterations, [getattr(r, key) / scale for r in run.history], "o-", color=colour)
+        result = getattr(run.history[-1], f"next_{key}")  # next_params: runs of netadjust >= 0.1.0 only
         if result is not None:
             axes.plot(
                 [iterations[-1] + 1],
@@ -156,10 +157,11 @@ def progress_figure(run: Run):
                 label="searched (not trained)",
             )
         if key == held:
-            budget = run.history[0][key] / scale
+            budget = getattr(run.history[0], key) / scale
             span = [iterations[0], iterations[-1] + 1]
             axes.axhline(budget, color="0.5", linestyle=":", label="budget")
-            axes.fill_between(span, 0.99 * budget, 1.01 * budget, color="0.85", label="±1%")
+            band = (1 - BUDGET_TOLERANCE) * budget, (1 + BUDGET_TOLERANCE) * budget
+            axes.fill_between(span, *band, color="0.85", label=f"±{BUDGET_TOLERANCE:.0%}")
         axes.set_ylabel(label)
         if axes.get_legend_handles_labels()[0]:  # empty when not the budget and no result recorded
             axes.legend(fontsize=8)
@@ -175,9 +177,7 @@ def progress_figure(run: Run):
 
 def _save(figure, path: Path) -> None:
     figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=130)
-    temporary.replace(path)
+    write_through_path(path, lambda temporary: figure.savefig(temporary, dpi=130, format="png"))
     figure.clf()
     import matplotlib.pyplot as plt
 
@@ -187,18 +187,17 @@ def _save(figure, path: Path) -> None:
 def markdown(run: Run) -> str:
     """The summary: settings, widths table, cost and accuracy, time, FUR stability, and the
     comparison when ``netadjust compare`` has run."""
-    settings, history = run.settings, run.history
-    original = settings["initial_widths"]
+    settings, config, history = run.settings, run.config, run.history
+    original, spec, recipe, rule = config.initial_widths, config.model, config.recipe, config.rule
     searched, label = searched_widths(run)
-    spec = ModelSpec(**settings["model"])
-    recipe, fur, rule = settings["recipe"], settings["fur"], settings["rule"]
+    fur = settings["fur"]  # as recorded: runs before the control variate lack it (and ran without)
     last = history[-1]
-    final_macs = run.final["macs"] if run.final else last["next_macs"]
-    final_params = run.final["params"] if run.final else None
+    final_macs = run.final.macs if run.final else last.next_macs
+    final_params = run.final.params if run.final else None
     lines = [
-        f"# Network Adjustment: {network_name(spec)} on {settings['data']['dataset']}",
+        f"# Network Adjustment: {network_name(spec)} on {config.data.dataset}",
         "",
-        f"Run directory `{run.path}`; {len(history)} of {plural(settings['iterations'], 'iteration')} done"
+        f"Run directory `{run.path}`; {len(history)} of {plural(config.iterations, 'iteration')} done"
         + ("" if run.final else " (unfinished)")
         + ".",
         "",
@@ -208,14 +207,14 @@ def markdown(run: Run) -> str:
         f"{spec.in_channels}×{spec.image_size}×{spec.image_size} input, {spec.num_classes} classes",
         f"- data: {settings['data_sizes']['train']} training / {settings['data_sizes']['val']} validation "
         f"(FUR) / {settings['data_sizes']['test']} test images",
-        f"- training per iteration: {plural(recipe['epochs'], 'epoch')}, batch {recipe['batch_size']}, "
-        f"lr {recipe['lr']} cosine to {recipe['lr_min']}, weight decay {recipe['weight_decay']}, "
-        f"precision {recipe['precision']}",
+        f"- training per iteration: {plural(recipe.epochs, 'epoch')}, batch {recipe.batch_size}, "
+        f"lr {recipe.lr} cosine to {recipe.lr_min}, weight decay {recipe.weight_decay}, "
+        f"precision {recipe.precision}",
         f"- FUR: base drop rate {fur['base_rate']}, {fur['repeats']} repeats, method {fur_method(fur, last)}",
-        f"- budget: {settings.get('budget', 'macs')} held within 1% of the original network's",
-        f"- adjustment: k0 {rule['k0']} (decay {rule['k_decay']}), rate {rule['rate']} "
-        f"(rank decay {rule['rate_decay']}), minimum width {rule['min_width']}",
-        f"- seed {settings['seed']}, device {settings['provenance']['device']}, "
+        f"- budget: {run.budget} held within {BUDGET_TOLERANCE:.0%} of the original network's",
+        f"- adjustment: k0 {rule.k0} (decay {rule.k_decay}), rate {rule.rate} "
+        f"(rank decay {rule.rate_decay}), minimum width {rule.min_width}",
+        f"- seed {config.seed}, device {settings['provenance']['device']}, "
         f"netadjust {settings['provenance']['netadjust']}, torch {settings['provenance']['torch']}",
         "",
         "## Widths",
@@ -234,9 +233,9 @@ def markdown(run: Run) -> str:
         )
     lines += [
         "",
-        f"MACs {history[0]['macs']:,} → {final_macs:,} ({final_macs / history[0]['macs'] - 1:+.2%}); "
+        f"MACs {history[0].macs:,} → {final_macs:,} ({final_macs / history[0].macs - 1:+.2%}); "
         + (
-            f"params {history[0]['params']:,} → {final_params:,}."
+            f"params {history[0].params:,} → {final_params:,}."
             if final_params
             else "params: see the last iteration."
         ),
@@ -258,13 +257,13 @@ def markdown(run: Run) -> str:
     ]
     for r in history:
         lines.append(
-            f"| {r['iteration'] + 1} | {r['macs']:,} | {r['params']:,} | {100 * r['val']['top1']:.2f} | "
-            f"{100 * r['test']['top1']:.2f} | {r['fur_stability']['spearman']:.2f} | "
-            f"{', '.join(short_name(n) for n in r['grown']) or '–'} | "
-            f"{', '.join(short_name(n) for n in r['shrunk']) or '–'} | "
-            f"{r['seconds']['train']:.0f} | {r['seconds']['fur']:.0f} |"
+            f"| {r.iteration + 1} | {r.macs:,} | {r.params:,} | {100 * r.val['top1']:.2f} | "
+            f"{100 * r.test['top1']:.2f} | {r.fur_stability['spearman']:.2f} | "
+            f"{', '.join(short_name(n) for n in r.grown) or '–'} | "
+            f"{', '.join(short_name(n) for n in r.shrunk) or '–'} | "
+            f"{r.seconds['train']:.0f} | {r.seconds['fur']:.0f} |"
         )
-    totals = {phase: sum(r["seconds"][phase] for r in history) for phase in ("train", "fur", "adjust")}
+    totals = {phase: sum(r.seconds[phase] for r in history) for phase in ("train", "fur", "adjust")}
     lines += [
         "",
         f"Time: training {totals['train']:.0f} s, FUR {totals['fur']:.0f} s, adjust and rescale "

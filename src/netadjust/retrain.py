@@ -10,13 +10,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import DataConfig, ModelSpec, Recipe, Widths
 from .cost import model_cost
+from .data import PreparedData, model_spec_for, prepare_data
 from .errors import UserError
 from .export import check_onnx_available, save_onnx, save_weights
-from .search import DataConfig, PreparedData, model_spec_for, prepare_data, provenance, train_candidate
-from .spaces import ModelSpec, Widths, base_widths, check_widths
+from .rundir import provenance
+from .spaces import base_widths, check_widths
 from .store import check_writable, write_json
-from .train import Recipe, evaluate, resolve_device
+from .train import evaluate, resolve_device, train_network
 
 
 def train_on_full(
@@ -30,7 +32,7 @@ def train_on_full(
 ) -> tuple[nn.Module, dict]:
     """Fit ``widths`` on ``data.train`` and evaluate on ``data.test``; the result record."""
     start = time.perf_counter()
-    model, fit_log = train_candidate(spec, widths, data, recipe, seed, device, label)
+    model, fit_log = train_network(spec, widths, data, recipe, seed=seed, label=label)
     cost = model_cost(spec, widths)
     return model, {
         "space": spec.space,

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .channel_drop import keyed_uniform
+from .config import CURVATURES
 
-CURVATURES = ("exact", "sampled", "empirical")
 _LABEL_STREAM = 1 << 20  # keys the label draws apart from every width's masks
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,12 +21,16 @@ def write_json(path: Path, value) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda file: file.write(text.encode()))
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    write_through_path(path, lambda temporary: temporary.write_bytes(data))
 
 
 def save_torch(path: Path, value) -> None:
     """``torch.save`` with the same guarantee as ``write_json``."""
-    _write_atomic(path, lambda file: torch.save(value, file))
+    write_through_path(path, lambda temporary: torch.save(value, temporary))
 
 
 @contextlib.contextmanager
@@ -39,16 +44,19 @@ def _signals_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Write to a temporary file beside ``path``, fsync it, rename it over ``path``."""
+def write_through_path(path: Path, write: Callable[[Path], None], hold_signals: bool = True) -> None:
+    """The one way files are written: ``write`` fills a temporary file beside ``path``, which
+    is fsynced and renamed over ``path``, so a crash leaves the old file or the new one;
+    SIGINT and SIGTERM wait until it is done (unless not ``hold_signals``: a download of
+    minutes stays interruptible). The file follows the umask, as any other."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _signals_deferred():
+    with _signals_deferred() if hold_signals else contextlib.nullcontext():
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
         try:
-            with os.fdopen(handle, "wb") as file:
-                write(file)
-                file.flush()
-                os.chmod(file.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600: follow the umask
+            write(Path(temporary))
+            with open(temporary, "rb+") as file:
+                os.chmod(file.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600
                 os.fsync(file.fileno())
             os.replace(temporary, path)
         except BaseException:

@@ -11,7 +11,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,62 +19,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .channel_drop import ChannelDrop, regulariser_rates
-from .data import DatasetInfo, ImageData, Normalize, batches, training_batches
+from .config import Recipe
+from .data import DatasetInfo, ImageData, Normalize, PreparedData, batches, training_batches
 from .distributed import SINGLE, Processes, generator, sync_batch_norm
 from .errors import UserError
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Training hyper-parameters; defaults are the reference CIFAR recipe but for epochs."""
-
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.15  # peak learning rate at this batch size
-    lr_min: float = 1e-3  # the cosine schedule ends here
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs
-    label_smoothing: float = 0.0
-    drop_rate: float = 0.05  # channel-dropout regulariser at the last epoch and deepest width
-    drop_depth_ramp: bool = True  # the regulariser's rate grows with depth (the reference's --layerd)
-    precision: str = "auto"  # autocast: bf16 where supported, else fp16 on CUDA; or bf16/fp16/fp32
-    channels_last: bool = True  # NHWC memory format: faster convolutions on CPU (oneDNN) and GPU
-    compile: bool = False  # torch.compile the model (no gain measured on this 2-core CPU)
-    augment: bool = True  # the dataset's random crop and flip
-    sync_bn: bool = False  # with several processes: batch statistics over the global batch
-
-    def validate(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"--epochs is {self.epochs}; give at least 1"),
-            (self.batch_size >= 1, f"--batch-size is {self.batch_size}; give at least 1"),
-            (0 < self.lr < 100, f"--lr is {self.lr}; give a learning rate in (0, 100)"),
-            (0 <= self.lr_min <= self.lr, f"--lr-min is {self.lr_min}; give a value in [0, lr]"),
-            (0 <= self.momentum < 1, f"--momentum is {self.momentum}; give a value in [0, 1)"),
-            (
-                0 <= self.weight_decay < 1,
-                f"--weight-decay is {self.weight_decay}; give a value in [0, 1)",
-            ),
-            (
-                0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
-                f"--warmup-epochs is {self.warmup_epochs}; give a value in [0, epochs)",
-            ),
-            (
-                0 <= self.label_smoothing < 1,
-                f"--label-smoothing is {self.label_smoothing}; give a value in [0, 1)",
-            ),
-            (
-                0 <= self.drop_rate < 1,
-                f"--train-drop-rate is {self.drop_rate}; give a value in [0, 1)",
-            ),
-            (self.precision in PRECISIONS, f"--precision is {self.precision!r}; choose one of {PRECISIONS}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
-
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+from .spaces import ModelSpec, Widths, build
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -139,6 +87,16 @@ def epoch_line(label: str, record: dict, epochs: int, images_per_second: float, 
 
 class NonFiniteLoss(UserError):
     """Training diverged; the message suggests a smaller learning rate."""
+
+
+def train_network(
+    spec: ModelSpec, widths: Widths, data: PreparedData, recipe: Recipe, *, seed: int, **fit_options
+) -> tuple[nn.Module, dict]:
+    """Build ``widths`` with weights seeded by ``seed`` on the data's device and ``fit`` it on
+    ``data.train``; the model and the fit's log. ``fit_options``: those of ``fit``."""
+    torch.manual_seed(seed)
+    model = build(spec, widths).to(data.train.device)
+    return model, fit(model, data.train, data.info, recipe, seed=seed, **fit_options)
 
 
 def fit(

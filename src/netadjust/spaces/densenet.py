@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ChainedModel, ModelSpec, SearchSpace, Widths, register
+from .registry import ChainedModel, ModelSpec, SearchSpace, Widths, register
 from .resnet_cifar import scaled
 
 BLOCKS, LAYERS, GROWTH, STEM = 3, 12, 12, 16

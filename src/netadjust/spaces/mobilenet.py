@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from . import ChannelTap, ModelSpec, SearchSpace, StagedModel, Widths, register
+from .registry import ChannelTap, ModelSpec, SearchSpace, StagedModel, Widths, register
 from .resnet_cifar import scaled
 
 STEM, LAST = 32, 1280

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ModelSpec, SearchSpace, StagedModel, Widths, register, register_family
+from .registry import ModelSpec, SearchSpace, StagedModel, Widths, register, register_family
 from .resnet_cifar import (
     BasicBlock,
     Head,

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from . import ModelSpec, SearchSpace, StagedModel, Widths, register, register_family
+from .registry import ModelSpec, SearchSpace, StagedModel, Widths, register, register_family
 
 STAGE_WIDTHS = (16, 32, 64)
 PADDING_MODES = ("max", "local")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ModelSpec, SearchSpace, StagedModel, Widths, register
+from .registry import ModelSpec, SearchSpace, StagedModel, Widths, register
 from .resnet_cifar import BasicBlock, Head, Sources, add_stages, checked_padding, scaled
 
 STAGE_WIDTHS = (64, 128, 256, 512)

@@ -7,16 +7,14 @@ failed or corrupt download leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import CIFAR_LAYOUT, DEFAULT_DATA_DIRS, IDX_FILES, dataset_info, find_idx
-from .errors import UserError
-from .store import user_path
+from ..errors import UserError
+from ..store import user_path, write_through_path
+from .datasets import CIFAR_LAYOUT, DEFAULT_DATA_DIRS, IDX_FILES, dataset_info, find_idx
 
 
 @dataclass(frozen=True)
@@ -75,13 +73,10 @@ def fetch(files: list[RemoteFile], base_url: str, directory: Path, timeout: floa
         if target.is_file():
             continue
         url = base_url.rstrip("/") + "/" + remote.name
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{remote.name}.", suffix=".part")
-        try:
+
+        def download(temporary: Path, url=url, remote=remote) -> None:
             digest = hashlib.md5()
-            with (
-                os.fdopen(handle, "wb") as file,
-                urllib.request.urlopen(url, timeout=timeout) as response,
-            ):
+            with temporary.open("wb") as file, urllib.request.urlopen(url, timeout=timeout) as response:
                 while chunk := response.read(1 << 20):
                     digest.update(chunk)
                     file.write(chunk)
@@ -90,12 +85,12 @@ def fetch(files: list[RemoteFile], base_url: str, directory: Path, timeout: floa
                     f"{url}: MD5 {digest.hexdigest()} differs from the published {remote.md5}; "
                     "the download is corrupt or not the official file, try again or another --mirror"
                 )
-            os.replace(temporary, target)
+
+        try:
+            write_through_path(target, download, hold_signals=False)
             written.append(target)
         except (urllib.error.URLError, OSError) as error:
             raise UserError(f"cannot download {url} ({error}); check the network or --mirror") from None
-        finally:
-            Path(temporary).unlink(missing_ok=True)
     return written
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import UserError
+from ..errors import UserError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
 CROP_FRACTION = 0.875  # evaluation: centre crop of this share of the resized short side

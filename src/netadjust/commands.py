@@ -1,0 +1,314 @@
+"""What each subcommand of ``netadjust`` does with its parsed flags: build the typed
+configuration, call the API or one library function, print the outcome."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+import time
+
+from . import api
+from .config import (
+    DataConfig,
+    ModelSpec,
+    Recipe,
+    SearchConfig,
+    as_settings,
+    configured,
+    from_record,
+    known_settings,
+)
+from .cost import model_cost
+from .distributed import launch, launched_by_torchrun, local_device, start
+from .distributed import stop as stop_processes
+from .errors import UserError
+from .export import build_call
+from .presets import TRAINING, final_training
+from .rundir import config_from_settings, read_run, read_run_settings
+from .spaces import base_widths, get_space, space_names
+from .store import user_path
+from .train import default_device
+from .wording import after_bar, one_line, plural
+
+
+def given(args: argparse.Namespace, cls: type) -> dict:
+    """The settings of ``cls`` that flags gave, by name."""
+    return {
+        name: getattr(args, name) for name in known_settings(cls) if getattr(args, name, None) is not None
+    }
+
+
+def download_if_asked(args: argparse.Namespace, data: DataConfig) -> None:
+    if getattr(args, "download", False):
+        from .data.download import ensure_downloaded
+
+        ensure_downloaded(data.dataset, data.data_dir, args.mirror)
+
+
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so that the search unwinds cleanly."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def search_config(args: argparse.Namespace) -> SearchConfig:
+    """The search settings from flags, the preset and a widths file."""
+    return api.search_config(args.preset, widths=args.widths, **given(args, SearchConfig))
+
+
+def command_search(args: argparse.Namespace) -> int:
+    config = api.resumed_config(args.resume) if args.resume else None
+    if args.dry_run:
+        print(json.dumps(api.dry_run(config or search_config(args), args.nproc or 1), indent=1))
+        return 0
+    if args.nproc is not None and not launched_by_torchrun():
+        if args.nproc < 1:
+            raise UserError(f"--nproc is {args.nproc}; give at least 1")
+        (config or search_config(args)).validate()  # bad input refused here, before any process starts
+        return launch(args.nproc, without_flag(args.argv, "--nproc"))
+    if args.dist_timeout <= 0:
+        raise UserError(f"--dist-timeout is {args.dist_timeout}; give a positive number of seconds")
+    processes = start(args.dist_timeout)
+    if args.resume:  # rank 0 reads the run directory: other machines need not see it
+        out = user_path(args.resume)
+        config = config_from_settings(processes.agree(lambda: read_run_settings(out)), str(out))
+        if args.device:
+            config = dataclasses.replace(config, device=args.device)
+    else:
+        config = search_config(args)
+        download_if_asked(args, config.data)
+        out = user_path(config.out)
+    config = dataclasses.replace(config, device=local_device(config.device, processes))
+    nproc_flag = f" --nproc {processes.world_size}" if processes.world_size > 1 else ""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    finished = False
+    try:
+        api.run(config, force=args.force, tensorboard=args.tensorboard, processes=processes)
+        finished = True
+    except (KeyboardInterrupt, Terminated) as stop:
+        if processes.is_main:
+            print(
+                f"{after_bar()}netadjust: interrupted; {out} keeps the last checkpoint, continue with: "
+                f"netadjust search --resume {out}{nproc_flag}",
+                file=sys.stderr,
+            )
+        return 143 if isinstance(stop, Terminated) else 130
+    except RuntimeError as error:
+        if processes.world_size == 1:
+            raise
+        # a peer process died or hung: collective operations fail (gloo) or time out
+        reason = one_line(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        print(
+            f"netadjust: error: process {processes.rank} lost contact with the others ({reason[:200]}); "
+            f"{out} keeps the last checkpoint, continue with: netadjust search --resume {out}{nproc_flag}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        stop_processes(clean=finished)
+        # a SIGTERM from here on (the launcher stopping a survivor that is already exiting)
+        # ends the process as by default, not with a traceback from an exit handler
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return 0
+
+
+def without_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` less ``flag VALUE`` / ``flag=VALUE``."""
+    result, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == flag:
+            skip = True
+        elif not token.startswith(flag + "="):
+            result.append(token)
+    return result
+
+
+def recipe(args: argparse.Namespace, defaults: dict) -> Recipe:
+    """The training recipe: flags, then ``defaults`` (by flag name), then the reference's."""
+    return configured(Recipe, {**defaults, **given(args, Recipe)})
+
+
+def run_defaults(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
+    """When ``--widths`` is a search's ``final.json``: that search's recipe and its dataset
+    (every image of it, not the search's limits) as defaults, and its run directory."""
+    path = user_path(args.widths) if args.widths else None
+    if path is None or path.name != "final.json" or not (path.parent / "config.json").exists():
+        return {}, {}, None
+    settings = read_run_settings(path.parent)
+    run_recipe = as_settings(from_record(Recipe, settings["recipe"]))
+    data = {key: settings["data"].get(key) for key in ("dataset", "data_dir")}
+    return {key: run_recipe[key] for key in TRAINING}, data, str(path.parent)
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from .retrain import train_and_test
+
+    widths, recorded = api.read_widths(args.widths)
+    run_recipe, run_data, run_dir = run_defaults(args)
+    data = configured(DataConfig, {**run_data, **given(args, DataConfig)})
+    download_if_asked(args, data)
+    spec = configured(ModelSpec, {**recorded, **given(args, ModelSpec)})
+    if args.preset:
+        training, source = recipe(args, final_training(args.preset, data.dataset)), f"preset {args.preset}"
+    elif run_dir:
+        training, source = recipe(args, run_recipe), f"the recipe of the search in {run_dir}"
+    else:
+        training, source = recipe(args, {}), "the reference's CIFAR final training"
+    get_space(spec.space)
+    out = user_path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json"))
+    print(
+        f"train: {spec.space} (width multiplier {spec.width_mult}, "
+        f"{'widths of ' + args.widths if args.widths else 'base widths'}) on {data.dataset}, "
+        f"{plural(training.epochs, 'epoch')}, lr {training.lr}, batch {training.batch_size} ({source}, "
+        f"flags overriding); result to {out}",
+        flush=True,
+    )
+    seed = 0 if args.seed is None else args.seed
+    result = train_and_test(
+        spec,
+        widths,
+        data,
+        training,
+        seed=seed,
+        device=args.device or default_device(),
+        out=out,
+        onnx=args.onnx,
+    )
+    test = result["test"]
+    written = ", ".join(result[key] for key in ("path", "weights", "onnx") if key in result)
+    print(
+        f"test top-1 {100 * test['top1']:.2f}% top-5 {100 * test['top5']:.2f}% loss {test['loss']:.4f} "
+        f"({result['macs']:,} MACs, {result['params']:,} params); wrote {written}"
+    )
+    return 0
+
+
+def command_cost(args: argparse.Namespace) -> int:
+    widths, recorded = api.read_widths(args.widths)
+    recorded = {key: value for key, value in recorded.items() if key in ("width_mult", "padding")}
+    settings = {**recorded, **given(args, ModelSpec)}
+    settings.pop("space", None)
+    report = api.cost(
+        args.space,
+        widths,
+        num_classes=args.num_classes,
+        in_channels=args.in_channels,
+        image_size=args.image_size,
+        budget=args.budget or "macs",
+        **settings,
+    )
+    if args.json:
+        printed = dataclasses.asdict(report)
+        if args.budget:
+            printed["budget"] = {"measure": args.budget, "value": printed[args.budget]}
+        print(json.dumps(printed))
+    else:
+        print(
+            f"{report.space}: {report.macs:,} MACs, {report.params:,} params "
+            f"({args.in_channels}x{args.image_size}x{args.image_size} input, {args.num_classes} classes)"
+        )
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    for path in write_report(args.run_dir):
+        print(path)
+    run = read_run(args.run_dir)
+    if run.final is not None:
+        final = str(user_path(args.run_dir) / "final.json")
+        print(f"rebuild it in Python with: {build_call(run.final.model, final)}")
+    return 0
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_run
+
+    overrides = given(args, Recipe)
+    if args.preset:
+        overrides = {**final_training(args.preset, read_run(args.run_dir).config.data.dataset), **overrides}
+    try:
+        compare_run(
+            args.run_dir,
+            seeds=args.seeds,
+            first_seed=args.seed,
+            recipe_overrides=overrides,
+            data_overrides=given(args, DataConfig),
+            device=args.device,
+            force=args.force,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"{after_bar()}netadjust: interrupted; the networks trained so far are kept in "
+            f"{args.run_dir}/compare: run the same command again to continue",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+def command_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    written = export_run(
+        user_path(args.run_dir),
+        user_path(args.out),
+        user_path(args.weights) if args.weights else None,
+        args.onnx,
+    )
+    for path in written:
+        print(path)
+    print(f"rebuild it in Python with: {build_call(read_run(args.run_dir).final.model, str(written[0]))}")
+    if len(written) == 1:
+        print(
+            f"no trained network of these widths was found; `netadjust compare {args.run_dir}` trains "
+            "one (or pass a `netadjust train` .safetensors with --weights)"
+        )
+    return 0
+
+
+def command_spaces(args: argparse.Namespace) -> int:
+    rows = []
+    for name in space_names():
+        spec = ModelSpec(space=name, num_classes=10, in_channels=3, image_size=32)
+        cost = model_cost(spec)
+        rows.append(
+            {
+                "space": name,
+                "macs": cost.macs,
+                "params": cost.params,
+                "widths": len(base_widths(spec)),
+                "description": get_space(name).description,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print("base costs for 3x32x32 input, 10 classes:")
+        column = max(len(row["space"]) for row in rows)
+        for row in rows:
+            print(
+                f"  {row['space']:<{column}} {row['macs']:>13,} MACs {row['params']:>11,} params  "
+                f"{row['description']}"
+            )
+    return 0
+
+
+COMMANDS = {
+    "search": command_search,
+    "train": command_train,
+    "cost": command_cost,
+    "spaces": command_spaces,
+    "report": command_report,
+    "compare": command_compare,
+    "export": command_export,
+}

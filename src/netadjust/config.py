@@ -1,0 +1,310 @@
+"""Every setting of netadjust, as typed dataclasses: the one source of defaults, help texts
+and validation. The command line's flags are generated from these fields (``flags``), the
+presets are partial overrides of them (``presets.py``), and ``configured`` builds a
+configuration from defaults, a preset and the values a user gave.
+
+The defaults are the reference's CIFAR search and final training (danczs/
+NetworkAdjustment), except for what the project changed on purpose: Fashion-MNIST, which
+needs no download, and FUR's control variate (docs/fur-noise.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UserError
+
+Widths = dict[str, int]
+BUDGET_TOLERANCE = 0.01  # a rescaled network's cost lies within 1% of the budget (the reference's)
+
+BUDGETS = ("macs", "params")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+FUR_METHODS = ("auto", "fast", "reference", "second-order")
+CURVATURES = ("exact", "sampled", "empirical")
+
+
+def setting(default: Any, help: str, *, flag: str | None = None, kind: type | None = None, choices=None):
+    """A field the user sets: ``flag`` (default: ``--`` and the field's name with dashes),
+    ``kind`` where the default is None, ``help`` without the default (flags add it)."""
+    metadata = {"help": help, "flag": flag, "kind": kind or type(default), "choices": choices}
+    return field(default=default, metadata=metadata)
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything besides the widths that decides the architecture and its cost."""
+
+    space: str = setting("resnet20", "search space, e.g. resnet20 (see `netadjust spaces`)")
+    num_classes: int = 10  # from the dataset
+    in_channels: int = 3  # from the dataset
+    image_size: int = 32  # square inputs, pixels per side; from the dataset
+    width_mult: float = setting(1.0, "scale of the base widths and the (unsearched) stem")
+    padding: str = setting(
+        "max", "residual shortcut mode when widths differ (CIFAR ResNets)", choices=("max", "local")
+    )
+
+    def __post_init__(self) -> None:
+        check(0 < self.width_mult <= 64, f"--width-mult is {self.width_mult}; give a value in (0, 64]")
+        check(self.padding in ("max", "local"), f"--padding is {self.padding!r}; choose max or local")
+        for name in ("num_classes", "in_channels", "image_size"):
+            value = getattr(self, name)
+            check(value >= 1, f"--{name.replace('_', '-')} is {value}; give at least 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = setting(
+        "fashion-mnist",
+        "fashion-mnist, mnist, cifar10, cifar100, or imagenet: any folder with train/ and val/, "
+        "one sub-folder of images per class",
+    )
+    data_dir: str | None = setting(
+        None, "folder with the dataset's files (default: the dataset's own)", kind=str
+    )
+    val_fraction: float = setting(0.1, "share of the training set held out for FUR")
+    train_limit: int | None = setting(None, "use only the first N training images", kind=int)
+    val_limit: int | None = setting(None, "use only the first N validation images", kind=int)
+    test_limit: int | None = setting(None, "use only the first N test images", kind=int)
+    image_size: int | None = setting(None, "imagenet: side of the training and test crops (224)", kind=int)
+    workers: int | None = setting(
+        None,
+        "imagenet: processes decoding images (0: the main one; default: by the cores per process)",
+        kind=int,
+    )
+
+    def validate(self) -> None:
+        check(self.workers is None or self.workers >= 0, f"--workers is {self.workers}; give 0 or more")
+        check(0 < self.val_fraction < 1, f"--val-fraction is {self.val_fraction}; give a value in (0, 1)")
+        for name in ("train_limit", "val_limit", "test_limit"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"--{name.replace('_', '-')} is {value}; give at least 1")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training hyper-parameters: the reference's CIFAR recipe."""
+
+    epochs: int = setting(200, "training epochs")
+    batch_size: int = setting(128, "images per step, per process")
+    lr: float = setting(0.15, "peak learning rate at this batch size")
+    lr_min: float = setting(1e-3, "final learning rate of the cosine")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(3e-4, "SGD weight decay")
+    warmup_epochs: float = setting(0.0, "linear warm-up from 0 over this many epochs")
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy")
+    drop_rate: float = setting(
+        0.05,
+        "channel-dropout regulariser at the last epoch and deepest layer (0: off)",
+        flag="--train-drop-rate",
+    )
+    drop_depth_ramp: bool = setting(
+        True,
+        "the regulariser's rate grows with depth, (i+1)/L for width i (the reference's ImageNet search: off)",
+    )
+    precision: str = setting(
+        "auto", "autocast precision (auto: bf16 where the device has it)", choices=PRECISIONS
+    )
+    channels_last: bool = setting(True, "train in NHWC memory format")
+    compile: bool = setting(False, "torch.compile the model for training (no gain measured on a 2-core CPU)")
+    augment: bool = setting(True, "the dataset's random crop and flip")
+    sync_bn: bool = setting(False, "with several processes: batch-norm statistics over the global batch")
+
+    def validate(self) -> None:
+        e = self
+        check(e.epochs >= 1, f"--epochs is {e.epochs}; give at least 1")
+        check(e.batch_size >= 1, f"--batch-size is {e.batch_size}; give at least 1")
+        check(0 < e.lr < 100, f"--lr is {e.lr}; give a learning rate in (0, 100)")
+        check(0 <= e.lr_min <= e.lr, f"--lr-min is {e.lr_min}; give a value in [0, lr]")
+        check(0 <= e.momentum < 1, f"--momentum is {e.momentum}; give a value in [0, 1)")
+        check(0 <= e.weight_decay < 1, f"--weight-decay is {e.weight_decay}; give a value in [0, 1)")
+        check(
+            0 <= e.warmup_epochs < e.epochs or e.warmup_epochs == 0,
+            f"--warmup-epochs is {e.warmup_epochs}; give a value in [0, epochs)",
+        )
+        check(0 <= e.label_smoothing < 1, f"--label-smoothing is {e.label_smoothing}; give a value in [0, 1)")
+        check(0 <= e.drop_rate < 1, f"--train-drop-rate is {e.drop_rate}; give a value in [0, 1)")
+        check(e.precision in PRECISIONS, f"--precision is {e.precision!r}; choose one of {PRECISIONS}")
+
+
+@dataclass(frozen=True)
+class FurConfig:
+    base_rate: float = setting(
+        0.05, "p0, FUR's drop rate of the width of mean sensitivity", flag="--drop-rate"
+    )
+    repeats: int = setting(5, "T, masks per width in FUR")
+    max_rate: float = setting(0.9, "FUR drop rates are clipped here", flag="--max-drop-rate")
+    method: str = setting(
+        "auto",
+        "auto: the fast path where the space exposes its blocks; second-order: no masks, the "
+        "expected loss rise from the loss curvature (docs/fur-noise.md)",
+        flag="--fur-method",
+        choices=FUR_METHODS,
+    )
+    curvature: str = setting(
+        "exact",
+        "second-order FUR's curvature: exact (one backward pass per class), sampled (--repeats "
+        "label draws from the model), empirical (the true labels)",
+        flag="--fur-curvature",
+        choices=CURVATURES,
+    )
+    control_variate: bool = setting(
+        True,
+        "Monte Carlo FUR less each mask's first-order loss change, whose mean is 0: the same "
+        "quantity with less mask noise, for one backward pass per batch (docs/fur-noise.md)",
+        flag="--fur-control-variate",
+    )
+    bf16: bool | None = setting(
+        None,
+        "estimate FUR under bf16 autocast (default: where the device has native bf16; "
+        "bench/fur_bf16_ranking.py: rank correlation with fp32 FUR 0.988-1.000 on 8 networks)",
+        flag="--fur-bf16",
+        kind=bool,
+    )
+
+    def validate(self) -> None:
+        check(0 < self.base_rate < 1, f"--drop-rate is {self.base_rate}; give a value in (0, 1)")
+        check(self.repeats >= 1, f"--repeats is {self.repeats}; give at least 1")
+        check(
+            self.base_rate <= self.max_rate < 1,
+            f"--max-drop-rate is {self.max_rate}; give a value in [drop rate, 1)",
+        )
+        check(
+            self.method in FUR_METHODS,
+            f"--fur-method is {self.method!r}; choose one of {', '.join(FUR_METHODS)}",
+        )
+        check(
+            self.curvature in CURVATURES,
+            f"--fur-curvature is {self.curvature!r}; choose one of {', '.join(CURVATURES)}",
+        )
+
+
+@dataclass(frozen=True)
+class AdjustRule:
+    k0: float = setting(6.0, "widths grown and shrunk at iteration 0", flag="--k")
+    k_decay: float = setting(0.5, "k falls by this per iteration")
+    rate: float = setting(
+        0.15, "a, share of the initial width a grown or shrunk width moves", flag="--adjust-rate"
+    )
+    rate_decay: float = setting(0.01, "d, a falls by this per rank in FUR order", flag="--adjust-rate-decay")
+    min_width: int = setting(4, "no width falls below this")
+    round_to: int = setting(
+        1, "every width the search makes is a multiple of N (fast kernels favour 8 or 16; 1: the paper's)"
+    )
+
+    def validate(self, num_widths: int) -> None:
+        check(
+            0 <= self.k0 and 2 * round(self.k0) <= num_widths,
+            f"--k is {self.k0}; with {num_widths} widths it must lie in [0, {num_widths // 2}] "
+            "so that the grown and shrunk groups do not overlap",
+        )
+        check(self.k_decay >= 0, f"--k-decay is {self.k_decay}; give a value >= 0")
+        check(0 <= self.rate < 1, f"--adjust-rate is {self.rate}; give a value in [0, 1)")
+        check(self.rate_decay >= 0, f"--adjust-rate-decay is {self.rate_decay}; give a value >= 0")
+        check(self.min_width >= 1, f"--min-width is {self.min_width}; give at least 1")
+        check(self.round_to >= 1, f"--round-to is {self.round_to}; give at least 1 (1: any width)")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataConfig = field(default_factory=DataConfig)
+    recipe: Recipe = field(default_factory=Recipe)
+    fur: FurConfig = field(default_factory=FurConfig)
+    rule: AdjustRule = field(default_factory=AdjustRule)
+    iterations: int = setting(10, "train-FUR-adjust rounds")
+    budget: str = setting("macs", "the cost held constant: MACs (the paper's) or parameters", choices=BUDGETS)
+    initial_widths: Widths | None = None  # None: the space's base widths (--widths reads a file)
+    seed: int = setting(0, "seed of weights, data order, augmentation and masks")
+    device: str = setting("cpu", "cpu, cuda or cuda:N (the command line's default: cuda if present)")
+    out: str = setting("runs/search", "run directory (the command line's default: runs/search-<time>)")
+
+    def validate(self) -> None:
+        """The checks that need no data, no model and no run directory."""
+        self.recipe.validate()
+        self.fur.validate()
+        self.data.validate()
+        check(self.iterations >= 1, f"--iterations is {self.iterations}; give at least 1")
+        check(self.budget in BUDGETS, f"--budget is {self.budget!r}; choose one of {', '.join(BUDGETS)}")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One field of a configuration as the command line sees it."""
+
+    name: str  # the flag, e.g. "--train-drop-rate"
+    dest: str  # its name in a preset or an API call, e.g. "train_drop_rate"
+    path: tuple[str, ...]  # the fields leading to it from the configuration class
+    field: dataclasses.Field
+
+    @property
+    def default(self) -> Any:
+        return self.field.default
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def flags(cls: type, nested: bool = True) -> Iterator[Flag]:
+    """The settings of ``cls`` that have a flag, those of nested configurations included
+    unless not ``nested``, in order."""
+    for f in dataclasses.fields(cls):
+        if isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
+            for inner in flags(f.default_factory) if nested else ():
+                yield dataclasses.replace(inner, path=(f.name, *inner.path))
+        elif "help" in f.metadata:
+            yield Flag(flag_name(f), flag_name(f)[2:].replace("-", "_"), (f.name,), f)
+
+
+def configured(cls: type, values: Mapping[str, Any]):
+    """A ``cls``, nested configurations included, whose settings named in ``values`` (by
+    their flag's dest) take those values unless None; the others keep their defaults."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
+            kwargs[f.name] = configured(f.default_factory, values)
+        elif "help" in f.metadata:
+            dest = flag_name(f)[2:].replace("-", "_")
+            if values.get(dest) is not None:
+                kwargs[f.name] = values[dest]
+    return cls(**kwargs)
+
+
+def as_settings(config) -> dict[str, Any]:
+    """The inverse of ``configured``: every setting of ``config`` by its flag's dest."""
+    values = {}
+    for flag in flags(type(config)):
+        value = config
+        for name in flag.path:
+            value = getattr(value, name)
+        values[flag.dest] = value
+    return values
+
+
+def known_settings(cls: type) -> set[str]:
+    return {flag.dest for flag in flags(cls)}
+
+
+def from_record(cls: type, record: Mapping[str, Any]):
+    """A ``cls`` from its ``dataclasses.asdict`` (as ``config.json`` holds it); keys a
+    newer version added take their defaults. Unknown keys raise TypeError."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in record:
+            continue
+        value = record[f.name]
+        if isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
+            value = from_record(f.default_factory, value)
+        kwargs[f.name] = value
+    unknown = set(record) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise TypeError(f"unknown settings {sorted(unknown)}")
+    return cls(**kwargs)
