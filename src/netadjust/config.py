@@ -188,7 +188,7 @@ class FurConfig:
 
 @dataclass(frozen=True)
 class AdjustRule:
-    k0: float = setting(6.0, "widths grown and shrunk at iteration 0", flag="--k")
+    k0: float = setting(6, "widths grown and shrunk at iteration 0", flag="--k", kind=float)
     k_decay: float = setting(0.5, "k falls by this per iteration")
     rate: float = setting(
         0.15, "a, share of the initial width a grown or shrunk width moves", flag="--adjust-rate"
