@@ -35,6 +35,9 @@ class Tiny(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+SECOND_ORDER = FurConfig(base_rate=0.3, repeats=1, method="second-order", control_variate=False)
+
+
 def images(n, seed=0):
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=generator)
@@ -130,14 +133,7 @@ def test_second_order_rise_approaches_the_exact_dropout_rise_as_the_loss_becomes
     model = trained_tiny(scale)
     data = images(16)
     x = Normalize(INFO, torch.device("cpu"))(data.images)
-    estimate = estimate_fur(
-        model,
-        data,
-        INFO,
-        {"a": 1.0, "b": 1.0},
-        FurConfig(base_rate=0.3, repeats=1, method="second-order", control_variate=False),
-        seed=0,
-    )
+    estimate = estimate_fur(model, data, INFO, {"a": 1.0, "b": 1.0}, SECOND_ORDER, seed=0)
     exact = exact_dropout_rise(model, x, data.labels, "bn2", 4, 0.3)
     assert estimate.loss_increase["b"] == pytest.approx(exact, rel=tolerance)
 
@@ -151,14 +147,7 @@ def test_a_kink_after_the_site_is_what_second_order_misses():
     model = trained_tiny(0.01)
     data = images(16)
     x = Normalize(INFO, torch.device("cpu"))(data.images)
-    estimate = estimate_fur(
-        model,
-        data,
-        INFO,
-        {"a": 1.0, "b": 1.0},
-        FurConfig(base_rate=0.3, repeats=1, method="second-order", control_variate=False),
-        seed=0,
-    )
+    estimate = estimate_fur(model, data, INFO, {"a": 1.0, "b": 1.0}, SECOND_ORDER, seed=0)
     exact = exact_dropout_rise(model, x, data.labels, "bn1", 3, 0.3)
     assert estimate.loss_increase["a"] > 0 > exact
 
