@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .config import ModelSpec, SearchConfig, Widths, configured, known_settings
-from .cost import model_cost, sensitivities
+from .cost import count, model_cost, sensitivities
 from .distributed import SINGLE, Processes
 from .errors import UserError
 from .export import load_weights
@@ -119,6 +120,56 @@ def search_config(
 def resumed_config(run_dir: str | Path) -> SearchConfig:
     """The configuration a run directory records, to continue its search."""
     return config_from_settings(read_run_settings(user_path(run_dir)), str(run_dir))
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    """What ``netadjust inspect --json`` prints: the widths found in a user's model, each
+    group's layers (name, "in"/"out") and share of the MACs (its f_i over the total)."""
+
+    widths: Widths
+    macs: int
+    params: int
+    groups: list[dict]
+
+
+def inspect_model(
+    model: str,
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: int = 32,
+    model_args: str | None = None,
+) -> InspectReport:
+    """The searchable widths of the model the factory ``model`` (pkg.module:factory or
+    file.py:factory) returns, checked by rebuilding it at other widths (``anymodel``)."""
+    from .anymodel import checked_plan, instantiate, rebuild
+
+    for name, value in (
+        ("--num-classes", num_classes),
+        ("--in-channels", in_channels),
+        ("--image-size", image_size),
+    ):
+        if value < 1:
+            raise UserError(f"{name} is {value}; give at least 1")
+    network = instantiate(model, num_classes, in_channels, model_args)
+    shape = (in_channels, image_size, image_size)
+    plan = checked_plan(network, torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)))
+    total = count(network, shape)
+    groups = []
+    for group in plan.groups:  # share of MACs: f_i = c_i dF/dc_i by a central difference of the count
+        wider, narrower = dict(plan.widths), dict(plan.widths)
+        wider[group.name] += 1
+        narrower[group.name] = max(1, group.width - 1)
+        slope = (
+            count(rebuild(network, plan, wider), shape).macs
+            - count(rebuild(network, plan, narrower), shape).macs
+        )
+        share = group.width * slope / (wider[group.name] - narrower[group.name]) / total.macs
+        order = {name: index for index, (name, _) in enumerate(network.named_modules())}
+        layers = sorted(group.members, key=lambda member: (order[member[0]], member[1]))
+        groups.append({"name": group.name, "width": group.width, "layers": layers, "macs_share": share})
+    return InspectReport(plan.widths, total.macs, total.params, groups)
 
 
 @dataclass

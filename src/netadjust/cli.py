@@ -186,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--budget", choices=["macs", "params"], help="name the budget measure")
     cost.add_argument("--json", action="store_true", help="print one JSON object")
 
+    inspect = commands.add_parser("inspect", help="the searchable widths netadjust finds in your own model")
+    inspect.add_argument(
+        "--model", required=True, help="pkg.module:factory or path/to/file.py:factory returning an nn.Module"
+    )
+    inspect.add_argument("--model-args", help="JSON object of further keyword arguments for the factory")
+    inspect.add_argument(
+        "--num-classes", type=int, default=10, help="passed to the factory if it takes it (default 10)"
+    )
+    inspect.add_argument(
+        "--in-channels", type=int, default=3, help="passed to the factory if it takes it (default 3)"
+    )
+    inspect.add_argument("--image-size", type=int, default=32, help="side of the square input (default 32)")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+
     report = commands.add_parser("report", help="plots and a Markdown summary of a run directory")
     report.add_argument("run_dir", metavar="RUN_DIR", help="a search's run directory (finished or not)")
 

@@ -303,6 +303,27 @@ def command_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_inspect(args: argparse.Namespace) -> int:
+    found = api.inspect_model(
+        args.model,
+        num_classes=args.num_classes,
+        in_channels=args.in_channels,
+        image_size=args.image_size,
+        model_args=args.model_args,
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(found)))
+        return 0
+    widths = plural(len(found.widths), "searchable width")
+    print(f"{args.model}: {found.macs:,} MACs, {found.params:,} params, {widths}")
+    print("per width: its channels, the share of the MACs they take part in (f_i / MACs), its layers")
+    column = max(len(group["name"]) for group in found.groups)
+    for group in found.groups:
+        layers = ", ".join(f"{name} ({side})" for name, side in group["layers"])
+        print(f"  {group['name']:<{column}} {group['width']:>5} {group['macs_share']:7.1%}  {layers}")
+    return 0
+
+
 COMMANDS = {
     "search": command_search,
     "train": command_train,
@@ -311,4 +332,5 @@ COMMANDS = {
     "report": command_report,
     "compare": command_compare,
     "export": command_export,
+    "inspect": command_inspect,
 }

@@ -1,0 +1,279 @@
+"""The widths of a user's own ``nn.Module``: its coupled channels found by Torch-Pruning's
+dependency graph (the optional extra ``netadjust[models]``), and the model rebuilt at other
+widths.
+
+A *group* is a set of channels that must keep one width: a layer's outputs and every input
+that reads them, through residual additions, depthwise convolutions, gates and flattening.
+Each layer's size is then a sum over the groups it touches: a width times how many of the
+layer's channels one channel of the group occupies (1, or a linear layer's block of
+inputs after a flatten), plus what no group owns (the image's channels, the classes).
+Rebuilt layers are new modules with their own initialisation: each iteration trains from
+scratch, so weights are not kept (nor is any custom initialisation of the user's).
+
+Torch-Pruning treats operations it does not know as element-wise (a zero-padded shortcut, a
+channel shuffle). So every plan is checked before use: rebuilt at two seeded random width
+sets, the model must run, give the same output shape, and be found to have exactly those
+widths; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import inspect
+import json
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import Widths
+from .errors import UserError
+
+RESIZABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.GroupNorm)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Channels that share one width: named after the first layer (in module order) whose
+    output they are; ``members`` maps (layer, "in"/"out") to channels per group channel."""
+
+    name: str
+    width: int
+    members: dict[tuple[str, str], int] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    groups: tuple[Group, ...]
+    fixed: dict[tuple[str, str], int]  # channels of each layer side that no group owns
+
+    @property
+    def widths(self) -> Widths:
+        return {group.name: group.width for group in self.groups}
+
+
+def _torch_pruning():
+    try:
+        import torch_pruning
+    except ImportError:
+        raise UserError(
+            "--model needs the package torch-pruning; install it with pip install 'netadjust[models]'"
+        ) from None
+    return torch_pruning
+
+
+def sides(module: nn.Module) -> dict[str, int]:
+    """The channel counts of a resizable layer: its inputs ("in") and outputs ("out")."""
+    if isinstance(module, nn.Conv2d):
+        return {"in": module.in_channels, "out": module.out_channels}
+    if isinstance(module, nn.Linear):
+        return {"in": module.in_features, "out": module.out_features}
+    if isinstance(module, nn.BatchNorm2d):
+        return {"out": module.num_features}
+    return {"out": module.num_channels}  # GroupNorm
+
+
+def discover(model: nn.Module, example: torch.Tensor) -> Plan:
+    """The groups of ``model`` (its output layer's outputs excluded) traced on ``example``."""
+    tp = _torch_pruning()
+    model = model.eval()
+    names = {module: name for name, module in model.named_modules()}
+    order = {name: index for index, name in enumerate(names.values())}
+    with torch.no_grad():
+        output = model(example)
+    if not isinstance(output, torch.Tensor) or output.dim() != 2:
+        raise UserError("the model must return one tensor of logits (N, classes); refusing it")
+    output_layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)][-1:]
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    groups, owned = [], {}
+    for found in graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear]):
+        members: dict[tuple[str, str], int] = {}
+        root_width = len(found[0][1])
+        for dependency, indices in found:
+            module = dependency.target.module
+            if not isinstance(module, RESIZABLE) or module not in names:
+                continue
+            side = "out" if graph.is_out_channel_pruning_fn(dependency.handler) else "in"
+            if len(indices) % root_width:
+                raise UserError(
+                    f"{names[module]}: its {side}put channels are not a whole multiple of a width "
+                    f"({len(indices)} for {root_width}); refusing this model"
+                )
+            members[(names[module], side)] = max(
+                members.get((names[module], side), 0), len(indices) // root_width
+            )
+        producers = sorted((key[0] for key in members if key[1] == "out"), key=order.get)
+        if not producers:
+            continue
+        groups.append(Group(producers[0], root_width, members))
+        for key, per_channel in members.items():
+            owned[key] = owned.get(key, 0) + per_channel * root_width
+    groups.sort(key=lambda group: order[group.name])
+    fixed = {}
+    for module, name in names.items():
+        if isinstance(module, RESIZABLE):
+            for side, size in sides(module).items():
+                if side == "in" and is_depthwise(module):
+                    continue
+                if size - owned.get((name, side), 0) < 0:
+                    raise UserError(f"{name}: its {side}put channels are claimed twice; refusing this model")
+                fixed[(name, side)] = size - owned.get((name, side), 0)
+    return Plan(tuple(groups), fixed)
+
+
+def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:
+    """A copy of ``model`` with its resizable layers sized for ``widths`` (freshly initialised)."""
+    unknown = sorted(set(widths) ^ set(plan.widths))
+    if unknown:
+        raise UserError(f"widths {unknown[:3]} do not match the model's; `netadjust inspect` lists them")
+    sizes = dict(plan.fixed)
+    for group in plan.groups:
+        for key, per_channel in group.members.items():
+            sizes[key] += per_channel * widths[group.name]
+    copied = copy.deepcopy(model).cpu()
+    for name, module in list(copied.named_modules()):
+        if isinstance(module, RESIZABLE):
+            _replace(copied, name, _resized(name, module, sizes.get((name, "in"), 0), sizes[(name, "out")]))
+    return copied
+
+
+def _resized(name: str, module: nn.Module, inputs: int | None, outputs: int) -> nn.Module:
+    if isinstance(module, nn.Linear):
+        return nn.Linear(inputs, outputs, bias=module.bias is not None)
+    if isinstance(module, nn.BatchNorm2d):
+        return nn.BatchNorm2d(outputs, module.eps, module.momentum, module.affine, module.track_running_stats)
+    if isinstance(module, nn.GroupNorm):
+        if outputs % module.num_groups:
+            raise UserError(f"{name}: {outputs} channels do not divide into its {module.num_groups} groups")
+        return nn.GroupNorm(module.num_groups, outputs, module.eps, module.affine)
+    groups = outputs if is_depthwise(module) else module.groups
+    inputs = outputs if is_depthwise(module) else inputs  # its inputs are its outputs' channels
+    if inputs % groups or outputs % groups:
+        raise UserError(f"{name}: {inputs} -> {outputs} channels do not divide into its {groups} groups")
+    return nn.Conv2d(
+        inputs, outputs, module.kernel_size, module.stride, module.padding, module.dilation, groups,
+        module.bias is not None, module.padding_mode,
+    )  # fmt: skip
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and 1 < module.groups == module.in_channels == module.out_channels
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, module)
+
+
+def random_widths(plan: Plan, seed: int) -> Widths:
+    """Seeded widths between half and twice each group's."""
+    rng = random.Random(seed)
+    return {group.name: max(1, round(group.width * rng.uniform(0.5, 2.0))) for group in plan.groups}
+
+
+def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
+    """``discover``, then the check that makes its plan safe to use (see the module's text)."""
+    plan = discover(model, example)
+    if not plan.groups:
+        raise UserError(
+            "no searchable widths found in this model (no convolution or linear layer feeds another)"
+        )
+    with torch.no_grad():
+        shape = model.eval()(example).shape
+    for seed in (0, 1):
+        widths = _rounded(plan, random_widths(plan, seed), model)
+        try:
+            rebuilt = rebuild(model, plan, widths).eval()
+            with torch.no_grad():
+                output = rebuilt(example)
+        except (RuntimeError, ValueError) as error:
+            raise UserError(
+                f"the model does not run at other widths ({_first_line(error)}); refusing it"
+            ) from None
+        if output.shape != shape:
+            raise UserError(
+                f"at other widths the model's output is {tuple(output.shape)}, not {tuple(shape)}"
+            )
+        again = discover(rebuilt, example).widths
+        if again != widths:
+            differing = [name for name in widths if again.get(name) != widths[name]][:3]
+            raise UserError(
+                f"the model rebuilt at other widths is not found again as built (widths {differing}): "
+                "some operation ties channels in a way netadjust cannot follow; refusing it"
+            )
+    return plan
+
+
+def _rounded(plan: Plan, widths: Widths, model: nn.Module) -> Widths:
+    """``widths`` with each width a multiple of the groups of the grouped convs it sets."""
+    modules = dict(model.named_modules())
+    for group in plan.groups:
+        multiple = 1
+        for (name, _), _per in group.members.items():
+            module = modules[name]
+            if isinstance(module, nn.Conv2d) and 1 < module.groups < module.in_channels:
+                multiple = max(multiple, module.groups)
+        widths[group.name] = max(multiple, widths[group.name] // multiple * multiple)
+    return widths
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+
+
+def load_factory(reference: str) -> Callable[..., nn.Module]:
+    """``pkg.module:factory`` or ``path/to/file.py:factory`` as a callable."""
+    where, colon, attribute = reference.rpartition(":")
+    if not colon or not where or not attribute:
+        raise UserError(f"--model {reference!r}: give pkg.module:factory or path/to/file.py:factory")
+    try:
+        if where.endswith(".py"):
+            path = Path(where).expanduser()
+            if not path.is_file():
+                raise UserError(f"--model {reference!r}: {path} does not exist")
+            spec = importlib.util.spec_from_file_location(f"netadjust_user_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ImportError as error:
+        raise UserError(f"--model {reference!r}: cannot import {where} ({error})") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise UserError(f"--model {reference!r}: {where} has no callable {attribute!r}")
+    return factory
+
+
+def instantiate(
+    reference: str, num_classes: int, in_channels: int, arguments: str | None = None
+) -> nn.Module:
+    """The user's model: the factory called with ``num_classes`` and ``in_channels`` where it
+    accepts them, and the keyword arguments of the JSON object ``arguments``."""
+    factory = load_factory(reference)
+    try:
+        extra = json.loads(arguments) if arguments else {}
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"--model-args is not JSON ({error.msg}); give an object such as '{{\"depth\": 50}}'"
+        ) from None
+    if not isinstance(extra, dict):
+        raise UserError("--model-args must be a JSON object of keyword arguments")
+    accepted = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if (name in accepted or takes_any) and name not in extra:
+            extra[name] = value
+    try:
+        model = factory(**extra)
+    except TypeError as error:  # arguments it does not take, or lacks
+        raise UserError(f"--model {reference!r}: calling it with {sorted(extra)} failed ({error})") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"--model {reference!r} returned a {type(model).__name__}, not an nn.Module")
+    return model

@@ -1,0 +1,234 @@
+"""Any model: coupled channels found in models written here (torchvision cannot be imported
+beside the CPU wheel), checked against the same models built natively at other widths."""
+
+import json
+import random
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netadjust.anymodel import checked_plan, discover, rebuild
+from netadjust.cost import count
+from netadjust.errors import UserError
+from netadjust.spaces import ModelSpec, base_widths, build
+
+pytest.importorskip("torch_pruning")
+
+
+class Bottleneck(nn.Module):
+    """ResNet-50's block: 1x1 reduce, 3x3, 1x1 expand; a projection shortcut where the
+    stream's width or stride changes, an identity one otherwise."""
+
+    def __init__(self, inputs, middle, outputs, stride):
+        super().__init__()
+        self.reduce = nn.Sequential(
+            nn.Conv2d(inputs, middle, 1, bias=False), nn.BatchNorm2d(middle), nn.ReLU()
+        )
+        self.spatial = nn.Sequential(
+            nn.Conv2d(middle, middle, 3, stride, 1, bias=False), nn.BatchNorm2d(middle), nn.ReLU()
+        )
+        self.expand = nn.Sequential(nn.Conv2d(middle, outputs, 1, bias=False), nn.BatchNorm2d(outputs))
+        self.shortcut = nn.Identity()
+        if stride != 1 or inputs != outputs:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs)
+            )
+
+    def forward(self, x):
+        return F.relu(self.expand(self.spatial(self.reduce(x))) + self.shortcut(x))
+
+
+class TinyResNet50(nn.Module):
+    """Stem 16; two stages of two bottlenecks each: middles m1, m2, m3, m4, streams s1, s2."""
+
+    def __init__(self, num_classes=10, in_channels=3, stem=16, s1=32, s2=64, m=(8, 8, 16, 16)):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU()
+        )
+        self.blocks = nn.Sequential(
+            Bottleneck(stem, m[0], s1, 1), Bottleneck(s1, m[1], s1, 1),
+            Bottleneck(s1, m[2], s2, 2), Bottleneck(s2, m[3], s2, 1),
+        )  # fmt: skip
+        self.fc = nn.Linear(s2, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels, squeezed):
+        super().__init__()
+        self.down, self.up = nn.Conv2d(channels, squeezed, 1), nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x):
+        return x * F.hardsigmoid(self.up(F.relu(self.down(x.mean((2, 3), keepdim=True)))))
+
+
+class TinyMobileNetV3(nn.Module):
+    """Inverted residuals with hard-swish, depthwise convs and squeeze-excitation."""
+
+    def __init__(self, num_classes=10, in_channels=3, stem=16, expand=48, squeeze=12, out=24):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.Hardswish()
+        )
+        self.expand = nn.Sequential(
+            nn.Conv2d(stem, expand, 1, bias=False), nn.BatchNorm2d(expand), nn.Hardswish()
+        )
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(expand, expand, 3, 1, 1, groups=expand, bias=False),
+            nn.BatchNorm2d(expand),
+            nn.Hardswish(),
+        )
+        self.se = SqueezeExcite(expand, squeeze)
+        self.project = nn.Sequential(nn.Conv2d(expand, out, 1, bias=False), nn.BatchNorm2d(out))
+        self.head = nn.Linear(out, num_classes)
+
+    def forward(self, x):
+        return self.head(self.project(self.se(self.depthwise(self.expand(self.stem(x))))).mean((2, 3)))
+
+
+class TinyVGG(nn.Module):
+    """Convolutions, then a flatten of 2x2 maps into a classifier of two linear layers."""
+
+    def __init__(self, num_classes=10, in_channels=3, c1=16, c2=32, hidden=64):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(4 * c2, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+EXAMPLE = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def native_and_discovered(cls, to_group, natives):
+    """For seeded random constructor widths: the native model's MACs and discovered widths,
+    and the MACs of the base model rebuilt at those widths."""
+    plan = checked_plan(cls(), EXAMPLE)
+    for seed in range(2):
+        rng = random.Random(seed)
+        settings = {name: rng.randint(max(1, value // 2), 2 * value) for name, value in natives.items()}
+        native = cls(**constructor_arguments(settings))
+        widths = to_group(settings)
+        assert discover(native, EXAMPLE).widths == widths
+        assert count(rebuild(cls(), plan, widths), (3, 16, 16)) == count(native, (3, 16, 16))
+
+
+def constructor_arguments(settings):
+    """Flat settings with m0..m3 gathered into the tuple m."""
+    middles = tuple(settings[f"m{i}"] for i in range(4) if f"m{i}" in settings)
+    others = {name: value for name, value in settings.items() if not name.startswith("m")}
+    return {**others, **({"m": middles} if middles else {})}
+
+
+def test_bottlenecks_with_projection_shortcuts():
+    natives = {"stem": 16, "s1": 32, "s2": 64, "m0": 8, "m1": 8, "m2": 16, "m3": 16}
+    plan = checked_plan(TinyResNet50(), EXAMPLE)
+    # stem, one width per stage's stream (tied by the additions) and each block's two middles
+    assert plan.widths == {
+        "stem.0": 16, "blocks.0.reduce.0": 8, "blocks.0.spatial.0": 8, "blocks.0.expand.0": 32,
+        "blocks.1.reduce.0": 8, "blocks.1.spatial.0": 8, "blocks.2.reduce.0": 16, "blocks.2.spatial.0": 16,
+        "blocks.2.expand.0": 64, "blocks.3.reduce.0": 16, "blocks.3.spatial.0": 16,
+    }  # fmt: skip
+
+    def to_group(s):
+        return {
+            "stem.0": s["stem"], "blocks.0.reduce.0": s["m0"], "blocks.0.spatial.0": s["m0"],
+            "blocks.0.expand.0": s["s1"], "blocks.1.reduce.0": s["m1"], "blocks.1.spatial.0": s["m1"],
+            "blocks.2.reduce.0": s["m2"], "blocks.2.spatial.0": s["m2"], "blocks.2.expand.0": s["s2"],
+            "blocks.3.reduce.0": s["m3"], "blocks.3.spatial.0": s["m3"],
+        }  # fmt: skip
+
+    native_and_discovered(TinyResNet50, to_group, natives)
+
+
+def test_depthwise_convs_and_squeeze_excitation():
+    plan = checked_plan(TinyMobileNetV3(), EXAMPLE)
+    # the depthwise conv and the gate share the expanded width; the squeeze is its own
+    assert plan.widths == {"stem.0": 16, "expand.0": 48, "se.down": 12, "project.0": 24}
+
+    def to_group(s):
+        return {"stem.0": s["stem"], "expand.0": s["expand"], "se.down": s["squeeze"], "project.0": s["out"]}
+
+    native_and_discovered(TinyMobileNetV3, to_group, {"stem": 16, "expand": 48, "squeeze": 12, "out": 24})
+
+
+def test_a_flatten_maps_each_channel_to_its_block_of_inputs():
+    plan = checked_plan(TinyVGG(), EXAMPLE)
+    assert plan.widths == {"features.0": 16, "features.4": 32, "classifier.1": 64}
+
+    def to_group(s):
+        return {"features.0": s["c1"], "features.4": s["c2"], "classifier.1": s["hidden"]}
+
+    native_and_discovered(TinyVGG, to_group, {"c1": 16, "c2": 32, "hidden": 64})
+
+
+@pytest.mark.parametrize("space", ["plain20", "mobilenetv2-small", "densenet40"])
+def test_built_in_spaces_are_found_with_their_widths(space):
+    # at uneven widths, the built-in widths are found, and the base model rebuilt at what
+    # was found counts the natively built model's MACs
+    spec = ModelSpec(space, num_classes=10, in_channels=3, image_size=16, width_mult=0.25)
+    base = build(spec)
+    plan = checked_plan(base, EXAMPLE)
+    widths = {name: w + i % 3 for i, (name, w) in enumerate(base_widths(spec).items())}
+    native = build(spec, widths)
+    found = discover(native, EXAMPLE)
+    # every built-in width is among the discovered ones (beside the unsearched stem and head)
+    assert not Counter(widths.values()) - Counter(found.widths.values())
+    assert len(plan.widths) - len(widths) in (1, 2, 3)
+    assert count(rebuild(base, plan, found.widths), (3, 16, 16)) == count(native, (3, 16, 16))
+
+
+def test_a_zero_padded_shortcut_is_refused_not_misread():
+    # our CIFAR ResNets pad the shortcut with zero channels (F.pad), which Torch-Pruning
+    # takes for an element-wise operation: the check must catch it
+    model = build(ModelSpec("resnet20", num_classes=10, in_channels=3, image_size=16, width_mult=0.25))
+    with pytest.raises(UserError, match="refusing it"):
+        checked_plan(model, EXAMPLE)
+
+
+def netadjust(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "netadjust", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_inspect_prints_the_widths_of_a_users_file(tmp_path):
+    source = tmp_path / "mine.py"
+    source.write_text(
+        "from torch import nn\n\n"
+        "def net(num_classes, in_channels, width=8):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, width, 3), nn.BatchNorm2d(width), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))\n"
+    )
+    result = netadjust("inspect", "--model", f"{source}:net", "--model-args", '{"width": 12}', "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["widths"] == {"0": 12}
+    assert found["groups"][0]["layers"] == [["0", "out"], ["1", "out"], ["5", "in"]]
+    assert found["macs"] == 12 * 3 * 9 * 30 * 30 + 12 * 10  # conv at 30x30 outputs, then the classifier
+    text = netadjust("inspect", "--model", f"{source}:net").stdout
+    assert "1 searchable width" in text and "0 (out), 1 (out), 5 (in)" in text
+    for bad, message in (
+        (f"{source}", "give pkg.module:factory"),
+        (f"{tmp_path / 'missing.py'}:net", "does not exist"),
+        (f"{source}:other", "has no callable 'other'"),
+        ("no_such_package.models:net", "cannot import no_such_package.models"),
+    ):
+        refused = netadjust("inspect", "--model", bad)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+    refused = netadjust("inspect", "--model", f"{source}:net", "--model-args", "[1]")
+    assert refused.returncode == 2 and "JSON object" in refused.stderr
