@@ -85,6 +85,39 @@ def test_exact_curvature_is_the_hessian_diagonal_of_the_loss_in_the_multipliers(
         assert sums[name] == pytest.approx(even_odd, rel=1e-4), name
 
 
+def test_a_site_that_tied_blocks_share_gets_one_multiplier_for_all_its_calls():
+    # a MobileNet stage's output width is read through one ChannelTap called by each of
+    # its blocks: the probe must scale every call, as a dropped channel is gone from all
+    from netadjust.spaces import ModelSpec, build
+    from netadjust.spaces.registry import ChannelTap
+
+    torch.manual_seed(0)
+    model = build(
+        ModelSpec("mobilenetv2-small", num_classes=10, in_channels=1, image_size=28, width_mult=0.25)
+    )
+    model.eval()
+    calls = {}
+    taps = {n: s for n, s in model.drop_sites.items() if isinstance(model.get_submodule(s), ChannelTap)}
+    for name, site in taps.items():
+        model.get_submodule(site).register_forward_hook(
+            lambda m, i, o, name=name: calls.update({name: calls.get(name, 0) + 1})
+        )
+    data = images(4)
+    x = Normalize(INFO, torch.device("cpu"))(data.images)
+    model(x)
+    name = max(calls, key=calls.get)
+    assert calls[name] >= 2  # a site called by several blocks
+    with channel_probes(model, model.drop_sites) as probes:
+        loss = F.cross_entropy(model(x), data.labels, reduction="sum")
+        (found,) = torch.autograd.grad(loss, [probes[name]])
+    multipliers = torch.ones_like(found, requires_grad=True)
+    (expected,) = torch.autograd.grad(
+        loss_of_multipliers(model, x, data.labels, taps[name], multipliers), [multipliers]
+    )
+    assert expected.abs().max() > 0
+    assert torch.allclose(found, expected, rtol=1e-3, atol=1e-4 * expected.abs().max().item())
+
+
 def test_sampled_labels_converge_to_the_exact_curvature_and_the_true_labels_are_the_gradient_squared():
     model = trained_tiny()
     data = images(32)

@@ -41,18 +41,21 @@ _LABEL_STREAM = 1 << 20  # keys the label draws apart from every width's masks
 @contextmanager
 def channel_probes(model: nn.Module, sites: Mapping[str, str]) -> Iterator[dict[str, torch.Tensor]]:
     """Multiply each site's output by a ones tensor of shape (N, C) that requires grad; the
-    dict yielded holds, after each forward pass, that pass's probe per width."""
+    dict yielded holds, after each forward pass, that pass's probe per width. A site called
+    several times in one pass (a ``ChannelTap`` that tied blocks share) multiplies every
+    call by the same probe: one multiplier per channel of the width, wherever it is read."""
     probes: dict[str, torch.Tensor] = {}
 
     def hook_for(name: str):
         def probe(module, inputs, output: torch.Tensor) -> torch.Tensor:
-            ones = torch.ones(output.shape[:2], device=output.device, requires_grad=True)
-            probes[name] = ones
-            return output * ones[:, :, None, None].to(output.dtype)
+            if name not in probes:
+                probes[name] = torch.ones(output.shape[:2], device=output.device, requires_grad=True)
+            return output * probes[name][:, :, None, None].to(output.dtype)
 
         return probe
 
-    handles = [
+    handles = [model.register_forward_pre_hook(lambda module, inputs: probes.clear())]  # a new pass
+    handles += [
         model.get_submodule(site).register_forward_hook(hook_for(name)) for name, site in sites.items()
     ]
     try:
