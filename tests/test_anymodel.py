@@ -232,3 +232,89 @@ def test_inspect_prints_the_widths_of_a_users_file(tmp_path):
         assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
     refused = netadjust("inspect", "--model", f"{source}:net", "--model-args", "[1]")
     assert refused.returncode == 2 and "JSON object" in refused.stderr
+
+
+RESIDUAL_NET = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, inputs, outputs, stride):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False), nn.BatchNorm2d(outputs)
+        self.conv2, self.bn2 = nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False), nn.BatchNorm2d(outputs)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or inputs != outputs:
+            projection = nn.Conv2d(inputs, outputs, 1, stride, bias=False)
+            self.shortcut = nn.Sequential(projection, nn.BatchNorm2d(outputs))
+
+    def forward(self, x):
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.shortcut(x))
+
+
+def net(num_classes, in_channels, width=8):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+        Block(width, width, 1), Block(width, 2 * width, 2), Block(2 * width, 4 * width, 2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes),
+    )
+"""
+
+
+def test_masking_a_width_at_its_sites_removes_its_channel_from_every_addend(tmp_path):
+    from netadjust.anymodel import user_model
+    from netadjust.channel_drop import ChannelDrop
+
+    (tmp_path / "residual.py").write_text(RESIDUAL_NET)
+    spec = ModelSpec(model=f"{tmp_path / 'residual.py'}:net", in_channels=3, image_size=16)
+    torch.manual_seed(0)
+    model = user_model(
+        spec, {"0": 8, "3.conv1": 8, "4.conv1": 16, "4.conv2": 16, "5.conv1": 32, "5.conv2": 32}
+    )
+    model.eval()
+    stream = "4.conv2"  # stage 2's stream: the sum of block 4's second norm and its projection's
+    assert model.drop_sites[stream] == ("4.bn2", "4.shortcut.1")
+    for norm in ("4.bn2", "4.shortcut.1"):  # biases that keep every channel of the sum alive
+        model.get_submodule(norm).bias.data.uniform_(0.5, 1.0)
+    block = {}
+    model.get_submodule("4").register_forward_hook(lambda m, i, out: block.update(out=out))
+    with ChannelDrop(model, model.drop_sites, seed=0) as drop:
+        drop.set_rates({stream: 0.5})
+        drop.use_keys(torch.zeros(2, dtype=torch.long), torch.arange(2))
+        dropped = drop.keyed_mask(stream, 16) == 0
+        model(EXAMPLE)
+    channels = block["out"].abs().sum((2, 3))  # (samples, channels) after the block's ReLU
+    assert dropped.any() and (~dropped).any()
+    assert (channels[dropped] == 0).all() and (channels[~dropped] > 0).all()
+
+
+def test_a_search_of_your_own_model_stays_within_the_budget(tmp_path, fashion_dir):
+    (tmp_path / "residual.py").write_text(RESIDUAL_NET)
+    reference = f"{tmp_path / 'residual.py'}:net"
+    out = tmp_path / "run"
+    flags = ["--train-limit", 400, "--val-limit", 100, "--test-limit", 100, "--epochs", 1, "--k", 2]
+    result = netadjust(
+        "search", "--model", reference, "--data-dir", fashion_dir, "--iterations", 1, "--out", out, *flags
+    )
+    assert result.returncode == 0, result.stderr
+    final = json.loads((out / "final.json").read_text())
+    assert final["model"]["model"] == reference and final["model"]["space"] == "model"
+    assert set(final["widths"]) == {"0", "3.conv1", "4.conv1", "4.conv2", "5.conv1", "5.conv2"}
+    assert final["widths"] != final["original_widths"]
+    assert abs(final["macs"] - final["original_macs"]) <= 0.01 * final["macs"]
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history[0]["fur_method"] == "reference" and set(history[0]["fur"]) == set(final["widths"])
+    # a network of it loads only when its reference is named: loading runs the user's code
+    trained = tmp_path / "t.json"
+    limits = ["--epochs", 1, "--train-limit", 100, "--test-limit", 50, "--data-dir", fashion_dir]
+    assert netadjust("train", "--widths", out / "final.json", "--out", trained, *limits).returncode == 0
+    with pytest.raises(UserError, match="model="):
+        netadjust_api_load(trained.with_suffix(".safetensors"))
+    assert isinstance(netadjust_api_load(trained.with_suffix(".safetensors"), model=reference), nn.Module)
+
+
+def netadjust_api_load(path, **options):
+    import netadjust
+
+    return netadjust.load(path, **options)

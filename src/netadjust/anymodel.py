@@ -19,6 +19,7 @@ widths; anything else is refused.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import Widths
+from .config import ModelSpec, Widths
 from .errors import UserError
 
 RESIZABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.GroupNorm)
@@ -46,6 +47,7 @@ class Group:
     name: str
     width: int
     members: dict[tuple[str, str], int] = field(hash=False)
+    sites: tuple[str, ...] = ()  # where its channels are dropped: its norm layers, else its producers
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,9 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         producers = sorted((key[0] for key in members if key[1] == "out"), key=order.get)
         if not producers:
             continue
-        groups.append(Group(producers[0], root_width, members))
+        modules = dict(model.named_modules())
+        norms = tuple(n for n in producers if isinstance(modules[n], nn.BatchNorm2d | nn.GroupNorm))
+        groups.append(Group(producers[0], root_width, members, norms or tuple(producers)))
         for key, per_channel in members.items():
             owned[key] = owned.get(key, 0) + per_channel * root_width
     groups.sort(key=lambda group: order[group.name])
@@ -136,7 +140,7 @@ def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:
     for group in plan.groups:
         for key, per_channel in group.members.items():
             sizes[key] += per_channel * widths[group.name]
-    copied = copy.deepcopy(model).cpu()
+    copied = copy.deepcopy(model).to(torch.empty(()).device)  # the meta device when counting costs
     for name, module in list(copied.named_modules()):
         if isinstance(module, RESIZABLE):
             _replace(copied, name, _resized(name, module, sizes.get((name, "in"), 0), sizes[(name, "out")]))
@@ -169,6 +173,27 @@ def is_depthwise(module: nn.Module) -> bool:
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, leaf, module)
+
+
+@functools.lru_cache(maxsize=8)
+def user_plan(spec: ModelSpec) -> tuple[nn.Module, Plan]:
+    """The user's model of ``spec`` (at its own widths, on the CPU) and its checked plan."""
+    with torch.device("cpu"):
+        model = instantiate(spec.model, spec.num_classes, spec.in_channels, spec.model_args)
+        example = torch.randn(
+            2, spec.in_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)
+        )
+        return model, checked_plan(model, example)
+
+
+def user_model(spec: ModelSpec, widths: Widths) -> nn.Module:
+    """The user's model rebuilt at ``widths``, with the drop sites of its widths."""
+    model, plan = user_plan(spec)
+    rebuilt = rebuild(model, plan, widths)
+    rebuilt.drop_sites = {
+        group.name: group.sites if len(group.sites) > 1 else group.sites[0] for group in plan.groups
+    }
+    return rebuilt
 
 
 def random_widths(plan: Plan, seed: int) -> Widths:

@@ -35,8 +35,10 @@ MODEL_SETTINGS = {field.name for field in dataclasses.fields(ModelSpec)} - {"spa
 
 
 def model_spec(space: str, **settings) -> ModelSpec:
-    """A ``ModelSpec`` from a space name and keyword settings, unknown names refused."""
-    get_space(space)
+    """A ``ModelSpec`` from a space name and keyword settings, unknown names refused; with
+    ``model=`` (your own model's reference) the space is ignored."""
+    if settings.get("model") is None:
+        get_space(space)
     unknown = sorted(set(settings) - MODEL_SETTINGS)
     if unknown:
         raise TypeError(f"unknown model settings {unknown}; known: {sorted(MODEL_SETTINGS)}")
@@ -93,10 +95,11 @@ def cost(
     return CostReport(spec.space, counted.macs, counted.params, widths, f, dataclasses.asdict(spec))
 
 
-def load(path: str | Path, device: str = "cpu") -> nn.Module:
-    """The trained model a ``.safetensors`` file of netadjust holds, in eval mode."""
-    model, _, _ = load_weights(path, device)
-    return model
+def load(path: str | Path, device: str = "cpu", model: str | None = None) -> nn.Module:
+    """The trained model a ``.safetensors`` file of netadjust holds, in eval mode; for a
+    network of your own model, ``model`` names its reference (its code is imported)."""
+    network, _, _ = load_weights(path, device, model)
+    return network
 
 
 def search_config(

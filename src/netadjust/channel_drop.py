@@ -46,6 +46,28 @@ def keyed_uniform(
     return (bits >> 8).to(torch.float32) / float(1 << 24)  # 24 random bits, exact in float32
 
 
+Site = str | tuple[str, ...]  # a width's drop site: one module, or several that one mask serves
+
+
+def site_modules(model: nn.Module, width_name: str, site: Site) -> list[nn.Module]:
+    """The modules of a width's drop site (a user's model may tie several, e.g. the norms of
+    every addend of a residual sum); a name that is no module is refused."""
+    modules = []
+    for module_name in (site,) if isinstance(site, str) else site:
+        try:
+            modules.append(model.get_submodule(module_name))
+        except AttributeError:
+            raise UserError(
+                f"drop site {module_name!r} of width {width_name!r} is not a module of the model"
+            ) from None
+    return modules
+
+
+def per_channel(values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """(N, C) values shaped to multiply ``output`` (N, C, ...): maps or a linear layer's features."""
+    return values.view(*values.shape, *[1] * (output.dim() - 2))
+
+
 class ChannelDrop:
     """Hooks on the drop sites of ``model``; rates are set per width name, 0 by default.
 
@@ -57,7 +79,7 @@ class ChannelDrop:
     def __init__(
         self,
         model: nn.Module,
-        sites: Mapping[str, str],
+        sites: Mapping[str, Site],
         generator: torch.Generator | None = None,
         seed: int = 0,
     ):
@@ -67,14 +89,9 @@ class ChannelDrop:
         self.seed = seed
         self.keys: tuple[torch.Tensor, torch.Tensor] | None = None
         self._handles = []
-        for width_name, module_name in sites.items():
-            try:
-                module = model.get_submodule(module_name)
-            except AttributeError:
-                raise UserError(
-                    f"drop site {module_name!r} of width {width_name!r} is not a module of the model"
-                ) from None
-            self._handles.append(module.register_forward_hook(self._hook(width_name)))
+        for width_name, site in sites.items():
+            for module in site_modules(model, width_name, site):
+                self._handles.append(module.register_forward_hook(self._hook(width_name)))
 
     def _hook(self, width_name: str):
         def drop(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor | None:
@@ -87,7 +104,7 @@ class ChannelDrop:
                 mask = keep.to(torch.float32) / (1.0 - rate)
             else:
                 mask = self.keyed_mask(width_name, c)
-            return (output.float() * mask[:, :, None, None]).to(output.dtype)
+            return (output.float() * per_channel(mask, output)).to(output.dtype)
 
         return drop
 

@@ -162,11 +162,13 @@ def command_train(args: argparse.Namespace) -> int:
         training, source = recipe(args, run_recipe), f"the recipe of the search in {run_dir}"
     else:
         training, source = recipe(args, {}), "the reference's CIFAR final training"
-    get_space(spec.space)
+    if spec.model is None:
+        get_space(spec.space)
     out = user_path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json"))
     print(
-        f"train: {spec.space} (width multiplier {spec.width_mult}, "
-        f"{'widths of ' + args.widths if args.widths else 'base widths'}) on {data.dataset}, "
+        f"train: {spec.model or f'{spec.space} (width multiplier {spec.width_mult},'} "
+        f"{'(' if spec.model else ''}{'widths of ' + args.widths if args.widths else 'base widths'}) "
+        f"on {data.dataset}, "
         f"{plural(training.epochs, 'epoch')}, lr {training.lr}, batch {training.batch_size} ({source}, "
         f"flags overriding); result to {out}",
         flush=True,

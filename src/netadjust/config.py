@@ -50,8 +50,20 @@ class ModelSpec:
     padding: str = setting(
         "max", "residual shortcut mode when widths differ (CIFAR ResNets)", choices=("max", "local")
     )
+    model: str | None = setting(
+        None,
+        "your own network instead of a space: pkg.module:factory or path/to/file.py:factory "
+        "(README, 'Your own model'; --space, --width-mult and --padding do not apply)",
+        kind=str,
+    )
+    model_args: str | None = setting(
+        None, "JSON object of further keyword arguments for --model's factory", kind=str
+    )
 
     def __post_init__(self) -> None:
+        if self.model is not None:  # a user's model: the space settings do not apply; record so
+            for name, value in (("space", "model"), ("width_mult", 1.0), ("padding", "max")):
+                object.__setattr__(self, name, value)
         check(0 < self.width_mult <= 64, f"--width-mult is {self.width_mult}; give a value in (0, 64]")
         check(self.padding in ("max", "local"), f"--padding is {self.padding!r}; choose max or local")
         for name in ("num_classes", "in_channels", "image_size"):

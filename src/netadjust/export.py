@@ -39,8 +39,12 @@ def save_weights(model: nn.Module, spec: ModelSpec, widths: Widths, path: Path) 
     write_bytes(path, save(tensors, metadata=metadata))
 
 
-def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec, Widths]:
-    """Rebuild the model a ``save_weights`` file describes and load its tensors (eval mode)."""
+def load_weights(
+    path: str | Path, device: str | torch.device = "cpu", model: str | None = None
+) -> tuple[nn.Module, ModelSpec, Widths]:
+    """Rebuild the model a ``save_weights`` file describes and load its tensors (eval mode).
+    A network of a user's model is rebuilt by importing that model's code, which a file
+    alone must not trigger: only when ``model`` names the same reference."""
     from safetensors import SafetensorError, safe_open
 
     path = user_path(path)
@@ -55,10 +59,15 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     if metadata.get("format") != WEIGHTS_FORMAT:
         raise UserError(f"{path} holds no netadjust model description; give a file netadjust wrote")
     spec = ModelSpec(**json.loads(metadata["model"]))
+    if spec.model is not None and model != spec.model:
+        raise UserError(
+            f"{path} holds a network of your model {spec.model}; rebuilding it runs that code, so "
+            f"name it to allow that: netadjust.load(path, model={spec.model!r})"
+        )
     widths = check_widths(spec, json.loads(metadata["widths"]))
-    model = build(spec, widths).to(device)
-    model.load_state_dict(tensors)
-    return model.eval(), spec, widths
+    network = build(spec, widths).to(device)
+    network.load_state_dict(tensors)
+    return network.eval(), spec, widths
 
 
 @contextlib.contextmanager
@@ -129,7 +138,7 @@ def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> li
         raise UserError(f"{', '.join(existing)} already exist; choose another --out")
     model = None
     if weights is not None:
-        model, spec, widths = load_weights(weights)
+        model, spec, widths = load_weights(weights, model=run.final.model.model)  # the run's own
         if widths != run.final.widths or spec != run.final.model:
             raise UserError(
                 f"{weights} holds another network than {run_dir}/final.json; give the searched one"

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .channel_drop import ChannelDrop
+from .channel_drop import ChannelDrop, Site
 from .config import FurConfig
 from .data import DatasetInfo, ImageData, Normalize, batches
 from .distributed import SINGLE, Processes
@@ -219,7 +219,7 @@ def estimate_fur(
     config: FurConfig,
     *,
     seed: int,
-    drop_sites: dict[str, str] | None = None,
+    drop_sites: dict[str, Site] | None = None,
     batch_size: int = 128,
     processes: Processes = SINGLE,
 ) -> FurEstimate:

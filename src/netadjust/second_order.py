@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .channel_drop import keyed_uniform
+from .channel_drop import Site, keyed_uniform, per_channel, site_modules
 from .config import CURVATURES
 
 _LABEL_STREAM = 1 << 20  # keys the label draws apart from every width's masks
 
 
 @contextmanager
-def channel_probes(model: nn.Module, sites: Mapping[str, str]) -> Iterator[dict[str, torch.Tensor]]:
+def channel_probes(model: nn.Module, sites: Mapping[str, Site]) -> Iterator[dict[str, torch.Tensor]]:
     """Multiply each site's output by a ones tensor of shape (N, C) that requires grad; the
     dict yielded holds, after each forward pass, that pass's probe per width. A site called
     several times in one pass (a ``ChannelTap`` that tied blocks share) multiplies every
@@ -50,13 +50,15 @@ def channel_probes(model: nn.Module, sites: Mapping[str, str]) -> Iterator[dict[
         def probe(module, inputs, output: torch.Tensor) -> torch.Tensor:
             if name not in probes:
                 probes[name] = torch.ones(output.shape[:2], device=output.device, requires_grad=True)
-            return output * probes[name][:, :, None, None].to(output.dtype)
+            return output * per_channel(probes[name], output).to(output.dtype)
 
         return probe
 
     handles = [model.register_forward_pre_hook(lambda module, inputs: probes.clear())]  # a new pass
     handles += [
-        model.get_submodule(site).register_forward_hook(hook_for(name)) for name, site in sites.items()
+        module.register_forward_hook(hook_for(name))
+        for name, site in sites.items()
+        for module in site_modules(model, name, site)
     ]
     try:
         yield probes

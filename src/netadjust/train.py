@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .channel_drop import ChannelDrop, regulariser_rates
+from .channel_drop import ChannelDrop, Site, regulariser_rates
 from .config import Recipe
 from .data import DatasetInfo, ImageData, Normalize, PreparedData, batches, training_batches
 from .distributed import SINGLE, Processes, generator, sync_batch_norm
@@ -106,7 +106,7 @@ def fit(
     recipe: Recipe,
     *,
     seed: int,
-    drop_sites: dict[str, str] | None = None,
+    drop_sites: dict[str, Site] | None = None,
     label: str = "train",
     checkpoint: Callable[[dict], None] | None = None,
     resume_from: dict | None = None,

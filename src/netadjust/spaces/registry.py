@@ -29,7 +29,10 @@ from ..wording import plural
 
 
 def network_name(spec: ModelSpec) -> str:
-    """The space with its width multiplier, as logs and plots name it: ``resnet20 ×0.5``."""
+    """The space with its width multiplier, as logs and plots name it: ``resnet20 ×0.5``;
+    a user's model by its reference."""
+    if spec.model is not None:
+        return spec.model
     return spec.space if spec.width_mult == 1 else f"{spec.space} ×{spec.width_mult:g}"
 
 
@@ -104,8 +107,17 @@ def space_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def space_of(spec: ModelSpec) -> SearchSpace:
+    """The space ``spec`` names, or the one made of the user's model ``spec.model``."""
+    if spec.model is not None:
+        from ..anymodel import user_model, user_plan
+
+        return SearchSpace(spec.model, "your model", lambda spec: user_plan(spec)[1].widths, user_model)
+    return get_space(spec.space)
+
+
 def base_widths(spec: ModelSpec) -> Widths:
-    return get_space(spec.space).base_widths(spec)
+    return space_of(spec).base_widths(spec)
 
 
 def check_widths(spec: ModelSpec, widths: Widths) -> Widths:
@@ -115,7 +127,8 @@ def check_widths(spec: ModelSpec, widths: Widths) -> Widths:
     if unknown:
         raise UserError(
             f"widths name unknown layers {unknown[:5]} for space {spec.space!r}; "
-            f"its widths are {list(expected)[:3]}... (see `netadjust cost {spec.space} --json`)"
+            f"its widths are {list(expected)[:3]}... (see `netadjust cost {spec.space} --json`, or "
+            "`netadjust inspect` for your own model)"
         )
     missing = [name for name in expected if name not in widths]
     if missing:
@@ -131,6 +144,6 @@ def check_widths(spec: ModelSpec, widths: Widths) -> Widths:
 
 def build(spec: ModelSpec, widths: Widths | None = None) -> nn.Module:
     """Build the model of ``spec`` at ``widths`` (the space's base widths when None)."""
-    space = get_space(spec.space)
+    space = space_of(spec)
     widths = space.base_widths(spec) if widths is None else check_widths(spec, widths)
     return space.build(spec, widths)
