@@ -123,17 +123,20 @@ def base_widths(spec: ModelSpec) -> Widths:
 def check_widths(spec: ModelSpec, widths: Widths) -> Widths:
     """Validate a widths mapping against the space; return it in forward order."""
     expected = base_widths(spec)
+    what = f"your model {spec.model}" if spec.model else f"space {spec.space!r}"
+    listing = (
+        f"netadjust inspect --model {spec.model}" if spec.model else f"netadjust cost {spec.space} --json"
+    )
     unknown = [name for name in widths if name not in expected]
     if unknown:
         raise UserError(
-            f"widths name unknown layers {unknown[:5]} for space {spec.space!r}; "
-            f"its widths are {list(expected)[:3]}... (see `netadjust cost {spec.space} --json`, or "
-            "`netadjust inspect` for your own model)"
+            f"widths name unknown layers {unknown[:5]} for {what}; its widths are {list(expected)[:3]}... "
+            f"(see `{listing}`)"
         )
     missing = [name for name in expected if name not in widths]
     if missing:
         raise UserError(
-            f"widths miss {plural(len(missing), 'layer')} of space {spec.space!r}, e.g. {missing[:3]}; "
+            f"widths miss {plural(len(missing), 'layer')} of {what}, e.g. {missing[:3]}; "
             "give a width for every layer"
         )
     for name, value in widths.items():
