@@ -318,3 +318,119 @@ def netadjust_api_load(path, **options):
     import netadjust
 
     return netadjust.load(path, **options)
+
+
+class TinyResNeXt(nn.Module):
+    """A grouped 3x3 conv (4 groups) between two 1x1 convs, with an identity shortcut."""
+
+    def __init__(self, num_classes=10, in_channels=3, stream=16, middle=16):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stream, 3, 1, 1, bias=False), nn.BatchNorm2d(stream))
+        self.reduce = nn.Sequential(
+            nn.Conv2d(stream, middle, 1, bias=False), nn.BatchNorm2d(middle), nn.ReLU()
+        )
+        self.grouped = nn.Sequential(
+            nn.Conv2d(middle, middle, 3, 1, 1, groups=4, bias=False), nn.BatchNorm2d(middle), nn.ReLU()
+        )
+        self.expand = nn.Sequential(nn.Conv2d(middle, stream, 1, bias=False), nn.BatchNorm2d(stream))
+        self.fc = nn.Linear(stream, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        return self.fc(F.relu(x + self.expand(self.grouped(self.reduce(x)))).mean((2, 3)))
+
+
+class TinyDenseNet(nn.Module):
+    """Two dense layers, each adding its growth to the concatenation, and a transition."""
+
+    def __init__(self, num_classes=10, in_channels=3, stem=8, g1=4, g2=6, transition=10):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
+        self.layer1 = nn.Sequential(nn.BatchNorm2d(stem), nn.ReLU(), nn.Conv2d(stem, g1, 3, 1, 1, bias=False))
+        self.layer2 = nn.Sequential(
+            nn.BatchNorm2d(stem + g1), nn.ReLU(), nn.Conv2d(stem + g1, g2, 3, 1, 1, bias=False)
+        )
+        self.transition = nn.Sequential(
+            nn.BatchNorm2d(stem + g1 + g2), nn.Conv2d(stem + g1 + g2, transition, 1)
+        )
+        self.fc = nn.Linear(transition, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.cat([x, self.layer1(x)], 1)
+        x = torch.cat([x, self.layer2(x)], 1)
+        return self.fc(self.transition(x).mean((2, 3)))
+
+
+def test_grouped_convolutions_keep_widths_divisible_by_their_groups():
+    plan = checked_plan(TinyResNeXt(), EXAMPLE)
+    assert plan.widths == {"stem.0": 16, "reduce.0": 16, "grouped.0": 16}
+    native = TinyResNeXt(stream=24, middle=20)
+    assert discover(native, EXAMPLE).widths == {"stem.0": 24, "reduce.0": 20, "grouped.0": 20}
+    widths = {"stem.0": 24, "reduce.0": 20, "grouped.0": 20}
+    assert count(rebuild(TinyResNeXt(), plan, widths), (3, 16, 16)) == count(native, (3, 16, 16))
+    with pytest.raises(UserError, match="groups"):
+        rebuild(TinyResNeXt(), plan, {**widths, "reduce.0": 18, "grouped.0": 18})
+
+
+def test_concatenated_parts_are_widths_of_their_own():
+    plan = checked_plan(TinyDenseNet(), EXAMPLE)
+    assert plan.widths == {"stem": 8, "layer1.2": 4, "layer2.2": 6, "transition.1": 10}
+    native = TinyDenseNet(stem=5, g1=7, g2=3, transition=12)
+    widths = {"stem": 5, "layer1.2": 7, "layer2.2": 3, "transition.1": 12}
+    assert discover(native, EXAMPLE).widths == widths
+    assert count(rebuild(TinyDenseNet(), plan, widths), (3, 16, 16)) == count(native, (3, 16, 16))
+
+
+class LayerScaled(TinyVGG):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1, 16, 1, 1))
+
+    def forward(self, x):
+        return self.classifier(self.features[4:](self.features[:4](x) * self.scale))
+
+
+class Shared(TinyVGG):
+    def forward(self, x):  # the same convolution twice: its channels are tied to themselves
+        x = self.features[:4](x)
+        return self.classifier(self.features[4:](self.features[0](x[:, :3]) + x))
+
+
+class Normed(TinyVGG):
+    def __init__(self):
+        super().__init__()
+        self.classifier[2] = nn.Sequential(nn.LayerNorm(64), nn.ReLU())
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (LayerScaled(), "scale is a parameter of shape (1, 16, 1, 1) that no resizable layer owns"),
+        (Shared(), "features.0 is called 2 times in one pass"),
+        (Normed(), "classifier.2.0 is a LayerNorm, which netadjust cannot resize"),
+    ],
+)
+def test_what_cannot_be_resized_is_refused_by_name(model, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        checked_plan(model, EXAMPLE)
+
+
+def test_cost_counts_your_model_as_it_counts_a_space(tmp_path):
+    (tmp_path / "residual.py").write_text(RESIDUAL_NET)
+    reference = f"{tmp_path / 'residual.py'}:net"
+    result = netadjust("cost", "--model", reference, "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["macs"] == count(residual_from_file(tmp_path), (3, 32, 32)).macs
+    assert (
+        set(printed["sensitivities"]) == set(printed["widths"]) and min(printed["sensitivities"].values()) > 0
+    )
+    both = netadjust("cost", "resnet20", "--model", reference)
+    assert both.returncode == 2 and "one of them" in both.stderr
+
+
+def residual_from_file(folder):
+    from netadjust.anymodel import load_factory
+
+    return load_factory(f"{folder / 'residual.py'}:net")(num_classes=10, in_channels=3)

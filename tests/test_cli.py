@@ -303,7 +303,7 @@ def test_the_paper_preset_is_the_references_cifar_search(tmp_path):
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
     assert settings["model"] | {"width_mult": 1.0} == {
         "space": "resnet20", "num_classes": 100, "in_channels": 3, "image_size": 32,
-        "width_mult": 1.0, "padding": "max",
+        "width_mult": 1.0, "padding": "max", "model": None, "model_args": None,  # a space, not --model
     }  # fmt: skip
     recipe = settings["recipe"]
     assert (recipe["epochs"], recipe["batch_size"], recipe["lr"], recipe["lr_min"]) == (200, 128, 0.15, 1e-3)

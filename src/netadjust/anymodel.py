@@ -37,6 +37,11 @@ from .config import ModelSpec, Widths
 from .errors import UserError
 
 RESIZABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.GroupNorm)
+# layers on the channel dimension that netadjust cannot resize: refused by name
+UNSUPPORTED = (
+    nn.LayerNorm, nn.MultiheadAttention, nn.RNNBase, nn.Conv1d, nn.Conv3d, nn.ConvTranspose2d,
+    nn.InstanceNorm2d, nn.BatchNorm1d, nn.Embedding,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,43 @@ def sides(module: nn.Module) -> dict[str, int]:
     return {"out": module.num_channels}  # GroupNorm
 
 
+def refuse_unsupported(model: nn.Module, example: torch.Tensor) -> None:
+    """One line naming what netadjust cannot resize: a layer type, a parameter no resizable
+    layer owns (a layer-scale vector), a resizable layer called more than once per pass."""
+    for name, module in model.named_modules():
+        if isinstance(module, UNSUPPORTED):
+            raise UserError(
+                f"{name} is a {type(module).__name__}, which netadjust cannot resize; refusing this model"
+            )
+        if not isinstance(module, RESIZABLE):
+            for parameter_name, parameter in module.named_parameters(recurse=False):
+                if parameter.numel() > 1:
+                    raise UserError(
+                        f"{name}.{parameter_name} is a parameter of shape {tuple(parameter.shape)} that no "
+                        "resizable layer owns; netadjust cannot resize it: refusing this model"
+                    )
+    calls: dict[str, int] = {}
+    handles = [
+        module.register_forward_hook(lambda m, i, o, name=name: calls.update({name: calls.get(name, 0) + 1}))
+        for name, module in model.named_modules()
+        if isinstance(module, RESIZABLE)
+    ]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    shared = [name for name, count in calls.items() if count > 1]
+    if shared:
+        raise UserError(f"{shared[0]} is called {calls[shared[0]]} times in one pass; refusing this model")
+
+
 def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     """The groups of ``model`` (its output layer's outputs excluded) traced on ``example``."""
     tp = _torch_pruning()
     model = model.eval()
+    refuse_unsupported(model, example)
     names = {module: name for name, module in model.named_modules()}
     order = {name: index for index, name in enumerate(names.values())}
     with torch.no_grad():

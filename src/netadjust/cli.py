@@ -177,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser(commands)
 
     cost = commands.add_parser("cost", help="MACs and parameters of a configuration")
-    cost.add_argument("space", help="search space, e.g. resnet20 (see `netadjust spaces`)")
-    add_settings(cost, ModelSpec, {"width_mult", "padding"})
+    cost.add_argument(
+        "space", nargs="?", help="search space, e.g. resnet20 (see `netadjust spaces`), or --model"
+    )
+    add_settings(cost, ModelSpec, {"width_mult", "padding", "model", "model_args"})
     cost.add_argument("--widths", help=WIDTHS_HELP)
     cost.add_argument("--num-classes", type=int, default=10, help="(default 10)")
     cost.add_argument("--in-channels", type=int, default=3, help="(default 3)")

@@ -194,12 +194,14 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_cost(args: argparse.Namespace) -> int:
+    if (args.space is None) == (args.model is None):
+        raise UserError("give a space (e.g. netadjust cost resnet20) or --model REF, one of them")
     widths, recorded = api.read_widths(args.widths)
     recorded = {key: value for key, value in recorded.items() if key in ("width_mult", "padding")}
     settings = {**recorded, **given(args, ModelSpec)}
     settings.pop("space", None)
     report = api.cost(
-        args.space,
+        args.space or "model",
         widths,
         num_classes=args.num_classes,
         in_channels=args.in_channels,
@@ -214,7 +216,7 @@ def command_cost(args: argparse.Namespace) -> int:
         print(json.dumps(printed))
     else:
         print(
-            f"{report.space}: {report.macs:,} MACs, {report.params:,} params "
+            f"{args.model or report.space}: {report.macs:,} MACs, {report.params:,} params "
             f"({args.in_channels}x{args.image_size}x{args.image_size} input, {args.num_classes} classes)"
         )
     return 0
