@@ -118,7 +118,7 @@ def test_rescale_outside_the_band_returns_the_closest_widths():
     assert not within_budget(100 * result["a"], 150)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(st.data())
 def test_with_round_to_every_width_the_search_makes_is_a_multiple(data):
     n = data.draw(st.sampled_from([2, 4, 8]))
