@@ -177,7 +177,7 @@ def test_a_flatten_maps_each_channel_to_its_block_of_inputs():
     native_and_discovered(TinyVGG, to_group, {"c1": 16, "c2": 32, "hidden": 64})
 
 
-@pytest.mark.parametrize("space", ["plain20", "mobilenetv2-small", "densenet40"])
+@pytest.mark.parametrize("space", ["plain20", "mobilenetv2-small", "mnasnet-small", "densenet40"])
 def test_built_in_spaces_are_found_with_their_widths(space):
     # at uneven widths, the built-in widths are found, and the base model rebuilt at what
     # was found counts the natively built model's MACs
@@ -433,3 +433,27 @@ def residual_from_file(folder):
     from netadjust.anymodel import load_factory
 
     return load_factory(f"{folder / 'residual.py'}:net")(num_classes=10, in_channels=3)
+
+
+def test_the_api_takes_a_factory_defined_in_a_module(tmp_path, monkeypatch, fashion_dir):
+    import netadjust
+
+    (tmp_path / "my_models.py").write_text(RESIDUAL_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_models
+
+    model = netadjust.build("model", model=my_models.net, num_classes=10, in_channels=1, image_size=28)
+    assert isinstance(model, nn.Module) and set(model.drop_sites) >= {"0", "4.conv2"}
+    config = netadjust.api.search_config(model=my_models.net, data_dir=fashion_dir)
+    assert config.model.model == "my_models:net"
+    with pytest.raises(UserError, match="define the factory at the top of a module"):
+        netadjust.api.search_config(
+            model=lambda num_classes, in_channels: my_models.net(num_classes, in_channels)
+        )
+
+
+def test_without_torch_pruning_the_refusal_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch_pruning", None)  # an import of it now fails
+    assert_user_error(
+        in_process("inspect", "--model", "netadjust.spaces:build", capsys=capsys), "netadjust[models]"
+    )

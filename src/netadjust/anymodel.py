@@ -65,7 +65,8 @@ class Plan:
         return {group.name: group.width for group in self.groups}
 
 
-def _torch_pruning():
+def require_torch_pruning():
+    """The Torch-Pruning module, or the one line that says how to install it."""
     try:
         import torch_pruning
     except ImportError:
@@ -120,7 +121,7 @@ def refuse_unsupported(model: nn.Module, example: torch.Tensor) -> None:
 
 def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     """The groups of ``model`` (its output layer's outputs excluded) traced on ``example``."""
-    tp = _torch_pruning()
+    tp = require_torch_pruning()
     model = model.eval()
     refuse_unsupported(model, example)
     names = {module: name for name, module in model.named_modules()}
@@ -216,6 +217,7 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 @functools.lru_cache(maxsize=8)
 def user_plan(spec: ModelSpec) -> tuple[nn.Module, Plan]:
     """The user's model of ``spec`` (at its own widths, on the CPU) and its checked plan."""
+    require_torch_pruning()  # before the user's code is imported
     with torch.device("cpu"):
         model = instantiate(spec.model, spec.num_classes, spec.in_channels, spec.model_args)
         example = torch.randn(

@@ -67,7 +67,10 @@ def _spec_and_widths(
 def build(space: str, widths: Widths | str | Path | None = None, **settings) -> nn.Module:
     """A freshly initialised model of ``space`` at ``widths`` (a mapping, a widths file or a
     ``final.json``, whose recorded model settings it takes; the base widths when None).
-    ``settings``: num_classes, in_channels, image_size, width_mult, padding."""
+    ``settings``: num_classes, in_channels, image_size, width_mult, padding; or ``model``,
+    your own model's factory or reference (then ``space`` is ignored), and model_args."""
+    if callable(settings.get("model")):
+        settings["model"] = model_reference(settings["model"])
     spec, widths = _spec_and_widths(space, widths, settings)
     return build_spec(spec, widths)
 
@@ -112,12 +115,26 @@ def search_config(
     unknown = sorted(set(options) - known_settings(SearchConfig))
     if unknown:
         raise TypeError(f"unknown search options {unknown}; see `netadjust search --help`")
+    if callable(options.get("model")):
+        options["model"] = model_reference(options["model"])
     initial, recorded = read_widths(widths)
     values = {**preset_settings(preset, options.get("dataset")), **recorded}
     values |= {key: value for key, value in options.items() if value is not None}
     values.setdefault("device", default_device())
     values.setdefault("out", time.strftime("runs/search-%Y%m%d-%H%M%S"))
     return dataclasses.replace(configured(SearchConfig, values), initial_widths=initial)
+
+
+def model_reference(factory: Callable) -> str:
+    """``pkg.module:factory`` for a factory defined at the top of an importable module, which
+    the run directory records so that resume and compare can rebuild the model."""
+    module, name = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
+    if module in (None, "__main__") or "<" in name or "." in name:
+        raise UserError(
+            f"model {factory!r} cannot be named for the run directory: define the factory at the top "
+            "of a module file and pass it (or 'pkg.module:factory', 'path/to/file.py:factory')"
+        )
+    return f"{module}:{name}"
 
 
 def resumed_config(run_dir: str | Path) -> SearchConfig:
@@ -146,8 +163,9 @@ def inspect_model(
 ) -> InspectReport:
     """The searchable widths of the model the factory ``model`` (pkg.module:factory or
     file.py:factory) returns, checked by rebuilding it at other widths (``anymodel``)."""
-    from .anymodel import checked_plan, instantiate, rebuild
+    from .anymodel import checked_plan, instantiate, rebuild, require_torch_pruning
 
+    require_torch_pruning()  # before the user's code is imported
     for name, value in (
         ("--num-classes", num_classes),
         ("--in-channels", in_channels),
