@@ -95,6 +95,44 @@ class TinyMobileNetV3(nn.Module):
         return self.head(self.project(self.se(self.depthwise(self.expand(self.stem(x))))).mean((2, 3)))
 
 
+class MBConv(nn.Module):
+    """EfficientNet-B0's block: expand, depthwise, squeeze-excitation (SiLU, sigmoid gate),
+    project; an identity shortcut when shapes allow."""
+
+    def __init__(self, inputs, expand, squeeze, outputs, stride):
+        super().__init__()
+        self.expand = nn.Sequential(
+            nn.Conv2d(inputs, expand, 1, bias=False), nn.BatchNorm2d(expand), nn.SiLU()
+        )
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(expand, expand, 3, stride, 1, groups=expand, bias=False),
+            nn.BatchNorm2d(expand),
+            nn.SiLU(),
+        )
+        self.squeeze, self.excite = nn.Conv2d(expand, squeeze, 1), nn.Conv2d(squeeze, expand, 1)
+        self.project = nn.Sequential(nn.Conv2d(expand, outputs, 1, bias=False), nn.BatchNorm2d(outputs))
+        self.residual = stride == 1 and inputs == outputs
+
+    def forward(self, x):
+        h = self.depthwise(self.expand(x))
+        h = h * torch.sigmoid(self.excite(F.silu(self.squeeze(h.mean((2, 3), keepdim=True)))))
+        h = self.project(h)
+        return x + h if self.residual else h
+
+
+class TinyEfficientNet(nn.Module):
+    def __init__(self, num_classes=10, in_channels=3, stem=16, e1=48, s1=8, out1=24, e2=72, s2=12):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.SiLU()
+        )
+        self.blocks = nn.Sequential(MBConv(stem, e1, s1, out1, 2), MBConv(out1, e2, s2, out1, 1))
+        self.head = nn.Linear(out1, num_classes)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
 class TinyVGG(nn.Module):
     """Convolutions, then a flatten of 2x2 maps into a classifier of two linear layers."""
 
@@ -165,6 +203,23 @@ def test_depthwise_convs_and_squeeze_excitation():
         return {"stem.0": s["stem"], "expand.0": s["expand"], "se.down": s["squeeze"], "project.0": s["out"]}
 
     native_and_discovered(TinyMobileNetV3, to_group, {"stem": 16, "expand": 48, "squeeze": 12, "out": 24})
+
+
+def test_efficientnet_blocks_tie_the_stream_through_the_identity_shortcut():
+    plan = checked_plan(TinyEfficientNet(), EXAMPLE)
+    assert plan.widths == {
+        "stem.0": 16, "blocks.0.expand.0": 48, "blocks.0.squeeze": 8, "blocks.0.project.0": 24,
+        "blocks.1.expand.0": 72, "blocks.1.squeeze": 12,
+    }  # fmt: skip
+
+    def to_group(s):
+        return {
+            "stem.0": s["stem"], "blocks.0.expand.0": s["e1"], "blocks.0.squeeze": s["s1"],
+            "blocks.0.project.0": s["out1"], "blocks.1.expand.0": s["e2"], "blocks.1.squeeze": s["s2"],
+        }  # fmt: skip
+
+    natives = {"stem": 16, "e1": 48, "s1": 8, "out1": 24, "e2": 72, "s2": 12}
+    native_and_discovered(TinyEfficientNet, to_group, natives)
 
 
 def test_a_flatten_maps_each_channel_to_its_block_of_inputs():
