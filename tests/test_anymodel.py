@@ -512,3 +512,44 @@ def test_without_torch_pruning_the_refusal_names_the_extra(monkeypatch, capsys):
     assert_user_error(
         in_process("inspect", "--model", "netadjust.spaces:build", capsys=capsys), "netadjust[models]"
     )
+
+
+class SigmoidRead(nn.Module):
+    """A width without a norm layer, read through a sigmoid: dropping it after the layer that
+    produces it would leave sigmoid(0) = 0.5 in its place."""
+
+    def __init__(self, num_classes=10, in_channels=3):
+        super().__init__()
+        self.conv1, self.conv2, self.bn2 = (
+            nn.Conv2d(in_channels, 8, 3),
+            nn.Conv2d(8, 16, 3),
+            nn.BatchNorm2d(16),
+        )
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.bn2(self.conv2(torch.sigmoid(self.conv1(x))))).mean((2, 3)))
+
+
+def test_a_width_without_a_norm_is_dropped_where_it_is_read():
+    from netadjust.anymodel import drop_sites
+    from netadjust.channel_drop import ChannelDrop
+
+    plan = checked_plan(SigmoidRead(), EXAMPLE)
+    sites = {group.name: group.sites for group in plan.groups}
+    assert sites == {"conv1": ("conv2:input",), "conv2": ("bn2",)}
+    model = SigmoidRead().eval()
+    read = {}
+    with ChannelDrop(model, {"conv1": "conv2:input"}, seed=0) as drop:
+        model.conv2.register_forward_pre_hook(lambda m, inputs: read.update(x=inputs[0]))  # after the drop's
+        drop.set_rates({"conv1": 0.5})
+        drop.use_keys(torch.zeros(2, dtype=torch.long), torch.arange(2))
+        dropped = drop.keyed_mask("conv1", 8) == 0
+        model(EXAMPLE)
+    channels = read["x"].abs().sum((2, 3))
+    assert dropped.any() and (channels[dropped] == 0).all() and (channels[~dropped] > 0).all()
+    # where a reader also takes other channels (a concatenation), the producers' outputs serve
+    members = {("a", "out"): 1, ("b", "in"): 1}
+    assert drop_sites(
+        nn.ModuleDict({"a": nn.Conv2d(3, 4, 1), "b": nn.Conv2d(6, 2, 1)}), members, ["a"], 4
+    ) == ("a",)

@@ -52,7 +52,7 @@ class Group:
     name: str
     width: int
     members: dict[tuple[str, str], int] = field(hash=False)
-    sites: tuple[str, ...] = ()  # where its channels are dropped: its norm layers, else its producers
+    sites: tuple[str, ...] = ()  # where its channels are dropped (``drop_sites``)
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,9 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         producers = sorted((key[0] for key in members if key[1] == "out"), key=order.get)
         if not producers:
             continue
-        modules = dict(model.named_modules())
-        norms = tuple(n for n in producers if isinstance(modules[n], nn.BatchNorm2d | nn.GroupNorm))
-        groups.append(Group(producers[0], root_width, members, norms or tuple(producers)))
+        groups.append(
+            Group(producers[0], root_width, members, drop_sites(model, members, producers, root_width))
+        )
         for key, per_channel in members.items():
             owned[key] = owned.get(key, 0) + per_channel * root_width
     groups.sort(key=lambda group: order[group.name])
@@ -168,6 +168,21 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
                     raise UserError(f"{name}: its {side}put channels are claimed twice; refusing this model")
                 fixed[(name, side)] = size - owned.get((name, side), 0)
     return Plan(tuple(groups), fixed)
+
+
+def drop_sites(model: nn.Module, members: dict, producers: list[str], width: int) -> tuple[str, ...]:
+    """Where a width's channels are dropped so that they are gone wherever they are read:
+    after each of its norm layers (one mask for all: every addend of a residual sum); without
+    one, on the input of each layer that reads them (``name:input``), when each reads them
+    alone (no concatenation, no flatten); else after the layers that produce them."""
+    modules = dict(model.named_modules())
+    norms = tuple(name for name in producers if isinstance(modules[name], nn.BatchNorm2d | nn.GroupNorm))
+    if norms:
+        return norms
+    readers = [name for (name, side), per_channel in members.items() if side == "in"]
+    if readers and all(members[(r, "in")] == 1 and sides(modules[r])["in"] == width for r in readers):
+        return tuple(f"{name}:input" for name in readers)
+    return tuple(producers)
 
 
 def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:

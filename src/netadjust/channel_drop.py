@@ -47,20 +47,30 @@ def keyed_uniform(
 
 
 Site = str | tuple[str, ...]  # a width's drop site: one module, or several that one mask serves
+INPUT = ":input"  # a site named "layer:input" is the layer's input, not its output
 
 
-def site_modules(model: nn.Module, width_name: str, site: Site) -> list[nn.Module]:
+def site_modules(model: nn.Module, width_name: str, site: Site) -> list[tuple[nn.Module, bool]]:
     """The modules of a width's drop site (a user's model may tie several, e.g. the norms of
-    every addend of a residual sum); a name that is no module is refused."""
+    every addend of a residual sum), each with whether its input (not its output) is masked;
+    a name that is no module is refused."""
     modules = []
-    for module_name in (site,) if isinstance(site, str) else site:
+    for name in (site,) if isinstance(site, str) else site:
+        module_name = name.removesuffix(INPUT)
         try:
-            modules.append(model.get_submodule(module_name))
+            modules.append((model.get_submodule(module_name), name.endswith(INPUT)))
         except AttributeError:
             raise UserError(
                 f"drop site {module_name!r} of width {width_name!r} is not a module of the model"
             ) from None
     return modules
+
+
+def on_site(module: nn.Module, on_input: bool, multiply):
+    """A hook that replaces the module's output, or its input, by ``multiply`` of it."""
+    if on_input:
+        return module.register_forward_pre_hook(lambda m, inputs: (multiply(inputs[0]), *inputs[1:]))
+    return module.register_forward_hook(lambda m, inputs, output: multiply(output))
 
 
 def per_channel(values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
@@ -90,14 +100,14 @@ class ChannelDrop:
         self.keys: tuple[torch.Tensor, torch.Tensor] | None = None
         self._handles = []
         for width_name, site in sites.items():
-            for module in site_modules(model, width_name, site):
-                self._handles.append(module.register_forward_hook(self._hook(width_name)))
+            for module, on_input in site_modules(model, width_name, site):
+                self._handles.append(on_site(module, on_input, self._hook(width_name)))
 
     def _hook(self, width_name: str):
-        def drop(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor | None:
+        def drop(output: torch.Tensor) -> torch.Tensor:
             rate = self.rates[width_name]
             if rate <= 0.0:
-                return None  # leave the output untouched
+                return output  # untouched
             n, c = output.shape[:2]
             if self.keys is None:
                 keep = torch.rand((n, c), generator=self.generator, device=output.device) >= rate

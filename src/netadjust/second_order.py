@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .channel_drop import Site, keyed_uniform, per_channel, site_modules
+from .channel_drop import Site, keyed_uniform, on_site, per_channel, site_modules
 from .config import CURVATURES
 
 _LABEL_STREAM = 1 << 20  # keys the label draws apart from every width's masks
@@ -47,7 +47,7 @@ def channel_probes(model: nn.Module, sites: Mapping[str, Site]) -> Iterator[dict
     probes: dict[str, torch.Tensor] = {}
 
     def hook_for(name: str):
-        def probe(module, inputs, output: torch.Tensor) -> torch.Tensor:
+        def probe(output: torch.Tensor) -> torch.Tensor:
             if name not in probes:
                 probes[name] = torch.ones(output.shape[:2], device=output.device, requires_grad=True)
             return output * per_channel(probes[name], output).to(output.dtype)
@@ -56,9 +56,9 @@ def channel_probes(model: nn.Module, sites: Mapping[str, Site]) -> Iterator[dict
 
     handles = [model.register_forward_pre_hook(lambda module, inputs: probes.clear())]  # a new pass
     handles += [
-        module.register_forward_hook(hook_for(name))
+        on_site(module, on_input, hook_for(name))
         for name, site in sites.items()
-        for module in site_modules(model, name, site)
+        for module, on_input in site_modules(model, name, site)
     ]
     try:
         yield probes
