@@ -3,6 +3,7 @@ beside the CPU wheel), checked against the same models built natively at other w
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -349,7 +350,7 @@ def test_a_search_of_your_own_model_stays_within_the_budget(tmp_path, fashion_di
     out = tmp_path / "run"
     flags = ["--train-limit", 400, "--val-limit", 100, "--test-limit", 100, "--epochs", 1, "--k", 2]
     result = netadjust(
-        "search", "--model", reference, "--data-dir", fashion_dir, "--iterations", 1, "--out", out, *flags
+        "search", "--model", reference, "--data-dir", fashion_dir, "--iterations", 2, "--out", out, *flags
     )
     assert result.returncode == 0, result.stderr
     final = json.loads((out / "final.json").read_text())
@@ -359,6 +360,15 @@ def test_a_search_of_your_own_model_stays_within_the_budget(tmp_path, fashion_di
     assert abs(final["macs"] - final["original_macs"]) <= 0.01 * final["macs"]
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert history[0]["fur_method"] == "reference" and set(history[0]["fur"]) == set(final["widths"])
+    # the run directory names the model: cut back to after iteration 1, a resume rebuilds it
+    # from the reference and ends where the whole run did
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    (cut / "final.json").unlink()
+    (cut / "history.jsonl").write_text(json.dumps(history[0]) + "\n")
+    resumed = netadjust("search", "--resume", cut)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((cut / "final.json").read_text()) == final
     # a network of it loads only when its reference is named: loading runs the user's code
     trained = tmp_path / "t.json"
     limits = ["--epochs", 1, "--train-limit", 100, "--test-limit", 50, "--data-dir", fashion_dir]
