@@ -563,3 +563,50 @@ def test_a_width_without_a_norm_is_dropped_where_it_is_read():
     assert drop_sites(
         nn.ModuleDict({"a": nn.Conv2d(3, 4, 1), "b": nn.Conv2d(6, 2, 1)}), members, ["a"], 4
     ) == ("a",)
+
+
+def without_channel(model, group, channel):
+    """A copy of ``model`` with one channel of ``group`` cut out of every layer it touches."""
+    import copy
+
+    copied = copy.deepcopy(model)
+    for (name, side), per_channel in group.members.items():
+        assert per_channel == 1  # no flatten in the models cut here
+        layer = copied.get_submodule(name)
+        size = layer.weight.shape[0 if side == "out" else 1]
+        keep = torch.tensor([c for c in range(size) if c != channel])
+        with torch.no_grad():
+            if isinstance(layer, nn.BatchNorm2d):
+                for tensor in ("weight", "bias", "running_mean", "running_var"):
+                    setattr(layer, tensor, type(getattr(layer, tensor))(getattr(layer, tensor)[keep]))
+                layer.num_features -= 1
+            elif side == "out":
+                layer.weight = nn.Parameter(layer.weight[keep])
+                if layer.bias is not None:
+                    layer.bias = nn.Parameter(layer.bias[keep])
+            else:
+                layer.weight = nn.Parameter(layer.weight[:, keep])
+    return copied
+
+
+@pytest.mark.parametrize("width", ["0", "4.conv1", "4.conv2", "5.conv2"])
+def test_zeroing_a_channel_at_its_drop_sites_equals_cutting_it_out(tmp_path, width):
+    # the property FUR rests on: what the masks do is what a narrower network would compute
+    from netadjust.anymodel import user_model, user_plan
+    from netadjust.channel_drop import on_site, site_modules
+
+    (tmp_path / "residual.py").write_text(RESIDUAL_NET)
+    spec = ModelSpec(model=f"{tmp_path / 'residual.py'}:net", in_channels=3, image_size=16)
+    torch.manual_seed(0)
+    model = user_model(spec, user_plan(spec)[1].widths).eval()
+    for module in model.modules():  # statistics that are not the identity
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    group = next(g for g in discover(model, EXAMPLE).groups if g.name == width)
+    cut = without_channel(model, group, 3)(EXAMPLE)
+    zero = torch.ones(group.width)
+    zero[3] = 0
+    for module, on_input in site_modules(model, width, model.drop_sites[width]):
+        on_site(module, on_input, lambda x: x * zero.view(1, -1, *[1] * (x.dim() - 2)))
+    assert torch.allclose(model(EXAMPLE), cut, atol=1e-5)
