@@ -193,6 +193,8 @@ def test_compare_trains_three_networks_and_keeps_its_results(run):
         assert len(row["top1"]) == 2 and row["top1_mean"] == pytest.approx(statistics.fmean(row["top1"]))
         assert row["top1_std"] == pytest.approx(statistics.stdev(row["top1"]))
         assert {"top1_mean", "top1_std", "top1", "macs", "params", "widths"} <= set(row)
+        assert row["train_images_per_s"] > 0 and row["latency_ms"] > 0 and row["speed_spread"] >= 0
+    assert "train img/s" in first.stdout and "latency ms" in first.stdout
     assert comparison["searched"]["macs"] == run.final["macs"]
     uniform = comparison["uniform"]
     assert abs(uniform["macs"] - run.final["macs"]) <= 0.01 * run.final["macs"]
@@ -361,3 +363,15 @@ def test_train_saves_the_network_it_reports(tmp_path):
     loaded = prepare_data(DataConfig(dataset="mnist", data_dir=str(data)), 0, torch.device("cpu"), False)
     assert evaluate(model, loaded.test, loaded.info) == record["test"]
     assert_user_error(cli("train", "--dataset", "mnist", "--data-dir", data, "--out", out), "already exists")
+
+
+def test_a_searched_network_is_called_slower_only_beyond_the_noise():
+    from netadjust.speed import relative_spread, slower
+
+    original = {"train_images_per_s": 1000.0, "latency_ms": 2.0, "spread": 0.02}
+    assert not slower({**original, "train_images_per_s": 960.0}, original)  # 4%: within 5%
+    assert slower({**original, "train_images_per_s": 900.0}, original)
+    assert slower({**original, "latency_ms": 2.3}, original)
+    assert not slower({**original, "train_images_per_s": 900.0, "spread": 0.09}, original)  # noisier
+    assert relative_spread([1.0, 1.0, 1.0, 1.0, 1.0]) == 0
+    assert relative_spread([0.9, 1.0, 1.0, 1.0, 1.1]) > 0

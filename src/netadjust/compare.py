@@ -23,6 +23,8 @@ from .errors import UserError
 from .export import save_weights
 from .retrain import train_on_full
 from .rundir import Run, read_run
+from .spaces import build
+from .speed import side_by_side, slower
 from .store import check_writable, user_path, write_json
 from .train import resolve_device
 from .wording import plural
@@ -129,6 +131,18 @@ def compare_run(
     }
     if same_as_original:
         summary["uniform"]["same_as"] = "original"
+    measured = {
+        name: build(spec, networks[name]).to(torch_device) for name in NETWORKS if source[name] == name
+    }
+    shape = (spec.in_channels, spec.image_size, spec.image_size)
+    speeds = side_by_side(measured, shape, spec.num_classes, recipe)
+    for name in NETWORKS:
+        speed = speeds[source[name]]
+        summary[name] |= {
+            "train_images_per_s": speed["train_images_per_s"],
+            "latency_ms": speed["latency_ms"],
+        }
+        summary[name]["speed_spread"] = speed["spread"]
     comparison = {
         **summary,
         "difference": {
@@ -143,6 +157,14 @@ def compare_run(
     }
     write_json(run_dir / "compare.json", comparison)
     log(comparison_table(comparison))
+    if slower(speeds["searched"], speeds["original"]):
+        log(
+            f"warning: at equal {held} the searched network is slower than the original beyond the noise "
+            f"(training {speeds['searched']['train_images_per_s']:,.0f} against "
+            f"{speeds['original']['train_images_per_s']:,.0f} images/s, one image "
+            f"{speeds['searched']['latency_ms']:.2f} against {speeds['original']['latency_ms']:.2f} ms on "
+            f"{torch_device}); odd widths miss the fast kernels: search with --round-to 8 or 16"
+        )
     log(f"wrote {run_dir / 'compare.json'} and the trained networks in {folder}")
     return comparison
 
@@ -212,12 +234,19 @@ def mean_spread(mean: float, spread: float | None) -> str:
     return f"{100 * mean:.2f} ± {100 * spread:.2f}" if spread is not None else f"{100 * mean:.2f}"
 
 
+def speed_cells(row: dict) -> str:
+    """Training images/s and latency, blank for a comparison made before they were measured."""
+    if "train_images_per_s" not in row:
+        return f"{'':>12} {'':>11}"
+    return f"{row['train_images_per_s']:>12,.0f} {row['latency_ms']:>11.2f}"
+
+
 def comparison_table(comparison: dict) -> str:
     """The comparison as a plain-text table (mean ± sample std over seeds, in %)."""
     n = len(comparison["seeds"])
     lines = [
-        f"{'network':<10} {'top-1 (%)':>16} {'top-5 (%)':>16} {'MACs':>14} {'params':>11}   ({n} seed"
-        + ("s)" if n > 1 else ")")
+        f"{'network':<10} {'top-1 (%)':>16} {'top-5 (%)':>16} {'MACs':>14} {'params':>11} "
+        f"{'train img/s':>12} {'latency ms':>11}   ({n} seed" + ("s)" if n > 1 else ")")
     ]
     for name in NETWORKS:
         row = comparison[name]
@@ -225,7 +254,7 @@ def comparison_table(comparison: dict) -> str:
         lines.append(
             f"{name:<10} {mean_spread(row['top1_mean'], row['top1_std']):>16} "
             f"{mean_spread(row['top5_mean'], row['top5_std']):>16} "
-            f"{row['macs']:>14,} {row['params']:>11,}{note}"
+            f"{row['macs']:>14,} {row['params']:>11,} {speed_cells(row)}{note}"
         )
     for key, label in (
         ("searched_minus_original", "searched − original"),

@@ -299,10 +299,12 @@ def _comparison_section(run_dir: Path) -> list[str]:
         "",
         f"Each network trained from scratch on {comparison['data_sizes']['train']} images for "
         f"{plural(comparison['recipe']['epochs'], 'epoch')}, {plural(n, 'seed')}; test top-1 / top-5 on "
-        f"{comparison['data_sizes']['test']} images, mean ± sample standard deviation.",
+        f"{comparison['data_sizes']['test']} images, mean ± sample standard deviation. Speed: "
+        f"training images/s and one image's latency on {comparison.get('device', 'the device')}, the "
+        "networks timed in turns in one process (median of 5 rounds).",
         "",
-        "| network | top-1 (%) | top-5 (%) | MACs | params |",
-        "|---|---:|---:|---:|---:|",
+        "| network | top-1 (%) | top-5 (%) | MACs | params | train img/s | latency ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ("original", "searched", "uniform"):
         row = comparison[name]
@@ -310,7 +312,12 @@ def _comparison_section(run_dir: Path) -> list[str]:
         lines.append(
             f"| {name}{same} | {mean_spread(row['top1_mean'], row['top1_std'])} | "
             f"{mean_spread(row['top5_mean'], row['top5_std'])} | "
-            f"{row['macs']:,} | {row['params']:,} |"
+            f"{row['macs']:,} | {row['params']:,} | "
+            + (
+                f"{row['train_images_per_s']:,.0f} | {row['latency_ms']:.2f} |"
+                if "train_images_per_s" in row
+                else "| |"
+            )
         )
     difference = comparison["difference"]["searched_minus_original"]
     lines += [
