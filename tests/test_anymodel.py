@@ -610,3 +610,20 @@ def test_zeroing_a_channel_at_its_drop_sites_equals_cutting_it_out(tmp_path, wid
     for module, on_input in site_modules(model, width, model.drop_sites[width]):
         on_site(module, on_input, lambda x: x * zero.view(1, -1, *[1] * (x.dim() - 2)))
     assert torch.allclose(model(EXAMPLE), cut, atol=1e-5)
+
+
+class HeadFirst(TinyVGG):
+    """The classifier registered before the features: the output layer is found by what
+    the model returns, not by registration order."""
+
+    def __init__(self):
+        super().__init__()
+        self.features, self.classifier = None, self.classifier
+        del self.features
+        self.features = TinyVGG().features  # now registered after the classifier
+
+
+def test_the_output_layer_is_the_one_whose_output_the_model_returns():
+    model = HeadFirst()
+    assert [name for name, _ in model.named_children()] == ["classifier", "features"]
+    assert checked_plan(model, EXAMPLE).widths == {"features.0": 16, "features.4": 32, "classifier.1": 64}

@@ -126,11 +126,23 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     refuse_unsupported(model, example)
     names = {module: name for name, module in model.named_modules()}
     order = {name: index for index, name in enumerate(names.values())}
-    with torch.no_grad():
-        output = model(example)
+    outputs = {}
+    handles = [
+        m.register_forward_hook(lambda m, i, o: outputs.update({m: o}))
+        for m in names
+        if isinstance(m, RESIZABLE)
+    ]
+    try:
+        with torch.no_grad():
+            output = model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         raise UserError("the model must return one tensor of logits (N, classes); refusing it")
-    output_layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)][-1:]
+    # the layer whose output the model returns keeps its size; else the last conv or linear one
+    output_layers = [m for m, o in outputs.items() if o is output and isinstance(m, nn.Linear | nn.Conv2d)]
+    output_layers = output_layers or [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)][-1:]
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     groups, owned = [], {}
     for found in graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear]):
@@ -193,7 +205,7 @@ def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:
     sizes = dict(plan.fixed)
     for group in plan.groups:
         for key, per_channel in group.members.items():
-            sizes[key] += per_channel * widths[group.name]
+            sizes[key] = sizes.get(key, 0) + per_channel * widths[group.name]
     copied = copy.deepcopy(model).to(torch.empty(()).device)  # the meta device when counting costs
     for name, module in list(copied.named_modules()):
         if isinstance(module, RESIZABLE):
