@@ -612,15 +612,18 @@ def test_zeroing_a_channel_at_its_drop_sites_equals_cutting_it_out(tmp_path, wid
     assert torch.allclose(model(EXAMPLE), cut, atol=1e-5)
 
 
-class HeadFirst(TinyVGG):
-    """The classifier registered before the features: the output layer is found by what
-    the model returns, not by registration order."""
+class HeadFirst(nn.Module):
+    """TinyVGG with its classifier registered before its features: the output layer is
+    found by what the model returns, not by registration order."""
 
     def __init__(self):
         super().__init__()
-        self.features, self.classifier = None, self.classifier
-        del self.features
-        self.features = TinyVGG().features  # now registered after the classifier
+        vgg = TinyVGG()
+        self.classifier = vgg.classifier
+        self.features = vgg.features
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
 
 
 def test_the_output_layer_is_the_one_whose_output_the_model_returns():
