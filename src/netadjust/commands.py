@@ -62,14 +62,16 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
 
 
 def command_search(args: argparse.Namespace) -> int:
-    config = api.resumed_config(args.resume) if args.resume else None
+    def this_config() -> SearchConfig:  # read here only where this process alone needs it
+        return api.resumed_config(args.resume) if args.resume else search_config(args)
+
     if args.dry_run:
-        print(json.dumps(api.dry_run(config or search_config(args), args.nproc or 1), indent=1))
+        print(json.dumps(api.dry_run(this_config(), args.nproc or 1), indent=1))
         return 0
     if args.nproc is not None and not launched_by_torchrun():
         if args.nproc < 1:
             raise UserError(f"--nproc is {args.nproc}; give at least 1")
-        (config or search_config(args)).validate()  # bad input refused here, before any process starts
+        this_config().validate()  # bad input refused here, before any process starts
         return launch(args.nproc, without_flag(args.argv, "--nproc"))
     if args.dist_timeout <= 0:
         raise UserError(f"--dist-timeout is {args.dist_timeout}; give a positive number of seconds")
