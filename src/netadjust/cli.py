@@ -38,7 +38,7 @@ class ArgumentParser(argparse.ArgumentParser):
 def add_settings(group, cls: type, names=None, *, presets: dict[str, dict] | None = None, defaults=True):
     """One flag per setting of ``cls`` (those in ``names``, or all), with its help and, if
     ``defaults``, its default: under each of ``presets`` where they differ."""
-    for flag in flags(cls, nested=False):
+    for flag in flags(cls, inner=False):
         if names is not None and flag.dest not in names:
             continue
         meta = flag.field.metadata

@@ -261,17 +261,23 @@ class Flag:
         return self.field.default
 
 
+def nested(f: dataclasses.Field) -> type | None:
+    """The configuration class a field holds (``SearchConfig.recipe``: ``Recipe``), if any."""
+    factory = f.default_factory
+    return factory if isinstance(factory, type) and dataclasses.is_dataclass(factory) else None
+
+
 def flag_name(f: dataclasses.Field) -> str:
     return f.metadata["flag"] or "--" + f.name.replace("_", "-")
 
 
-def flags(cls: type, nested: bool = True) -> Iterator[Flag]:
+def flags(cls: type, inner: bool = True) -> Iterator[Flag]:
     """The settings of ``cls`` that have a flag, those of nested configurations included
-    unless not ``nested``, in order."""
+    unless not ``inner``, in order."""
     for f in dataclasses.fields(cls):
-        if isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
-            for inner in flags(f.default_factory) if nested else ():
-                yield dataclasses.replace(inner, path=(f.name, *inner.path))
+        if nested(f):
+            for deeper in flags(nested(f)) if inner else ():
+                yield dataclasses.replace(deeper, path=(f.name, *deeper.path))
         elif "help" in f.metadata:
             yield Flag(flag_name(f), flag_name(f)[2:].replace("-", "_"), (f.name,), f)
 
@@ -281,8 +287,8 @@ def configured(cls: type, values: Mapping[str, Any]):
     their flag's dest) take those values unless None; the others keep their defaults."""
     kwargs = {}
     for f in dataclasses.fields(cls):
-        if isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
-            kwargs[f.name] = configured(f.default_factory, values)
+        if nested(f):
+            kwargs[f.name] = configured(nested(f), values)
         elif "help" in f.metadata:
             dest = flag_name(f)[2:].replace("-", "_")
             if values.get(dest) is not None:
@@ -313,8 +319,8 @@ def from_record(cls: type, record: Mapping[str, Any]):
         if f.name not in record:
             continue
         value = record[f.name]
-        if isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
-            value = from_record(f.default_factory, value)
+        if nested(f):
+            value = from_record(nested(f), value)
         kwargs[f.name] = value
     unknown = set(record) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
