@@ -87,9 +87,9 @@ def sides(module: nn.Module) -> dict[str, int]:
     return {"out": module.num_channels}  # GroupNorm
 
 
-def refuse_unsupported(model: nn.Module, example: torch.Tensor) -> None:
-    """One line naming what netadjust cannot resize: a layer type, a parameter no resizable
-    layer owns (a layer-scale vector), a resizable layer called more than once per pass."""
+def refuse_unsupported(model: nn.Module) -> None:
+    """One line naming what netadjust cannot resize: a layer type, or a parameter no
+    resizable layer owns (a layer-scale vector)."""
     for name, module in model.named_modules():
         if isinstance(module, UNSUPPORTED):
             raise UserError(
@@ -102,49 +102,40 @@ def refuse_unsupported(model: nn.Module, example: torch.Tensor) -> None:
                         f"{name}.{parameter_name} is a parameter of shape {tuple(parameter.shape)} that no "
                         "resizable layer owns; netadjust cannot resize it: refusing this model"
                     )
-    calls: dict[str, int] = {}
-    handles = [
-        module.register_forward_hook(lambda m, i, o, name=name: calls.update({name: calls.get(name, 0) + 1}))
-        for name, module in model.named_modules()
-        if isinstance(module, RESIZABLE)
-    ]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    shared = [name for name, count in calls.items() if count > 1]
-    if shared:
-        raise UserError(f"{shared[0]} is called {calls[shared[0]]} times in one pass; refusing this model")
 
 
 def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     """The groups of ``model`` (its output layer's outputs excluded) traced on ``example``."""
     tp = require_torch_pruning()
     model = model.eval()
-    refuse_unsupported(model, example)
+    refuse_unsupported(model)
     names = {module: name for name, module in model.named_modules()}
     order = {name: index for index, name in enumerate(names.values())}
-    outputs = {}
-    handles = [
-        m.register_forward_hook(lambda m, i, o: outputs.update({m: o}))
-        for m in names
-        if isinstance(m, RESIZABLE)
-    ]
+    outputs, calls = {}, {}
+
+    def seen(module, inputs, output) -> None:
+        outputs[module] = output
+        calls[module] = calls.get(module, 0) + 1
+
+    handles = [module.register_forward_hook(seen) for module in names if isinstance(module, RESIZABLE)]
     try:
         with torch.no_grad():
             output = model(example)
     finally:
         for handle in handles:
             handle.remove()
+    shared = [module for module, count in calls.items() if count > 1]
+    if shared:  # a layer called more than once per pass ties its channels to themselves
+        raise UserError(
+            f"{names[shared[0]]} is called {calls[shared[0]]} times in one pass; refusing this model"
+        )
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         raise UserError("the model must return one tensor of logits (N, classes); refusing it")
     # the layer whose output the model returns keeps its size; else the last conv or linear one
     output_layers = [m for m, o in outputs.items() if o is output and isinstance(m, nn.Linear | nn.Conv2d)]
     output_layers = output_layers or [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)][-1:]
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    groups, owned = [], {}
+    groups, owned, modules = [], {}, dict(model.named_modules())
     for found in graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear]):
         members: dict[tuple[str, str], int] = {}
         root_width = len(found[0][1])
@@ -165,7 +156,7 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         if not producers:
             continue
         groups.append(
-            Group(producers[0], root_width, members, drop_sites(model, members, producers, root_width))
+            Group(producers[0], root_width, members, drop_sites(modules, members, producers, root_width))
         )
         for key, per_channel in members.items():
             owned[key] = owned.get(key, 0) + per_channel * root_width
@@ -182,12 +173,13 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     return Plan(tuple(groups), fixed)
 
 
-def drop_sites(model: nn.Module, members: dict, producers: list[str], width: int) -> tuple[str, ...]:
+def drop_sites(
+    modules: dict[str, nn.Module], members: dict, producers: list[str], width: int
+) -> tuple[str, ...]:
     """Where a width's channels are dropped so that they are gone wherever they are read:
     after each of its norm layers (one mask for all: every addend of a residual sum); without
     one, on the input of each layer that reads them (``name:input``), when each reads them
     alone (no concatenation, no flatten); else after the layers that produce them."""
-    modules = dict(model.named_modules())
     norms = tuple(name for name in producers if isinstance(modules[name], nn.BatchNorm2d | nn.GroupNorm))
     if norms:
         return norms

@@ -177,7 +177,7 @@ def inspect_model(
     shape = (in_channels, image_size, image_size)
     plan = checked_plan(network, torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)))
     total = count(network, shape)
-    groups = []
+    groups, order = [], {name: index for index, (name, _) in enumerate(network.named_modules())}
     for group in plan.groups:  # share of MACs: f_i = c_i dF/dc_i by a central difference of the count
         wider, narrower = dict(plan.widths), dict(plan.widths)
         wider[group.name] += 1
@@ -187,7 +187,6 @@ def inspect_model(
             - count(rebuild(network, plan, narrower), shape).macs
         )
         share = group.width * slope / (wider[group.name] - narrower[group.name]) / total.macs
-        order = {name: index for index, (name, _) in enumerate(network.named_modules())}
         layers = sorted(group.members, key=lambda member: (order[member[0]], member[1]))
         groups.append({"name": group.name, "width": group.width, "layers": layers, "macs_share": share})
     return InspectReport(plan.widths, total.macs, total.params, groups)
