@@ -151,7 +151,7 @@ def test_resume_ignores_the_worker_count_and_fills_settings_older_runs_lack(tmp_
     del older["data"]["image_size"], older["data"]["workers"]  # written before they existed
     (tmp_path / "config.json").write_text(json.dumps(older))
     done = IterationRecord(
-        iteration=0, widths={}, macs=0, params=0, train={}, val={}, test={}, fur={}, fur_method="fast",
+        iteration=0, widths={}, macs=0, params=0, train={}, val={}, test={}, fur={}, fur_method="fast", k=0,
         fur_stability={}, grown=[], shrunk=[], next_widths={}, next_macs=0, seconds={},
     )  # fmt: skip
     (tmp_path / "history.jsonl").write_text(json.dumps(done.to_json()) + "\n")

@@ -51,7 +51,7 @@ class IterationRecord:
     fur_method: str
     fur_halves: list[dict[str, float]] | None = None  # FUR of each half of the validation split
     fur_stability: dict[str, Any]  # split-half Spearman and grow/shrink overlaps
-    k: int | None = None
+    k: int
     grown: list[str]
     shrunk: list[str]
     next_widths: Widths
@@ -98,6 +98,9 @@ def parse_record(cls: type, value: Any, where: str):
             f"{where} lacks {missing}: it is damaged, or not a run directory of this version of netadjust"
         )
     known = {name: item for name, item in value.items() if name in fields}
+    empty = [name for name, item in known.items() if item is None and "None" not in str(fields[name].type)]
+    if empty:
+        raise UserError(f"{where} holds null for {', '.join(empty[:4])}; it is damaged")
     try:
         if cls is FinalResult:
             known["model"] = ModelSpec(**known["model"])
