@@ -24,7 +24,7 @@ from netadjust.errors import UserError
 from netadjust.presets import FINAL_TRAINING, PAPER_IMAGENET, PAPER_IMAGENET_FINAL, PRESETS
 
 STRINGS = {"space": "resnet56", "dataset": "mnist", "data_dir": "/d", "device": "cuda:1", "out": "runs/x"}
-STRINGS |= {"model": "mine.py:net", "model_args": '{"width": 4}'}
+STRINGS |= {"model": "mine.py:net", "model_args": '{"width": 4}', "latency_table": "t.json"}
 
 
 def other_value(flag: Flag):

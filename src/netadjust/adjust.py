@@ -106,6 +106,33 @@ def rescale(
     return _nudge(closest, cost, budget, min_width, tolerance, round_to)
 
 
+def widest_within(
+    widths: Widths,
+    cost: Callable[[Widths], int],
+    budget: int,
+    min_width: int,
+    tolerance: float,
+    steps: int = 10,
+    round_to: int = 1,
+) -> Widths:
+    """``widths`` scaled by the largest factor whose cost stays below ``budget`` plus
+    ``tolerance`` (bisection of the crossing): the rescale of a measured time, which can
+    be flat in the widths over a wide range (narrow layers cost their overhead, not their
+    channels), where stopping at the first factor within the band would pick an arbitrary
+    one of many, however narrow."""
+    ceiling = budget * (1 + tolerance)
+    low, high = 0.0, 1.0
+    while cost(scale_widths(widths, high, min_width, round_to)) <= ceiling and high < 8:
+        low, high = high, 2 * high
+    for _ in range(steps):
+        middle = (low + high) / 2
+        if cost(scale_widths(widths, middle, min_width, round_to)) <= ceiling:
+            low = middle
+        else:
+            high = middle
+    return scale_widths(widths, low, min_width, round_to)
+
+
 def closest_scaling(
     widths: Widths,
     cost: Callable[[Widths], int],

@@ -18,18 +18,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ModelSpec, SearchConfig, Widths, configured, known_settings
+from .config import BUDGETS, LatencyConfig, ModelSpec, SearchConfig, Widths, configured, known_settings
 from .cost import count, model_cost, sensitivities
 from .distributed import SINGLE, Processes
 from .errors import UserError
 from .export import load_weights
+from .latency import latency_model
 from .presets import preset_settings
 from .rundir import FinalResult, config_from_settings, read_history, read_run_settings
 from .search import dry_run, run_search
 from .spaces import base_widths, check_widths, get_space
 from .spaces import build as build_spec
 from .store import read_widths_file, user_path
-from .train import default_device
+from .train import default_device, resolve_device
 
 MODEL_SETTINGS = {field.name for field in dataclasses.fields(ModelSpec)} - {"space"}
 
@@ -85,17 +86,51 @@ class CostReport:
     widths: Widths
     sensitivities: dict[str, float]  # f_i = c_i dF/dc_i per width, in the budget's measure
     model: dict
+    latency: dict | None = None  # budget "latency": the table's estimate beside the measured time
 
 
 def cost(
-    space: str, widths: Widths | str | Path | None = None, *, budget: str = "macs", **settings
+    space: str,
+    widths: Widths | str | Path | None = None,
+    *,
+    budget: str = "macs",
+    latency: LatencyConfig | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
+    channels_last: bool = True,
+    **settings,
 ) -> CostReport:
-    """MACs, parameters and sensitivities (of ``budget``: "macs" or "params") of ``space``
-    at ``widths`` (same arguments as ``build``)."""
+    """MACs, parameters and sensitivities (of ``budget``: "macs", "params", or "latency"
+    timed on ``device`` as ``latency`` says, in ``precision`` and memory format, with
+    sensitivities in seconds) of ``space`` at ``widths`` (same arguments as ``build``).
+    The latency estimate is calibrated on the space's base widths, as a search's on the
+    original network, and set beside a fresh timing of ``widths``."""
+    if budget not in BUDGETS:
+        raise UserError(f"budget is {budget!r}; choose one of {', '.join(BUDGETS)}")
     spec, widths = _spec_and_widths(space, widths, settings)
     counted = model_cost(spec, widths)
-    f = sensitivities(spec, widths, budget)
-    return CostReport(spec.space, counted.macs, counted.params, widths, f, dataclasses.asdict(spec))
+    timing = None
+    if budget == "latency":
+        latency = latency or LatencyConfig()
+        latency.validate()
+        model = latency_model(spec, latency, resolve_device(device), precision, channels_last)
+        model.calibrate(base_widths(spec))
+        f = model.sensitivities(widths)
+        measured, spread = model.measure_network(widths)
+        timing = {
+            "estimate": model.estimate(widths),
+            "measured": measured,
+            "spread": spread,
+            "layers_sum": model.layers_sum(widths),
+            "overhead": model.overhead,
+            "mode": latency.mode,
+            "batch": latency.batch,
+            "device": model.table.description,
+            "table": str(model.table.path),
+        }
+    else:
+        f = sensitivities(spec, widths, budget)
+    return CostReport(spec.space, counted.macs, counted.params, widths, f, dataclasses.asdict(spec), timing)
 
 
 def load(path: str | Path, device: str = "cpu", model: str | None = None) -> nn.Module:

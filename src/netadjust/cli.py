@@ -10,7 +10,17 @@ import argparse
 import sys
 
 from .commands import COMMANDS
-from .config import AdjustRule, DataConfig, FurConfig, ModelSpec, Recipe, SearchConfig, flags
+from .config import (
+    BUDGETS,
+    AdjustRule,
+    DataConfig,
+    FurConfig,
+    LatencyConfig,
+    ModelSpec,
+    Recipe,
+    SearchConfig,
+    flags,
+)
 from .distributed import SharedError
 from .errors import UserError
 from .presets import FINAL_TRAINING, PRESETS
@@ -89,6 +99,7 @@ def search_parser(commands) -> None:
     add_settings(search.add_argument_group("adjustment"), AdjustRule, presets=PRESETS)
     group = search.add_argument_group("search")
     add_settings(group, SearchConfig, presets=PRESETS)
+    add_settings(search.add_argument_group("latency budget"), LatencyConfig, presets=PRESETS)
     group.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the search in RUN_DIR with its recorded settings"
     )
@@ -185,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--num-classes", type=int, default=10, help="(default 10)")
     cost.add_argument("--in-channels", type=int, default=3, help="(default 3)")
     cost.add_argument("--image-size", type=int, default=32, help="side of the square input (default 32)")
-    cost.add_argument("--budget", choices=["macs", "params"], help="name the budget measure")
+    cost.add_argument("--budget", choices=BUDGETS, help="name the budget measure (latency: timed here)")
+    add_settings(cost, LatencyConfig)
+    cost.add_argument("--device", help="--budget latency: the device to time on (default cpu)")
+    add_settings(cost, Recipe, {"precision", "channels_last"})
     cost.add_argument("--json", action="store_true", help="print one JSON object")
 
     inspect = commands.add_parser("inspect", help="the searchable widths netadjust finds in your own model")

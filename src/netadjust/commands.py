@@ -13,6 +13,7 @@ import time
 from . import api
 from .config import (
     DataConfig,
+    LatencyConfig,
     ModelSpec,
     Recipe,
     SearchConfig,
@@ -209,17 +210,30 @@ def command_cost(args: argparse.Namespace) -> int:
         in_channels=args.in_channels,
         image_size=args.image_size,
         budget=args.budget or "macs",
+        latency=configured(LatencyConfig, vars(args)),
+        device=args.device or "cpu",
+        precision=args.precision or Recipe.precision,
+        channels_last=Recipe.channels_last if args.channels_last is None else args.channels_last,
         **settings,
     )
     if args.json:
         printed = dataclasses.asdict(report)
         if args.budget:
-            printed["budget"] = {"measure": args.budget, "value": printed[args.budget]}
+            value = report.latency["estimate"] if args.budget == "latency" else printed[args.budget]
+            printed["budget"] = {"measure": args.budget, "value": value}
         print(json.dumps(printed))
-    else:
+        return 0
+    print(
+        f"{args.model or report.space}: {report.macs:,} MACs, {report.params:,} params "
+        f"({args.in_channels}x{args.image_size}x{args.image_size} input, {args.num_classes} classes)"
+    )
+    if report.latency:
+        timing = report.latency
         print(
-            f"{args.model or report.space}: {report.macs:,} MACs, {report.params:,} params "
-            f"({args.in_channels}x{args.image_size}x{args.image_size} input, {args.num_classes} classes)"
+            f"latency ({timing['mode']}, batch {timing['batch']}, {timing['device']}): measured "
+            f"{1e3 * timing['measured']:.3f} ms (spread {timing['spread']:.1%}), the table's estimate "
+            f"{1e3 * timing['estimate']:.3f} ms ({timing['estimate'] / timing['measured'] - 1:+.1%}); "
+            f"table {timing['table']}"
         )
     return 0
 

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .adjust import closest_scaling, within_budget
-from .config import BUDGET_TOLERANCE, DataConfig, ModelSpec, Recipe, Widths, as_settings, configured
+from .config import BUDGET_TOLERANCE, UNITS, DataConfig, ModelSpec, Recipe, Widths, as_settings, configured
 from .cost import measure, model_cost
 from .data import prepare_data
 from .errors import UserError
 from .export import save_weights
+from .latency import LATENCY_TOLERANCE, latency_model
 from .retrain import train_on_full
 from .rundir import Run, read_run
 from .spaces import build
@@ -33,19 +34,27 @@ NETWORKS = ("original", "searched", "uniform")
 MATCHED = ("widths", "seed", "recipe", "dataset", "data_sizes")  # a kept result must agree on these
 
 
-def candidate_widths(run: Run, spec: ModelSpec) -> dict[str, Widths]:
-    """The three networks: the uniform one is the original scaled by one factor to the
-    searched network's cost in the run's budget measure, MACs or params (the original
-    itself when those are equal)."""
-    original, searched, held = run.final.original_widths, run.final.widths, run.budget
-    round_to = run.config.rule.round_to  # the uniform network on the same grid
-    uniform = closest_scaling(
-        original,
-        lambda widths: measure(spec, widths, held),
-        run.final.cost(held),
-        min_width=1,
-        round_to=round_to,
+def budget_measure(run: Run, spec: ModelSpec) -> tuple[Callable[[Widths], int], float]:
+    """The run's budget measure of any widths and its tolerance. A latency run's is the
+    estimate from its own lookup table, which must be this device's."""
+    if run.budget != "latency":
+        return (lambda widths: measure(spec, widths, run.budget)), BUDGET_TOLERANCE
+    config = run.config
+    table = dataclasses.replace(config.latency, table=run.final.latency_table)
+    model = latency_model(
+        spec, table, resolve_device(config.device), config.recipe.precision, config.recipe.channels_last
     )
+    model.calibrate(run.final.original_widths)  # refuses a device too noisy to time
+    return model.nanoseconds, LATENCY_TOLERANCE
+
+
+def candidate_widths(run: Run, cost: Callable[[Widths], int]) -> dict[str, Widths]:
+    """The three networks: the uniform one is the original scaled by one factor to the
+    searched network's ``cost`` in the run's budget measure (the original itself when
+    those are equal)."""
+    original, searched = run.final.original_widths, run.final.widths
+    round_to = run.config.rule.round_to  # the uniform network on the same grid
+    uniform = closest_scaling(original, cost, cost(searched), min_width=1, round_to=round_to)
     return {"original": original, "searched": searched, "uniform": uniform}
 
 
@@ -74,13 +83,13 @@ def compare_run(
     data_config = configured(DataConfig, {**run_data, **(data_overrides or {})})
     data_config.validate()
     torch_device = resolve_device(device or config.device)
-    networks = candidate_widths(run, spec)
-    held, budget = run.budget, run.final.cost(run.budget)
-    uniform_cost = measure(spec, networks["uniform"], held)
-    if not within_budget(uniform_cost, budget):
+    cost, tolerance = budget_measure(run, spec)
+    networks = candidate_widths(run, cost)
+    budget, uniform_cost = cost(networks["searched"]), cost(networks["uniform"])
+    if not within_budget(uniform_cost, budget, tolerance):
         log(
             f"warning: no single scale factor brings the original widths within "
-            f"{BUDGET_TOLERANCE:.0%} of the searched network's {budget:,} {held} (closest: "
+            f"{tolerance:.0%} of the searched network's {budget:,} {UNITS[run.budget]} (closest: "
             f"{uniform_cost:,}); the network is too narrow"
         )
     folder = run_dir / "compare"
@@ -159,7 +168,8 @@ def compare_run(
     log(comparison_table(comparison))
     if slower(speeds["searched"], speeds["original"]):
         log(
-            f"warning: at equal {held} the searched network is slower than the original beyond the noise "
+            f"warning: at equal {run.budget} the searched network is slower than the original beyond "
+            "the noise "
             f"(training {speeds['searched']['train_images_per_s']:,.0f} against "
             f"{speeds['original']['train_images_per_s']:,.0f} images/s, one image "
             f"{speeds['searched']['latency_ms']:.2f} against {speeds['original']['latency_ms']:.2f} ms on "

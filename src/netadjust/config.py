@@ -20,7 +20,9 @@ from .errors import UserError
 Widths = dict[str, int]
 BUDGET_TOLERANCE = 0.01  # a rescaled network's cost lies within 1% of the budget (the reference's)
 
-BUDGETS = ("macs", "params")
+BUDGETS = ("macs", "params", "latency")
+UNITS = {"macs": "MACs", "params": "params", "latency": "ns"}  # latency is held in nanoseconds
+LATENCY_MODES = ("infer", "train")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 FUR_METHODS = ("auto", "fast", "reference", "second-order")
 CURVATURES = ("exact", "sampled", "empirical")
@@ -225,14 +227,50 @@ class AdjustRule:
 
 
 @dataclass(frozen=True)
+class LatencyConfig:
+    """How ``--budget latency`` times a network (latency.py)."""
+
+    batch: int = setting(1, "--budget latency: images per timed pass", flag="--latency-batch")
+    mode: str = setting(
+        "infer",
+        "--budget latency: infer (forward, eval mode) or train (forward and backward)",
+        flag="--latency-mode",
+        choices=LATENCY_MODES,
+    )
+    table: str | None = setting(
+        None,
+        "--budget latency: the lookup table of layer times (default: one per device and torch "
+        "version under ~/.cache/netadjust/latency)",
+        flag="--latency-table",
+        kind=str,
+    )
+    max_spread: float = setting(
+        0.1,
+        "--budget latency: refuse a device whose timings of the original network spread "
+        "(interquartile range over median) by more than this",
+        flag="--latency-max-spread",
+    )
+
+    def validate(self) -> None:
+        check(self.batch >= 1, f"--latency-batch is {self.batch}; give at least 1")
+        check(self.mode in LATENCY_MODES, f"--latency-mode is {self.mode!r}; choose infer or train")
+        check(self.max_spread >= 0, f"--latency-max-spread is {self.max_spread}; give a value >= 0")
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataConfig = field(default_factory=DataConfig)
     recipe: Recipe = field(default_factory=Recipe)
     fur: FurConfig = field(default_factory=FurConfig)
     rule: AdjustRule = field(default_factory=AdjustRule)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
     iterations: int = setting(10, "train-FUR-adjust rounds")
-    budget: str = setting("macs", "the cost held constant: MACs (the paper's) or parameters", choices=BUDGETS)
+    budget: str = setting(
+        "macs",
+        "the cost held constant: MACs (the paper's), parameters, or latency measured on this device",
+        choices=BUDGETS,
+    )
     initial_widths: Widths | None = None  # None: the space's base widths (--widths reads a file)
     seed: int = setting(0, "seed of weights, data order, augmentation and masks")
     device: str = setting("cpu", "cpu, cuda or cuda:N (the command line's default: cuda if present)")
@@ -243,6 +281,7 @@ class SearchConfig:
         self.recipe.validate()
         self.fur.validate()
         self.data.validate()
+        self.latency.validate()
         check(self.iterations >= 1, f"--iterations is {self.iterations}; give at least 1")
         check(self.budget in BUDGETS, f"--budget is {self.budget!r}; choose one of {', '.join(BUDGETS)}")
 

@@ -20,7 +20,17 @@ from typing import Any
 
 import torch
 
-from .config import AdjustRule, DataConfig, FurConfig, ModelSpec, Recipe, SearchConfig, Widths, from_record
+from .config import (
+    AdjustRule,
+    DataConfig,
+    FurConfig,
+    LatencyConfig,
+    ModelSpec,
+    Recipe,
+    SearchConfig,
+    Widths,
+    from_record,
+)
 from .errors import UserError
 from .store import append_jsonl, parse_jsonl, save_torch, user_path, write_json
 from .version import __version__
@@ -58,6 +68,8 @@ class IterationRecord:
     next_macs: int
     next_params: int | None = None
     next_excess: float | None = None  # (cost - budget) / cost of the next widths
+    latency: float | None = None  # --budget latency: measured seconds per timed pass of widths
+    next_latency: float | None = None  # and of next_widths
     seconds: dict[str, float]  # train, fur, adjust
 
     def to_json(self) -> dict:
@@ -78,6 +90,10 @@ class FinalResult:
     original_params: int | None = None
     budget: str = "macs"
     iterations: int | None = None
+    latency: float | None = None  # --budget latency: seconds per timed pass, measured at the end
+    original_latency: float | None = None
+    latency_estimate: float | None = None  # the lookup table's estimate of ``latency``
+    latency_table: str | None = None
 
     def cost(self, measure: str) -> int:
         return getattr(self, measure)
@@ -141,8 +157,9 @@ def config_from_settings(settings: dict, out: str) -> SearchConfig:
 
 
 SEARCH_FIELDS = {f.name for f in dataclasses.fields(SearchConfig)}
-# what a config.json must hold: runs of earlier versions lack the budget (then MACs); out is the folder
-SETTINGS_KEYS = (SEARCH_FIELDS - {"budget", "out"}) | {"data_sizes", "provenance"}
+# what a config.json must hold: runs of earlier versions lack the budget (then MACs) and the
+# latency settings; out is the folder
+SETTINGS_KEYS = (SEARCH_FIELDS - {"budget", "latency", "out"}) | {"data_sizes", "provenance"}
 
 
 @dataclass
@@ -223,6 +240,7 @@ def comparable(settings: dict) -> dict:
     kept["data"] = {k: v for k, v in data.items() if k != "workers"}
     kept["recipe"] = {**dataclasses.asdict(Recipe()), **kept.get("recipe", {})}
     kept["rule"] = {**dataclasses.asdict(AdjustRule()), **kept.get("rule", {})}
+    kept["latency"] = {**dataclasses.asdict(LatencyConfig()), **kept.get("latency", {})}
     # runs before the control variate existed ran without it, whatever today's default
     kept["fur"] = {**dataclasses.asdict(FurConfig()), "control_variate": False, **kept.get("fur", {})}
     return kept

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import torch
 
-from .adjust import adjust, excess, layers_to_move, rescale, within_budget
-from .config import BUDGET_TOLERANCE, SearchConfig, Widths
+from .adjust import adjust, excess, layers_to_move, rescale, widest_within, within_budget
+from .config import BUDGET_TOLERANCE, UNITS, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
 from .data import DATASETS, FOLDER_DATASETS, PreparedData, model_spec_for, prepare_data
 from .distributed import SINGLE, Processes
+from .errors import UserError
 from .fur import estimate_fur, stability
+from .latency import LATENCY_TOLERANCE, LatencyModel, latency_model
 from .outcome import LOW_STABILITY, outcome_lines
 from .rundir import (
     FinalResult,
@@ -35,7 +37,10 @@ from .store import check_writable, user_path, write_json
 from .train import autocast_dtype, evaluate, resolve_device, train_network
 from .wording import plural
 
-UNITS = {"macs": "MACs", "params": "params"}
+
+def cost_text(value: int, budget: str) -> str:
+    """A cost in the budget's measure for a person (latency is held in nanoseconds)."""
+    return f"{value / 1e6:.3f} ms" if budget == "latency" else f"{value:,} {UNITS[budget]}"
 
 
 def with_fur_precision(config: SearchConfig, device: torch.device) -> SearchConfig:
@@ -92,10 +97,41 @@ class Search:
     scalars: ScalarLog
     log: Callable[[str], None]
     processes: Processes
+    latency: LatencyModel | None  # with --budget latency
 
     def cost(self, widths: Widths) -> int:
-        """The budget's measure of ``widths``."""
+        """The budget's measure of ``widths`` (latency: the table's estimate, nanoseconds)."""
+        if self.latency is not None:
+            return self.latency.nanoseconds(widths)
         return measure(self.spec, widths, self.config.budget)
+
+    def sensitivities(self, widths: Widths) -> dict[str, float]:
+        if self.latency is not None:
+            return self.latency.sensitivities(widths)
+        return sensitivities(self.spec, widths, self.config.budget)
+
+    @property
+    def tolerance(self) -> float:
+        return LATENCY_TOLERANCE if self.latency is not None else BUDGET_TOLERANCE
+
+
+def timed_budget(config: SearchConfig, spec: ModelSpec, initial: Widths, device, processes: Processes, log):
+    """With ``--budget latency``: the latency model, calibrated on the original network."""
+    if config.budget != "latency":
+        return None
+    if processes.world_size > 1:
+        raise UserError(
+            "--budget latency times networks in one process; run the search without torchrun "
+            "(or hold --budget macs)"
+        )
+    model = latency_model(spec, config.latency, device, config.recipe.precision, config.recipe.channels_last)
+    log(f"latency: timing the original network's layers on {model.table.description} ({model.table.path})")
+    seconds, spread = model.calibrate(initial)
+    log(
+        f"latency: original {1e3 * seconds:.3f} ms per {config.latency.mode} pass of {config.latency.batch} "
+        f"(spread {spread:.1%}); its layers' sum {1e3 * model.layers_sum(initial):.3f} ms"
+    )
+    return model
 
 
 def run_search(
@@ -119,9 +155,13 @@ def run_search(
     spec = model_spec_for(config.model, data.info)  # a folder dataset's classes are its folders
     initial = starting_widths(config, spec)
     config.rule.validate(len(initial))
-    cost_of = lambda widths: measure(spec, widths, config.budget)  # noqa: E731
+    latency = timed_budget(config, spec, initial, device, processes, log)
+    cost_of = latency.nanoseconds if latency else lambda widths: measure(spec, widths, config.budget)  # noqa: E731
     # fails early if the minimum widths alone exceed the budget
-    rescale(initial, cost_of, cost_of(initial), config.rule.min_width, round_to=config.rule.round_to)
+    rescale(
+        initial, cost_of, cost_of(initial), config.rule.min_width,
+        LATENCY_TOLERANCE if latency else BUDGET_TOLERANCE, round_to=config.rule.round_to,
+    )  # fmt: skip
     config = with_fur_precision(config, device)
     settings = settings_record(config, spec, initial, processes.world_size)
 
@@ -140,12 +180,12 @@ def run_search(
     log(
         f"search: {network_name(spec)} on {data.info.name} ({len(data.train)} train / {len(data.val)} val / "
         f"{len(data.test)} test images), {plural(config.iterations, 'iteration')}, device {device}, "
-        f"budget {getattr(budget, config.budget):,} {UNITS[config.budget]}; run directory {out}"
+        f"budget {cost_text(cost_of(initial), config.budget)}; run directory {out}"
         + (f"; resuming at iteration {len(history) + 1}" if history else "")
         + (f"; {world} processes, batch {batch} per process = {batch * world}" if world > 1 else "")
     )
     scalars = ScalarLog(out / "tensorboard" if tensorboard and processes.is_main else None)
-    search = Search(config, spec, data, initial, out, scalars, log, processes)
+    search = Search(config, spec, data, initial, out, scalars, log, processes, latency)
     widths = history[-1].next_widths if history else initial
     try:
         for iteration in range(len(history), config.iterations):
@@ -170,6 +210,7 @@ def run_search(
         original_params=budget.params,
         budget=config.budget,
         iterations=config.iterations,
+        **(measured_latency(latency, initial, widths, log) if latency else {}),
     )
     if processes.is_main:
         write_final(out, final)
@@ -183,6 +224,31 @@ def run_search(
         log(line)
     log(f"wrote {out / 'final.json'}")
     return final
+
+
+def measured_latency(latency: LatencyModel, original: Widths, searched: Widths, log) -> dict:
+    """The check of a latency search: both networks timed whole, now, beside the estimate."""
+    original_seconds, _ = latency.measure_network(original)
+    ratio, spread = latency.ratio(searched, original)
+    seconds, estimate = ratio * original_seconds, latency.estimate(searched)
+    log(
+        f"latency measured: original {1e3 * original_seconds:.3f} ms, searched {1e3 * seconds:.3f} ms "
+        f"({seconds / original_seconds - 1:+.1%}, spread {spread:.1%}); the table estimated "
+        f"{1e3 * estimate:.3f} ms ({estimate / seconds - 1:+.1%} off the measurement)"
+    )
+    if abs(seconds / original_seconds - 1) > LATENCY_TOLERANCE:
+        log(
+            f"warning: timed again, the searched network's time lies "
+            f"{seconds / original_seconds - 1:+.1%} off the original's, beyond the {LATENCY_TOLERANCE:.0%} "
+            "the search held: the timings of this device "
+            "vary by that much (see the spread), or the time hardly depends on the widths here"
+        )
+    return {
+        "latency": seconds,
+        "original_latency": original_seconds,
+        "latency_estimate": estimate,
+        "latency_table": str(latency.table.path),
+    }
 
 
 def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
@@ -213,7 +279,7 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
     test = evaluate(model, data.test, data.info, processes=processes)
 
     timer = time.perf_counter()
-    f = sensitivities(spec, widths, config.budget)
+    f = search.sensitivities(widths)
     estimate = estimate_fur(model, data.val, data.info, f, config.fur, seed=seed, processes=processes)
     seconds_fur = time.perf_counter() - timer
     k = layers_to_move(config.rule, iteration)
@@ -221,7 +287,13 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
     timer = time.perf_counter()
     target = search.cost(search.initial)
     adjusted, grown, shrunk = adjust(widths, estimate.fur, search.initial, iteration, config.rule)
-    rescaled = rescale(adjusted, search.cost, target, config.rule.min_width, round_to=config.rule.round_to)
+    rule = config.rule
+    if search.latency is not None:
+        rescaled = widest_within(
+            adjusted, search.cost, target, rule.min_width, search.tolerance, round_to=rule.round_to
+        )
+    else:
+        rescaled = rescale(adjusted, search.cost, target, rule.min_width, round_to=rule.round_to)
     next_widths = processes.broadcast(rescaled)
     seconds_adjust = time.perf_counter() - timer
 
@@ -250,6 +322,8 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
         next_macs=measure(spec, next_widths, "macs"),
         next_params=measure(spec, next_widths, "params"),
         next_excess=excess(search.cost(next_widths), target),  # (cost - budget) / cost
+        latency=search.latency.seconds(widths) if search.latency else None,
+        next_latency=search.latency.seconds(next_widths) if search.latency else None,
         seconds={"train": fit_log["seconds"], "fur": seconds_fur, "adjust": seconds_adjust},
     )
 
@@ -258,11 +332,7 @@ def report_step(search: Search, record: IterationRecord) -> None:
     """The iteration's log line, its warnings and its TensorBoard scalars."""
     config, agreement = search.config, record.fur_stability
     label = f"iter {record.iteration + 1}/{config.iterations}"
-    target, next_cost, unit = (
-        search.cost(search.initial),
-        search.cost(record.next_widths),
-        UNITS[config.budget],
-    )
+    target, next_cost = search.cost(search.initial), search.cost(record.next_widths)
     search.scalars.add(
         "search",
         {
@@ -282,14 +352,15 @@ def report_step(search: Search, record: IterationRecord) -> None:
     search.log(
         f"{label}: val top-1 {100 * record.val['top1']:.2f}% test top-1 {100 * record.test['top1']:.2f}% | "
         f"grow {', '.join(record.grown) or '-'} | shrink {', '.join(record.shrunk) or '-'} | "
-        f"next {next_cost:,} {unit} ({next_cost / target - 1:+.2%}) | train {record.seconds['train']:.0f}s "
+        f"next {cost_text(next_cost, config.budget)} ({next_cost / target - 1:+.2%}) | "
+        f"train {record.seconds['train']:.0f}s "
         f"fur {record.seconds['fur']:.0f}s | FUR split-half Spearman {agreement['spearman']:.2f}{overlaps}"
     )
-    if not within_budget(next_cost, target):
+    if not within_budget(next_cost, target, search.tolerance):
         search.log(
-            f"{label}: warning: no rounding of the adjusted widths lies within {BUDGET_TOLERANCE:.0%} of the "
+            f"{label}: warning: no rounding of the adjusted widths lies within {search.tolerance:.0%} of the "
             "budget; "
-            f"the next widths cost {next_cost:,} {unit}, {next_cost / target - 1:+.2%} "
+            f"the next widths cost {cost_text(next_cost, config.budget)}, {next_cost / target - 1:+.2%} "
             "off (tiny widths round coarsely: a larger --width-mult or a smaller --round-to helps)"
         )
     if agreement["spearman"] < LOW_STABILITY:
