@@ -154,7 +154,8 @@ def summarise(name: str, setting: dict, wall: float) -> dict:
     trained = {"original": "original", "uniform": uniform_source, "searched": "searched"}
     row = {
         "name": name,
-        "search_command": "netadjust search " + " ".join(setting["search"])
+        "search_command": "netadjust search "
+        + " ".join(setting["search"])
         + (f" --widths {run.name}.widths.json" if "initial" in setting else "")
         + f" --out {run.name}",
         "compare_command": f"netadjust compare {run.name} --seeds {len(seeds)} "
