@@ -11,6 +11,7 @@ from .compare import mean_spread
 from .config import BUDGET_TOLERANCE
 from .errors import UserError
 from .export import build_call
+from .latency import LATENCY_TOLERANCE
 from .outcome import outcome_lines
 from .rundir import IterationRecord, Run, read_run
 from .spaces import network_name
@@ -127,6 +128,24 @@ def plot_fur(run: Run, path: Path) -> None:
     _save(figure, path)
 
 
+def budget_line(run: Run) -> str:
+    if run.budget != "latency":
+        return f"- budget: {run.budget} held within {BUDGET_TOLERANCE:.0%} of the original network's"
+    timing, final = run.config.latency, run.final
+    line = (
+        f"- budget: the original network's time per {timing.mode} pass of {timing.batch} "
+        f"(device {run.settings['provenance']['device_name'] or run.settings['provenance']['device']}), "
+        f"held within {LATENCY_TOLERANCE:.0%} by timing candidates beside it"
+    )
+    if final is not None and final.latency is not None:
+        line += (
+            f"; timed again at the end: original {1e3 * final.original_latency:.3f} ms, searched "
+            f"{1e3 * final.latency:.3f} ms ({final.latency / final.original_latency - 1:+.1%}; "
+            f"the layer table estimated {1e3 * final.latency_estimate:.3f} ms)"
+        )
+    return line
+
+
 def plot_progress(run: Run, path: Path) -> None:
     _save(progress_figure(run), path)
 
@@ -211,7 +230,7 @@ def markdown(run: Run) -> str:
         f"lr {recipe.lr} cosine to {recipe.lr_min}, weight decay {recipe.weight_decay}, "
         f"precision {recipe.precision}",
         f"- FUR: base drop rate {fur['base_rate']}, {fur['repeats']} repeats, method {fur_method(fur, last)}",
-        f"- budget: {run.budget} held within {BUDGET_TOLERANCE:.0%} of the original network's",
+        budget_line(run),
         f"- adjustment: k0 {rule.k0} (decay {rule.k_decay}), rate {rule.rate} "
         f"(rank decay {rule.rate_decay}), minimum width {rule.min_width}",
         f"- seed {config.seed}, device {settings['provenance']['device']}, "
