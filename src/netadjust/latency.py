@@ -21,7 +21,6 @@ import copy
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +32,11 @@ from .config import LatencyConfig, ModelSpec, Widths
 from .errors import UserError
 from .rundir import read_json_file
 from .spaces import build
+from .speed import relative_spread, timed, timed_together
 from .store import write_json
 from .train import autocast_dtype
 
-LATENCY_TOLERANCE = 0.03  # the rescale holds the estimated time within 3% of the original's
+LATENCY_TOLERANCE = 0.03  # the rescale holds the measured time within 3% of the original's
 TABLE_VERSION = 1
 
 
@@ -62,8 +62,8 @@ def default_table_path(device: torch.device) -> Path:
 
 
 class LatencyTable:
-    """Layer and network timings of one device, on disk: entries are added, never changed,
-    so a resumed search sees the times it saw before."""
+    """Layer timings of one device, on disk: entries are added, never changed, so a resumed
+    search ranks with the times it saw before."""
 
     def __init__(self, path: Path, device: torch.device):
         self.path, self.device = path, device
@@ -99,52 +99,14 @@ class LatencyTable:
             "torch": torch.__version__,
             "entries": self.entries,
         }
-        write_json(self.path, record)
+        try:
+            write_json(self.path, record)
+        except OSError as error:
+            raise UserError(
+                f"cannot write the latency table {self.path} ({error.strerror or error}); "
+                "give a writable --latency-table"
+            ) from None
         self.added = 0
-
-
-def timed(work: Callable[[], None], device: torch.device, rounds: int, round_seconds: float):
-    """Median seconds per call of ``work`` over ``rounds`` rounds of equal calls (as many as
-    fill ``round_seconds``, after warm-up), and the relative spread of the rounds."""
-    (seconds,) = timed_together([work], device, rounds, round_seconds)
-    return statistics.median(seconds), relative_spread(seconds)
-
-
-def timed_together(works: list[Callable[[], None]], device: torch.device, rounds: int, round_seconds: float):
-    """Per work, its seconds per call in each of ``rounds`` rounds; the works take turns
-    within every round, so a slower moment of a shared machine falls on all of them."""
-    calls = [_calls_per_round(work, device, round_seconds) for work in works]
-    seconds: list[list[float]] = [[] for _ in works]
-    for _ in range(rounds):
-        for work, count, times in zip(works, calls, seconds, strict=True):
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(count):
-                work()
-            _sync(device)
-            times.append((time.perf_counter() - start) / count)
-    return seconds
-
-
-def _calls_per_round(work: Callable[[], None], device: torch.device, round_seconds: float) -> int:
-    """Warm ``work`` up (the first calls choose kernels and grow the allocator's pools) and
-    return how many calls fill ``round_seconds``."""
-    warm_up = time.perf_counter()
-    for count in range(1, 10_000):
-        work()
-        _sync(device)
-        if count >= 3 and time.perf_counter() - warm_up > round_seconds:
-            break
-    start = time.perf_counter()
-    work()
-    _sync(device)
-    return max(1, min(10_000, round(round_seconds / max(time.perf_counter() - start, 1e-7))))
-
-
-def relative_spread(values: list[float]) -> float:
-    """The interquartile range over the median."""
-    quartiles = statistics.quantiles(values, n=4)
-    return (quartiles[2] - quartiles[0]) / statistics.median(values)
 
 
 @dataclass
@@ -349,11 +311,6 @@ def _materialised(meta_module: nn.Module, device: torch.device) -> nn.Module:
             else:
                 tensor.normal_(0, 0.1)
     return module
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def latency_model(

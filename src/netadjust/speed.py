@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -49,31 +50,19 @@ def side_by_side(models: dict[str, nn.Module], shape: tuple[int, int, int], clas
         ):
             copies[name].eval()(one)
 
-    seconds: dict[str, dict[str, list[float]]] = {name: {"train": [], "infer": []} for name in copies}
-    for round_ in range(ROUNDS + 1):  # round 0 warms up (kernel choice, caches) and is dropped
-        for name in copies:
-            for kind, work, repeats in (("train", train_step, 2), ("infer", infer, 5)):
-                _sync(device)
-                start = time.perf_counter()
-                for _ in range(repeats):
-                    work(name)
-                _sync(device)
-                if round_:
-                    seconds[name][kind].append((time.perf_counter() - start) / repeats)
+    names = list(copies)
+    works = [lambda name=name: train_step(name) for name in names]
+    works += [lambda name=name: infer(name) for name in names]
+    times = timed_together(works, device, ROUNDS, round_seconds=0.05)
+    train, inference = times[: len(names)], times[len(names) :]
     return {
         name: {
-            "train_images_per_s": recipe.batch_size / statistics.median(times["train"]),
-            "latency_ms": 1000 * statistics.median(times["infer"]),
-            "spread": max(relative_spread(times["train"]), relative_spread(times["infer"])),
+            "train_images_per_s": recipe.batch_size / statistics.median(train[index]),
+            "latency_ms": 1000 * statistics.median(inference[index]),
+            "spread": max(relative_spread(train[index]), relative_spread(inference[index])),
         }
-        for name, times in seconds.items()
+        for index, name in enumerate(names)
     }
-
-
-def relative_spread(values: list[float]) -> float:
-    """The interquartile range over the median: how far one measurement can be trusted."""
-    quartiles = statistics.quantiles(values, n=4)
-    return (quartiles[2] - quartiles[0]) / statistics.median(values)
 
 
 def slower(a: dict, b: dict, tolerance: float = 0.05) -> bool:
@@ -90,6 +79,50 @@ def _copy(model: nn.Module, fmt: torch.memory_format) -> nn.Module:
     import copy
 
     return copy.deepcopy(model).to(memory_format=fmt)
+
+
+def timed(work: Callable[[], None], device: torch.device, rounds: int, round_seconds: float):
+    """Median seconds per call of ``work`` over ``rounds`` rounds of equal calls (as many as
+    fill ``round_seconds``, after warm-up), and the relative spread of the rounds."""
+    (seconds,) = timed_together([work], device, rounds, round_seconds)
+    return statistics.median(seconds), relative_spread(seconds)
+
+
+def timed_together(works: list[Callable[[], None]], device: torch.device, rounds: int, round_seconds: float):
+    """Per work, its seconds per call in each of ``rounds`` rounds; the works take turns
+    within every round, so a slower moment of a shared machine falls on all of them."""
+    calls = [_calls_per_round(work, device, round_seconds) for work in works]
+    seconds: list[list[float]] = [[] for _ in works]
+    for _ in range(rounds):
+        for work, count, times in zip(works, calls, seconds, strict=True):
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(count):
+                work()
+            _sync(device)
+            times.append((time.perf_counter() - start) / count)
+    return seconds
+
+
+def _calls_per_round(work: Callable[[], None], device: torch.device, round_seconds: float) -> int:
+    """Warm ``work`` up (the first calls choose kernels and grow the allocator's pools) and
+    return how many calls fill ``round_seconds``."""
+    warm_up = time.perf_counter()
+    for count in range(1, 10_000):
+        work()
+        _sync(device)
+        if count >= 3 and time.perf_counter() - warm_up > round_seconds:
+            break
+    start = time.perf_counter()
+    work()
+    _sync(device)
+    return max(1, min(10_000, round(round_seconds / max(time.perf_counter() - start, 1e-7))))
+
+
+def relative_spread(values: list[float]) -> float:
+    """The interquartile range over the median."""
+    quartiles = statistics.quantiles(values, n=4)
+    return (quartiles[2] - quartiles[0]) / statistics.median(values)
 
 
 def _sync(device: torch.device) -> None:
