@@ -80,17 +80,21 @@ def searched_widths(spec: ModelSpec, round_to: int = 1) -> dict[str, int]:
     return rescale(widths, cost, model_cost(spec).macs, min_width=round_to, round_to=round_to)
 
 
-def conventional_epoch(model, dataset, batch_size: int, lr: float) -> float:
-    """One fp32 epoch through a DataLoader; returns seconds."""
+def conventional_epoch(model, dataset, batch_size: int, lr: float, device: str = "cpu") -> float:
+    """One fp32 epoch through a DataLoader, each batch copied to ``device``; returns seconds."""
+    device = torch.device(device)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=3e-4)
     model.train()
     start = time.perf_counter()
     for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
         loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
