@@ -359,7 +359,12 @@ def report_step(search: Search, record: IterationRecord) -> None:
             f"{label}: warning: no rounding of the adjusted widths lies within {search.tolerance:.0%} of the "
             "budget; "
             f"the next widths cost {cost_text(next_cost, config.budget)}, {next_cost / target - 1:+.2%} "
-            "off (tiny widths round coarsely: a larger --width-mult or a smaller --round-to helps)"
+            + (
+                "off (the next wider scaling timed above the band: time steps with the kernels' "
+                "channel blocks, or the timings are noisy)"
+                if search.latency
+                else "off (tiny widths round coarsely: a larger --width-mult or a smaller --round-to helps)"
+            )
         )
     if agreement["spearman"] < LOW_STABILITY:
         search.log(
