@@ -71,6 +71,11 @@ SETTINGS: dict[str, dict] = {
         "initial": STARVED_STAGES,
         "originals_from": "resnet20-starved",
     },
+    # a = 0.5 repaired the starved start (+0.66 ± 0.26): does it find a gain from the original?
+    "resnet20-x0.5-a0.5": {
+        "search": ["--space", "resnet20", *replaced(SEARCH, "--adjust-rate", "0.5")],
+        "originals_from": "resnet20-x0.5",
+    },
     # the depthwise family the issue asks for (not run yet)
     "mobilenetv2-small-x0.5": {"search": ["--space", "mobilenetv2-small", *SEARCH]},
 }
