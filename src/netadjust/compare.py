@@ -36,7 +36,8 @@ MATCHED = ("widths", "seed", "recipe", "dataset", "data_sizes")  # a kept result
 
 def budget_measure(run: Run, spec: ModelSpec) -> tuple[Callable[[Widths], int], float]:
     """The run's budget measure of any widths and its tolerance. A latency run's is the
-    estimate from its own lookup table, which must be this device's."""
+    time on this device, timed beside the original network, with the run's layer table
+    (which must be this device's) for the estimate."""
     if run.budget != "latency":
         return (lambda widths: measure(spec, widths, run.budget)), BUDGET_TOLERANCE
     config = run.config

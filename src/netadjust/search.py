@@ -100,7 +100,7 @@ class Search:
     latency: LatencyModel | None  # with --budget latency
 
     def cost(self, widths: Widths) -> int:
-        """The budget's measure of ``widths`` (latency: the table's estimate, nanoseconds)."""
+        """The budget's measure of ``widths`` (latency: nanoseconds, timed beside the original)."""
         if self.latency is not None:
             return self.latency.nanoseconds(widths)
         return measure(self.spec, widths, self.config.budget)
