@@ -135,6 +135,7 @@ class LatencyModel:
         """Set the overhead from the original network's measured time; return that time and
         its spread. A device whose timings spread more than ``max_spread`` is refused."""
         limit = self.config.max_spread
+        self.measure_network(original)  # the first timing of a process runs cold (measured: +30%)
         for _ in range(3):  # a moment of noise is not a noisy device: up to two more tries
             measured, spread = self.measure_network(original)
             if spread <= limit:
