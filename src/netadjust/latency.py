@@ -196,7 +196,7 @@ class LatencyModel:
             low = max(1, c - delta)
             after, before = {**widths, name: c + delta}, {**widths, name: low}
             result[name] = c * (self.layers_sum(after) - self.layers_sum(before)) / (c + delta - low)
-        floor = 1e-3 * statistics.fmean(abs(value) for value in result.values())
+        floor = max(1e-3 * statistics.fmean(abs(value) for value in result.values()), 1e-12)
         self.table.save()
         return {name: max(value, floor) for name, value in result.items()}
 
