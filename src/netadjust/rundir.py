@@ -95,9 +95,6 @@ class FinalResult:
     latency_estimate: float | None = None  # the lookup table's estimate of ``latency``
     latency_table: str | None = None
 
-    def cost(self, measure: str) -> int:
-        return getattr(self, measure)
-
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
