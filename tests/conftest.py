@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
 import pickle
 import struct
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -20,6 +23,26 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def in_process(*args, cwd=None) -> subprocess.CompletedProcess:
+    """The command line's own main() in this interpreter, its output captured: what a
+    subprocess would return, without paying for a new interpreter and torch's import each
+    time. The entry point itself, signals, kills and environments run as real subprocesses
+    (tests/test_cli.py, test_resume.py, test_distributed.py)."""
+    from netadjust.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        contextlib.chdir(cwd or os.getcwd()),
+    ):
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as stop:  # argparse's --help and its own usage errors
+            code = stop.code if isinstance(stop.code, int) else 2
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:

@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import in_process
 from netadjust.anymodel import checked_plan, discover, rebuild
 from netadjust.cost import count
 from netadjust.errors import UserError
 from netadjust.spaces import ModelSpec, base_widths, build
-from test_cli import assert_user_error, in_process
+from test_cli import assert_user_error
 
 pytest.importorskip("torch_pruning")
 
@@ -263,7 +264,7 @@ def netadjust(*args):
     )
 
 
-def test_inspect_prints_the_widths_of_a_users_file(tmp_path, capsys):
+def test_inspect_prints_the_widths_of_a_users_file(tmp_path):
     source = tmp_path / "mine.py"
     source.write_text(
         "from torch import nn\n\n"
@@ -271,13 +272,13 @@ def test_inspect_prints_the_widths_of_a_users_file(tmp_path, capsys):
         "    return nn.Sequential(nn.Conv2d(in_channels, width, 3), nn.BatchNorm2d(width), nn.ReLU(),\n"
         "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))\n"
     )
-    result = netadjust("inspect", "--model", f"{source}:net", "--model-args", '{"width": 12}', "--json")
+    result = in_process("inspect", "--model", f"{source}:net", "--model-args", '{"width": 12}', "--json")
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["widths"] == {"0": 12}
     assert found["groups"][0]["layers"] == [["0", "out"], ["1", "out"], ["5", "in"]]
     assert found["macs"] == 12 * 3 * 9 * 30 * 30 + 12 * 10  # conv at 30x30 outputs, then the classifier
-    text = netadjust("inspect", "--model", f"{source}:net").stdout
+    text = in_process("inspect", "--model", f"{source}:net").stdout
     assert "1 searchable width" in text and "0 (out), 1 (out), 5 (in)" in text
     for arguments, message in (
         ([f"{source}"], "give pkg.module:factory"),
@@ -286,7 +287,7 @@ def test_inspect_prints_the_widths_of_a_users_file(tmp_path, capsys):
         (["no_such_package.models:net"], "cannot import no_such_package.models"),
         ([f"{source}:net", "--model-args", "[1]"], "JSON object"),
     ):
-        assert_user_error(in_process("inspect", "--model", *arguments, capsys=capsys), message)
+        assert_user_error(in_process("inspect", "--model", *arguments), message)
 
 
 RESIDUAL_NET = """
@@ -483,14 +484,14 @@ def test_what_cannot_be_resized_is_refused_by_name(model, message):
 def test_cost_counts_your_model_as_it_counts_a_space(tmp_path):
     (tmp_path / "residual.py").write_text(RESIDUAL_NET)
     reference = f"{tmp_path / 'residual.py'}:net"
-    result = netadjust("cost", "--model", reference, "--json")
+    result = in_process("cost", "--model", reference, "--json")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["macs"] == count(residual_from_file(tmp_path), (3, 32, 32)).macs
     assert (
         set(printed["sensitivities"]) == set(printed["widths"]) and min(printed["sensitivities"].values()) > 0
     )
-    both = netadjust("cost", "resnet20", "--model", reference)
+    both = in_process("cost", "resnet20", "--model", reference)
     assert both.returncode == 2 and "one of them" in both.stderr
 
 
@@ -517,11 +518,9 @@ def test_the_api_takes_a_factory_defined_in_a_module(tmp_path, monkeypatch, fash
         )
 
 
-def test_without_torch_pruning_the_refusal_names_the_extra(monkeypatch, capsys):
+def test_without_torch_pruning_the_refusal_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_pruning", None)  # an import of it now fails
-    assert_user_error(
-        in_process("inspect", "--model", "netadjust.spaces:build", capsys=capsys), "netadjust[models]"
-    )
+    assert_user_error(in_process("inspect", "--model", "netadjust.spaces:build"), "netadjust[models]")
 
 
 class SigmoidRead(nn.Module):

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from conftest import write_mnist_like
-from netadjust.cli import main
+from conftest import in_process, write_mnist_like
 from netadjust.spaces import ModelSpec, base_widths
 from test_cost import REFERENCE_RESNET20_CIFAR100
 
@@ -22,16 +21,6 @@ def netadjust(*args, cwd=None, env=None):
         env=env,
         timeout=600,
     )
-
-
-def in_process(*args, capsys):
-    """The command line's own main(), without a new interpreter: for checks of many
-    refusals that each stop before any work (the entry point itself is run as a
-    subprocess elsewhere)."""
-    capsys.readouterr()
-    code = main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def assert_user_error(result, *words):
@@ -105,7 +94,7 @@ def test_search_end_to_end(tmp_path, fashion_dir):
 
     # the searched widths feed the cost and train commands
     cost = json.loads(
-        netadjust(
+        in_process(
             "cost",
             "resnet20",
             "--widths",
@@ -118,7 +107,7 @@ def test_search_end_to_end(tmp_path, fashion_dir):
         ).stdout
     )
     assert cost["macs"] == final["macs"] and cost["widths"] == final["widths"]
-    trained = netadjust(
+    trained = in_process(
         "train",
         "--data-dir",
         fashion_dir,
@@ -141,7 +130,7 @@ def test_search_end_to_end(tmp_path, fashion_dir):
 
 
 def test_cost_json_contract():
-    result = netadjust("cost", "resnet20", "--num-classes", 100, "--json")
+    result = in_process("cost", "resnet20", "--num-classes", 100, "--json")
     assert result.returncode == 0
     cost = json.loads(result.stdout)
     assert cost["macs"] == 40_556_800 and cost["params"] == 278_324 - 2752
@@ -152,37 +141,34 @@ def test_cost_json_contract():
 
 
 def test_spaces_lists_every_space():
-    result = netadjust("spaces", "--json")
+    result = in_process("spaces", "--json")
     rows = json.loads(result.stdout)
     assert {"resnet20", "resnet32", "resnet56", "resnet110", "plain20"} <= {r["space"] for r in rows}
     assert all(r["macs"] > 0 and r["params"] > 0 for r in rows)
 
 
-def test_bad_input_gets_one_line_and_status_2(tmp_path, capsys):
-    unknown = netadjust("compare", tmp_path, "--bogus", 3)
+def test_bad_input_gets_one_line_and_status_2(tmp_path):
+    unknown = in_process("compare", tmp_path, "--bogus", 3)
     assert_user_error(unknown, "unrecognized arguments: --bogus 3", "see netadjust compare --help")
     assert unknown.stderr.count("netadjust:") == 1  # no doubled prefix
 
-    def run(*args):
-        return in_process(*args, capsys=capsys)
-
-    assert_user_error(run("search", "--epochs", "x"), "--epochs", "see netadjust search --help")
-    assert_user_error(run("cost", "resnet21"), "resnet21", "6n+2")
-    assert_user_error(run("cost", "vgg11"), "vgg11", "resnet20")
-    assert_user_error(run("search", "--space", "vgg"), "vgg")
-    assert_user_error(run("search", "--dataset", "imagenet9"), "imagenet9")
-    assert_user_error(run("search", "--epochs", 0, "--data-dir", tmp_path), "--epochs")
-    assert_user_error(run("search", "--lr", -1), "--lr")
-    assert_user_error(run("search", "--epochs", "many"), "--epochs")
-    assert_user_error(run("search", "--data-dir", tmp_path / "absent"), "does not exist")
-    assert_user_error(run("search", "--data-dir", tmp_path), "not found", "--download")
-    assert_user_error(run("search", "--device", "cuda:7"), "cuda")
+    assert_user_error(in_process("search", "--epochs", "x"), "--epochs", "see netadjust search --help")
+    assert_user_error(in_process("cost", "resnet21"), "resnet21", "6n+2")
+    assert_user_error(in_process("cost", "vgg11"), "vgg11", "resnet20")
+    assert_user_error(in_process("search", "--space", "vgg"), "vgg")
+    assert_user_error(in_process("search", "--dataset", "imagenet9"), "imagenet9")
+    assert_user_error(in_process("search", "--epochs", 0, "--data-dir", tmp_path), "--epochs")
+    assert_user_error(in_process("search", "--lr", -1), "--lr")
+    assert_user_error(in_process("search", "--epochs", "many"), "--epochs")
+    assert_user_error(in_process("search", "--data-dir", tmp_path / "absent"), "does not exist")
+    assert_user_error(in_process("search", "--data-dir", tmp_path), "not found", "--download")
+    assert_user_error(in_process("search", "--device", "cuda:7"), "cuda")
     bad = tmp_path / "w.json"
     bad.write_text("{not json")
-    assert_user_error(run("cost", "resnet20", "--widths", bad), "not JSON")
+    assert_user_error(in_process("cost", "resnet20", "--widths", bad), "not JSON")
     bad.write_text(json.dumps({"stage1.block0.conv1": 3}))
-    assert_user_error(run("cost", "resnet20", "--widths", bad), "miss")
-    assert_user_error(run("cost", "resnet20", "--widths", tmp_path / "nope.json"), "does not exist")
+    assert_user_error(in_process("cost", "resnet20", "--widths", bad), "miss")
+    assert_user_error(in_process("cost", "resnet20", "--widths", tmp_path / "nope.json"), "does not exist")
 
 
 def test_paths_starting_with_a_tilde_are_the_home_folder(tmp_path):
@@ -205,21 +191,21 @@ def test_paths_starting_with_a_tilde_are_the_home_folder(tmp_path):
     assert all("images/s, ETA" in line for line in epochs), epochs
 
 
-def test_bad_search_settings_write_nothing(tmp_path, capsys):
+def test_bad_search_settings_write_nothing(tmp_path):
     data = write_mnist_like(tmp_path / "mnist")
     out = tmp_path / "run"
     base = ["search", "--dataset", "mnist", "--data-dir", data, "--out", out, *TINY]
-    assert_user_error(in_process(*base, "--k", 12, capsys=capsys), "--k")
-    assert_user_error(in_process(*base, "--repeats", 0, capsys=capsys), "--repeats")
-    assert_user_error(in_process(*base, "--drop-rate", 1.5, capsys=capsys), "--drop-rate")
-    assert_user_error(in_process(*base, "--min-width", 50, capsys=capsys), "budget")
+    assert_user_error(in_process(*base, "--k", 12), "--k")
+    assert_user_error(in_process(*base, "--repeats", 0), "--repeats")
+    assert_user_error(in_process(*base, "--drop-rate", 1.5), "--drop-rate")
+    assert_user_error(in_process(*base, "--min-width", 50), "budget")
     assert not out.exists() or not any(out.iterdir())
 
 
 def test_unwritable_output_is_refused(tmp_path, fashion_dir):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = netadjust("search", "--data-dir", fashion_dir, "--out", blocker / "run", *TINY)
+    result = in_process("search", "--data-dir", fashion_dir, "--out", blocker / "run", *TINY)
     assert_user_error(result, "cannot write", "--out")
     assert blocker.read_text() == "x"
 
@@ -229,7 +215,7 @@ def test_search_refuses_a_directory_that_holds_a_run(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "final.json").write_text("{}")
-    result = netadjust("search", "--dataset", "mnist", "--data-dir", data, "--out", out, *TINY)
+    result = in_process("search", "--dataset", "mnist", "--data-dir", data, "--out", out, *TINY)
     assert_user_error(result, "holds files of a search", "--force")
     assert (out / "final.json").read_text() == "{}"
 
@@ -240,22 +226,19 @@ def test_version_and_help_speak_to_users():
     assert netadjust("--version").stdout.strip() == f"netadjust {__version__}"
     top = netadjust("--help").stdout
     assert "channel widths" in top and "Thin" not in top
-    search_help = netadjust("search", "--help").stdout
+    search_help = netadjust("search", "--help")
+    assert search_help.returncode == 0 and "--iterations" in search_help.stdout
+    search_help = search_help.stdout
     for flag in ("--epochs", "--batch-size", "--seed", "--iterations", "--k", "--min-width", "--momentum"):
         described = search_help.split(f"  {flag} ")[1].split("\n  -")[0]
         assert "default" in described, (flag, described)
 
 
-def test_help_works():
-    result = netadjust("search", "--help")
-    assert result.returncode == 0 and "--iterations" in result.stdout
-
-
-def test_a_params_budget_holds_params_while_macs_move(tmp_path, capsys):
+def test_a_params_budget_holds_params_while_macs_move(tmp_path):
     data = write_mnist_like(tmp_path / "data", n_train=500, n_test=60)
     out = tmp_path / "run"
     args = ["--dataset", "mnist", "--data-dir", data, "--iterations", 2, "--k", 3, "--adjust-rate", 0.5]
-    result = netadjust("search", "--budget", "params", "--out", out, *args, *TINY)
+    result = in_process("search", "--budget", "params", "--out", out, *args, *TINY)
     assert result.returncode == 0, result.stderr
     assert "params; run directory" in result.stdout  # the budget is stated in params
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
@@ -270,13 +253,13 @@ def test_a_params_budget_holds_params_while_macs_move(tmp_path, capsys):
     assert f["stage3.block1.conv1"] == pytest.approx(15.68 * f["stage1.block1.conv1"], rel=1e-3)
     assert abs(final["macs"] / final["original_macs"] - 1) > 0.01  # MACs were free to move
 
-    printed = json.loads(in_process("cost", "resnet20", "--budget", "params", "--json", capsys=capsys).stdout)
+    printed = json.loads(in_process("cost", "resnet20", "--budget", "params", "--json").stdout)
     assert printed["budget"] == {"measure": "params", "value": printed["params"]}
-    assert "budget" not in json.loads(in_process("cost", "resnet20", "--json", capsys=capsys).stdout)
+    assert "budget" not in json.loads(in_process("cost", "resnet20", "--json").stdout)
 
 
 def dry_run(*flags, cwd=None):
-    result = netadjust("search", "--dry-run", *flags, cwd=cwd)
+    result = in_process("search", "--dry-run", *flags, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -285,7 +268,7 @@ def test_round_to_keeps_every_searched_width_on_the_grid(tmp_path):
     data = write_mnist_like(tmp_path / "mnist", n_train=300, n_test=50)
     out = tmp_path / "run"
     flags = ["--dataset", "mnist", "--data-dir", data, "--width-mult", 0.5, "--epochs", 1, "--repeats", 1]
-    result = netadjust("search", *flags, "--iterations", 2, "--k", 3, "--round-to", 8, "--out", out)
+    result = in_process("search", *flags, "--iterations", 2, "--k", 3, "--round-to", 8, "--out", out)
     assert result.returncode == 0, result.stderr
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     final = json.loads((out / "final.json").read_text())

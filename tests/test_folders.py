@@ -132,20 +132,21 @@ def test_bad_folders_and_files_are_named(tmp_path):
 
 
 def test_search_on_a_folder_dataset(tmp_path):
-    from test_cli import assert_user_error, netadjust
+    from conftest import in_process
+    from test_cli import assert_user_error
 
     data = write_folder(tmp_path / "data", train_per_class=8)
     out = tmp_path / "run"
     common = ["--dataset", "imagenet", "--data-dir", data, "--image-size", 16, "--workers", 1]
     tiny = ["--space", "resnet18-small", "--width-mult", "0.125", "--iterations", 1, "--epochs", 1]
-    result = netadjust("search", *common, *tiny, "--repeats", 1, "--batch-size", 8, "--out", out)
+    result = in_process("search", *common, *tiny, "--repeats", 1, "--batch-size", 8, "--out", out)
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["num_classes"] == 3 and config["model"]["image_size"] == 16
     assert config["data_sizes"] == {"train": 22, "val": 2, "test": 6}  # 10% of 24 held out
     final = json.loads((out / "final.json").read_text())
     assert set(final["widths"]) == set(final["original_widths"])
-    too_small = netadjust("search", *common[:4], "--image-size", 4, "--out", tmp_path / "x")
+    too_small = in_process("search", *common[:4], "--image-size", 4, "--out", tmp_path / "x")
     assert_user_error(too_small, "8 pixels")
 
 

@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from conftest import write_mnist_like
+from conftest import in_process, write_mnist_like
 from netadjust.adjust import widest_within
 from netadjust.config import LatencyConfig, ModelSpec
 from netadjust.errors import UserError
 from netadjust.latency import LatencyTable, device_description, latency_model
 from netadjust.spaces import base_widths
-from test_cli import assert_user_error, in_process, netadjust
+from test_cli import assert_user_error
 
 CPU = torch.device("cpu")
 # a spread limit no machine reaches: these tests are about the records, not the refusal
@@ -103,7 +103,7 @@ def test_the_timed_rescale_takes_the_widest_widths_within_the_band():
 def test_a_latency_search_holds_the_timed_budget_and_records_it(tmp_path):
     data = write_mnist_like(tmp_path / "data", n_train=300, n_test=40)
     out, table = tmp_path / "run", tmp_path / "latency.json"
-    result = netadjust(
+    result = in_process(
         "search", "--dataset", "mnist", "--data-dir", data, "--width-mult", 0.25, "--epochs", 1,
         "--repeats", 1, "--iterations", 1, "--k", 2, "--batch-size", 100, "--precision", "fp32",
         "--budget", "latency", "--latency-mode", "train", "--latency-batch", 32,
@@ -128,28 +128,28 @@ def test_a_latency_search_holds_the_timed_budget_and_records_it(tmp_path):
     assert json.loads(table.read_text())["entries"]
 
 
-def test_latency_refusals_are_one_line(tmp_path, capsys):
+def test_latency_refusals_are_one_line(tmp_path):
     assert_user_error(
-        in_process("cost", "resnet20", "--budget", "latency", "--latency-batch", 0, capsys=capsys),
+        in_process("cost", "resnet20", "--budget", "latency", "--latency-batch", 0),
         "--latency-batch is 0",
     )
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"version": 1, "device": "Apple M9", "torch": "9.0", "entries": {}}))
-    result = in_process("cost", "resnet20", "--budget", "latency", "--latency-table", other, capsys=capsys)
+    result = in_process("cost", "resnet20", "--budget", "latency", "--latency-table", other)
     assert_user_error(result, "Apple M9", "--latency-table")
     result = in_process(
         "cost", "resnet20", "--budget", "latency", "--latency-table", tmp_path / "t.json",
-        "--latency-max-spread", 0, capsys=capsys,
+        "--latency-max-spread", 0,
     )  # fmt: skip
     assert_user_error(result, "cannot be timed reliably", "--budget macs")
     assert not (tmp_path / "t.json").exists()  # nothing written by a refused timing
 
 
-def test_cost_prints_the_tables_estimate_beside_the_measured_time(tmp_path, capsys):
+def test_cost_prints_the_tables_estimate_beside_the_measured_time(tmp_path):
     result = in_process(
         "cost", "resnet20", "--width-mult", 0.25, "--budget", "latency",
         "--latency-table", tmp_path / "t.json", "--latency-max-spread", NEVER, "--precision", "fp32",
-        "--json", capsys=capsys,
+        "--json",
     )  # fmt: skip
     printed = json.loads(result.stdout)
     timing = printed["latency"]

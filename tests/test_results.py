@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import netadjust
+from conftest import in_process as cli
 from conftest import write_mnist_like
 from netadjust.adjust import closest_scaling
 from netadjust.config import DataConfig
@@ -26,8 +27,7 @@ from netadjust.report import write_report
 from netadjust.rundir import read_run
 from netadjust.spaces import ModelSpec, base_widths
 from netadjust.train import evaluate
-from test_cli import assert_user_error, in_process
-from test_cli import netadjust as cli
+from test_cli import assert_user_error
 
 SEARCH = dict(
     dataset="mnist",
@@ -149,10 +149,7 @@ def test_report_writes_valid_figures_and_a_summary(run, tmp_path):
     assert "(unfinished)" in text
 
 
-def test_report_and_export_refuse_runs_without_results(run, tmp_path, capsys):
-    def cli(*args):  # refusals before any work: main() in this process
-        return in_process(*args, capsys=capsys)
-
+def test_report_and_export_refuse_runs_without_results(run, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.json").write_text((run.out / "config.json").read_text())
@@ -311,10 +308,10 @@ def test_export_writes_widths_weights_and_a_valid_onnx(run, tmp_path):
     assert_user_error(cli("export", run.out, "--out", tmp_path / "o", "--weights", other), "another network")
 
 
-def test_export_without_a_trained_network_writes_widths_only(run, tmp_path, capsys):
+def test_export_without_a_trained_network_writes_widths_only(run, tmp_path):
     bare = tmp_path / "bare"
     shutil.copytree(run.out, bare, ignore=shutil.ignore_patterns("compare", "compare.json"))
-    refused = in_process("export", bare, "--out", tmp_path / "a", "--onnx", capsys=capsys)
+    refused = cli("export", bare, "--out", tmp_path / "a", "--onnx")
     assert_user_error(refused, "--onnx needs")
     assert not (tmp_path / "a").exists()
     result = cli("export", bare, "--out", tmp_path / "b")
@@ -324,8 +321,8 @@ def test_export_without_a_trained_network_writes_widths_only(run, tmp_path, caps
     # an --out that is a file, or lies under one, is one line and status 2, the file untouched
     blocker = tmp_path / "file"
     blocker.write_text("mine")
-    assert_user_error(in_process("export", bare, "--out", blocker, capsys=capsys), "is a file")
-    refused = in_process("export", bare, "--out", blocker / "sub", capsys=capsys)
+    assert_user_error(cli("export", bare, "--out", blocker), "is a file")
+    refused = cli("export", bare, "--out", blocker / "sub")
     assert_user_error(refused, "cannot write")
     assert blocker.read_text() == "mine"
 

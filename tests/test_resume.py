@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_cli import assert_user_error, in_process, netadjust
+from conftest import in_process
+from test_cli import assert_user_error, netadjust
 
 SEARCH = (
     "--width-mult 0.25 --train-limit 800 --val-limit 200 --test-limit 100 --epochs 3 "
@@ -123,19 +124,19 @@ def test_a_signal_stops_the_search_and_says_how_to_resume(
         assert_same_search(out, uninterrupted)
 
 
-def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fashion_dir, capsys):
+def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fashion_dir):
     out = tmp_path / "run"
     quick = ["--data-dir", fashion_dir, "--out", out, *SEARCH, "--iterations", 1, "--epochs", 1]  # last wins
-    assert netadjust("search", *quick).returncode == 0
+    assert in_process("search", *quick).returncode == 0
     before = (out / "final.json").read_text()
-    assert_user_error(in_process("search", *quick, capsys=capsys), "finished search", "--force")
-    refused = in_process("search", *quick, "--lr", 0.05, capsys=capsys)
+    assert_user_error(in_process("search", *quick), "finished search", "--force")
+    refused = in_process("search", *quick, "--lr", 0.05)
     assert_user_error(refused, "other settings", "recipe")
     assert (out / "final.json").read_text() == before
-    forced = netadjust("search", *quick, "--lr", 0.05, "--force")
+    forced = in_process("search", *quick, "--lr", 0.05, "--force")
     assert forced.returncode == 0, forced.stderr
     assert json.loads((out / "config.json").read_text())["recipe"]["lr"] == 0.05
-    absent = in_process("search", "--resume", tmp_path / "nothing", capsys=capsys)
+    absent = in_process("search", "--resume", tmp_path / "nothing")
     assert_user_error(absent, "no config.json")
 
 
