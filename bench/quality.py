@@ -85,6 +85,14 @@ SETTINGS: dict[str, dict] = {
         "selected_from": "resnet20-x0.5-a0.5",
         "originals_from": "resnet20-x0.5",
     },
+    # a quarter width (4/8/16, 1.9M MACs): where capacity is scarcer, does allocation matter more?
+    "resnet20-x0.25-a0.5": {
+        "search": [
+            "--space",
+            "resnet20",
+            *replaced(SEARCH, {"--width-mult": "0.25", "--adjust-rate": "0.5"}),
+        ],
+    },
     # Plain-20 with a = 0.5, as the ResNet-20 rows
     "plain20-x0.5-a0.5": {
         "search": ["--space", "plain20", *replaced(SEARCH, {"--adjust-rate": "0.5"})],
