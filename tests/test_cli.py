@@ -4,12 +4,17 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import in_process, write_mnist_like
+from netadjust.config import Recipe, as_settings
+from netadjust.presets import TRAINING, final_training
 from netadjust.spaces import ModelSpec, base_widths
 from test_cost import REFERENCE_RESNET20_CIFAR100
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def netadjust(*args, cwd=None, env=None):
@@ -309,6 +314,21 @@ def test_the_paper_preset_is_the_references_cifar_search(tmp_path):
     assert "provenance" not in settings and "data_sizes" not in settings
 
 
+def test_the_fmnist_preset_is_the_search_behind_the_results_table(tmp_path):
+    """The README's results rows ran bench/quality.py's flags; the preset must be that search."""
+    tabled = REPO / "bench" / "results" / "runs" / "resnet20-x0.5-a0.5"
+    recorded = json.loads((tabled / "config.json").read_text())
+    settings = dry_run("--preset", "fmnist", cwd=tmp_path)
+    assert recorded["data_sizes"]["train"] == 54000 == recorded["data"].pop("train_limit")  # the whole split
+    assert settings["data"].pop("train_limit") is None
+    for key in ("model", "data", "recipe", "fur", "rule", "iterations", "budget", "initial_widths"):
+        assert settings[key] == recorded[key], key
+    # and its final training is the comparison's (compare --epochs 5 on the run's recipe)
+    trained = json.loads((tabled / "compare" / "searched-seed0.json").read_text())["recipe"]
+    trained = as_settings(Recipe(**trained))
+    assert final_training("fmnist", "fashion-mnist") == {key: trained[key] for key in TRAINING}
+
+
 def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search():
     # README "Multi-GPU on ImageNet": --batch_size=64 --learning_rate=0.2 --epochs=10
     # --drop_rate=0.05 --base_drop_rate=0.2 --layerd=F --weight_decay=4e-5 --update_num=6;
@@ -336,7 +356,6 @@ def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search():
 def test_the_paper_final_trainings_are_the_references():
     from netadjust.cli import build_parser
     from netadjust.commands import recipe
-    from netadjust.presets import final_training
 
     def final(*flags):
         args = build_parser().parse_args(["train", "--preset", "paper", *flags])
