@@ -1,4 +1,5 @@
-"""The command line as users and other tools call it: real subprocesses."""
+"""The command line as users and other tools call it: main() in this process (conftest.in_process),
+and real subprocesses where the process itself matters (entry point, environment, search end to end)."""
 
 import json
 import os
