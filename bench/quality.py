@@ -147,8 +147,7 @@ def select_best_validation(source: Path, out: Path) -> None:
     """Make ``out`` a copy of the search in ``source`` whose final widths are those of the
     iteration that scored best on the validation images (the search trained and measured
     each iteration's network): does choosing by validation beat the last adjustment?"""
-    history = [json.loads(line) for line in (source / "history.jsonl").read_text().splitlines()]
-    best = max(history, key=lambda record: record["val"]["top1"])
+    best = best_on_validation(source)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "history.jsonl"):
         shutil.copyfile(source / name, out / name)
@@ -157,9 +156,10 @@ def select_best_validation(source: Path, out: Path) -> None:
     (out / "final.json").write_text(json.dumps(final, indent=1) + "\n")
 
 
-def best_validation_iteration(run: Path) -> int:
+def best_on_validation(run: Path) -> dict:
+    """The record of the iteration of ``run`` whose network scored best on validation."""
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    return max(history, key=lambda record: record["val"]["top1"])["iteration"]
+    return max(history, key=lambda record: record["val"]["top1"])
 
 
 def run_setting(name: str, data_dir: str | None) -> dict:
@@ -228,7 +228,10 @@ def summarise(name: str, setting: dict, wall: float) -> dict:
         },
         "uniform_is_original": uniform_source == "original",
         **(
-            {"selected_from": setting["selected_from"], "selected_iteration": best_validation_iteration(run)}
+            {
+                "selected_from": setting["selected_from"],
+                "selected_iteration": best_on_validation(run)["iteration"],
+            }
             if "selected_from" in setting
             else {}
         ),
