@@ -9,6 +9,7 @@ import os
 import pickle
 import struct
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -25,11 +26,23 @@ if os.environ.get("CI"):
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
+def netadjust(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """The command line as a real subprocess: for what depends on the process itself."""
+    return subprocess.run(
+        [sys.executable, "-m", "netadjust", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+
+
 def in_process(*args, cwd=None) -> subprocess.CompletedProcess:
     """The command line's own main() in this interpreter, its output captured: what a
     subprocess would return, without paying for a new interpreter and torch's import each
     time. The entry point itself, signals, kills and environments run as real subprocesses
-    (tests/test_cli.py, test_resume.py, test_distributed.py)."""
+    (``netadjust`` above)."""
     from netadjust.cli import main
 
     out, err = io.StringIO(), io.StringIO()

@@ -4,7 +4,6 @@ beside the CPU wheel), checked against the same models built natively at other w
 import json
 import random
 import shutil
-import subprocess
 import sys
 from collections import Counter
 
@@ -13,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import in_process
+from conftest import in_process, netadjust
 from netadjust.anymodel import checked_plan, discover, rebuild
 from netadjust.cost import count
 from netadjust.errors import UserError
@@ -256,12 +255,6 @@ def test_a_zero_padded_shortcut_is_refused_not_misread():
     model = build(ModelSpec("resnet20", num_classes=10, in_channels=3, image_size=16, width_mult=0.25))
     with pytest.raises(UserError, match="refusing it"):
         checked_plan(model, EXAMPLE)
-
-
-def netadjust(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "netadjust", *map(str, args)], capture_output=True, text=True
-    )
 
 
 def test_inspect_prints_the_widths_of_a_users_file(tmp_path):

@@ -3,30 +3,17 @@ and real subprocesses where the process itself matters (entry point, environment
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import in_process, write_mnist_like
+from conftest import in_process, netadjust, write_mnist_like
 from netadjust.config import Recipe, as_settings
 from netadjust.presets import TRAINING, final_training
 from netadjust.spaces import ModelSpec, base_widths
 from test_cost import REFERENCE_RESNET20_CIFAR100
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def netadjust(*args, cwd=None, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "netadjust", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-    )
 
 
 def assert_user_error(result, *words):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import netadjust as cli
 from conftest import write_mnist_like
 from dist_worker import STEP_IMAGES, STEP_RECIPE, fur_job, step_job
 from netadjust.config import DataConfig
@@ -22,7 +23,6 @@ from netadjust.rundir import read_run
 from netadjust.spaces import ModelSpec, base_widths
 from netadjust.train import Recipe, train_network
 from test_cli import assert_user_error
-from test_cli import netadjust as cli
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import in_process
-from test_cli import assert_user_error, netadjust
+from conftest import in_process, netadjust
+from test_cli import assert_user_error
 
 SEARCH = (
     "--width-mult 0.25 --train-limit 800 --val-limit 200 --test-limit 100 --epochs 3 "
