@@ -257,3 +257,12 @@ def test_the_progress_bar_yields_every_item_once_and_starts_after_the_first(monk
     assert capsys.readouterr().err == ""  # no bar, so no rate, while the first item runs
     assert list(items) == ["b", "c"]
     assert "1/3" in capsys.readouterr().err  # then it starts, counting the first as done
+
+
+def test_fur_batches_are_small_on_the_cpu_and_hold_a_fixed_pixel_count_on_cuda():
+    from netadjust.fur import default_batch_size
+
+    assert default_batch_size(torch.device("cpu"), 32) == 128
+    assert default_batch_size(torch.device("cuda"), 32) == 4096
+    assert default_batch_size(torch.device("cuda:1"), 28) == 4096 * 32 * 32 // 28**2
+    assert default_batch_size(torch.device("cuda"), 224) == 128  # ImageNet: never below 128

@@ -122,4 +122,4 @@ def curvature_sums(
         sums[name] = torch.zeros(2, dtype=torch.float64, device=per_sample.device).index_add_(
             0, halves, per_sample
         )
-    return {name: value.cpu() for name, value in sums.items()}
+    return sums
