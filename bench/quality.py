@@ -98,6 +98,13 @@ SETTINGS: dict[str, dict] = {
         "search": ["--space", "plain20", *replaced(SEARCH, {"--adjust-rate": "0.5"})],
         "originals_from": "plain20-x0.5",
     },
+    # the same search's networks trained twice as long (10 epochs against the search's 4 per
+    # iteration and the other rows' 5): does allocation matter more when training is longer?
+    "resnet20-x0.5-a0.5-10ep": {
+        "search": ["--space", "resnet20", *replaced(SEARCH, {"--adjust-rate": "0.5"})],
+        "copied_from": "resnet20-x0.5-a0.5",
+        "compare": ["--epochs", "10"],
+    },
     # the depthwise family, at a cost this machine can pay: MobileNetV2-small x0.25 (6.7M
     # MACs, about the half-width ResNet-20's 7.7M) trains at ~500 images/s on 2 threads, a
     # third of ResNet-20's, so 4 iterations of 2 epochs and a 3-epoch comparison
@@ -143,16 +150,18 @@ def reuse_originals(source: Path, run: Path) -> None:
             shutil.copyfile(kept, folder / kept.name)
 
 
-def select_best_validation(source: Path, out: Path) -> None:
-    """Make ``out`` a copy of the search in ``source`` whose final widths are those of the
-    iteration that scored best on the validation images (the search trained and measured
-    each iteration's network): does choosing by validation beat the last adjustment?"""
-    best = best_on_validation(source)
+def copy_search(source: Path, out: Path, best_validation: bool = False) -> None:
+    """Make ``out`` a copy of the search in ``source``, to compare its networks another way;
+    with ``best_validation`` its final widths are those of the iteration that scored best on
+    the validation images (the search trained and measured each iteration's network): does
+    choosing by validation beat the last adjustment?"""
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "history.jsonl"):
         shutil.copyfile(source / name, out / name)
     final = json.loads((source / "final.json").read_text())
-    final |= {key: best[key] for key in ("widths", "macs", "params")}
+    if best_validation:
+        best = best_on_validation(source)
+        final |= {key: best[key] for key in ("widths", "macs", "params")}
     (out / "final.json").write_text(json.dumps(final, indent=1) + "\n")
 
 
@@ -168,7 +177,9 @@ def run_setting(name: str, data_dir: str | None) -> dict:
     data = ["--data-dir", data_dir] if data_dir else []
     started = time.time()
     if "selected_from" in setting:
-        select_best_validation(RUNS / setting["selected_from"], out)
+        copy_search(RUNS / setting["selected_from"], out, best_validation=True)
+    elif "copied_from" in setting:
+        copy_search(RUNS / setting["copied_from"], out)
     elif not (out / "final.json").exists():
         if (out / "config.json").exists():
             netadjust("search", "--resume", str(out))
@@ -217,7 +228,7 @@ def summarise(name: str, setting: dict, wall: float) -> dict:
         "search_command": "netadjust search "
         + " ".join(setting["search"])
         + (f" --widths {run.name}.widths.json" if "initial" in setting else "")
-        + f" --out {setting.get('selected_from', run.name)}",
+        + f" --out {setting.get('selected_from', setting.get('copied_from', run.name))}",
         "compare_command": f"netadjust compare {run.name} --seeds {len(seeds)} "
         + " ".join(setting["compare"]),
         "seeds": seeds,
@@ -235,6 +246,7 @@ def summarise(name: str, setting: dict, wall: float) -> dict:
             if "selected_from" in setting
             else {}
         ),
+        **({"copied_from": setting["copied_from"]} if "copied_from" in setting else {}),
         "searched_minus_original": paired(comparison["searched"]["top1"], comparison["original"]["top1"]),
         "searched_minus_uniform": paired(comparison["searched"]["top1"], comparison["uniform"]["top1"]),
         "search_seconds": sum(sum(record["seconds"].values()) for record in history),
