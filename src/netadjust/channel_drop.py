@@ -9,6 +9,7 @@ the site's output by a Bernoulli mask per (sample, channel), kept channels scale
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import torch
@@ -44,6 +45,25 @@ def keyed_uniform(
     per_sample = _mix32(_mix32(key ^ repeats.long()) ^ samples.long())  # (N,)
     bits = _mix32(per_sample[:, None] ^ torch.arange(channels, device=device)[None, :])
     return (bits >> 8).to(torch.float32) / float(1 << 24)  # 24 random bits, exact in float32
+
+
+def regulariser_mask(
+    rate: float, shape: tuple[int, int], dtype: torch.dtype, device: torch.device, generator
+) -> torch.Tensor:
+    """Training-time multipliers, 0 or a scale s, whose mean is exactly 1 in ``dtype``.
+
+    s is 1 / (1 - rate) rounded to ``dtype`` (bfloat16 rounds 1 / 0.7 up by 0.08%) and each
+    channel is kept with probability 1 / s, a drop rate within 0.4% of ``rate``: so the
+    activation is multiplied in its own dtype (no float32 copies of it, forward or backward)
+    with no bias from the rounded scale."""
+    scale = _rounded(1.0 / (1.0 - rate), dtype)
+    mask = torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 / scale, generator=generator)
+    return mask.mul_(scale)
+
+
+@functools.lru_cache(maxsize=256)
+def _rounded(value: float, dtype: torch.dtype) -> float:
+    return torch.tensor(value, dtype=dtype).item()
 
 
 Site = str | tuple[str, ...]  # a width's drop site: one module, or several that one mask serves
@@ -110,10 +130,9 @@ class ChannelDrop:
                 return output  # untouched
             n, c = output.shape[:2]
             if self.keys is None:
-                keep = torch.rand((n, c), generator=self.generator, device=output.device) >= rate
-                mask = keep.to(torch.float32) / (1.0 - rate)
-            else:
-                mask = self.keyed_mask(width_name, c)
+                mask = regulariser_mask(rate, (n, c), output.dtype, output.device, self.generator)
+                return output * per_channel(mask, output)
+            mask = self.keyed_mask(width_name, c)
             return (output.float() * per_channel(mask, output)).to(output.dtype)
 
         return drop
