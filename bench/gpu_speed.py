@@ -121,8 +121,10 @@ class Bench:
         self.budget, self.json_path, self.only = budget, json_path, only
         self.start = time.perf_counter()
         self.results: dict = {"steps_skipped": []}
+        self.names: list[str] = []
 
     def step(self, name: str, work) -> None:
+        self.names.append(name)
         if self.only is not None and name not in self.only:
             return
         if time.perf_counter() - self.start > self.budget:
@@ -140,6 +142,10 @@ class Bench:
         self.results[key] = value
         print(line, flush=True)
         self.save()
+
+    def unknown_steps(self) -> list[str]:
+        """Names given to ``--steps`` that are no step of this script."""
+        return sorted((self.only or set()) - set(self.names))
 
     def save(self) -> None:
         if self.json_path is not None:
@@ -381,6 +387,12 @@ def main() -> None:
         choices = [(512, 0.2, 0), (512, 0.4, 0), (1024, 0.3, 0), (1024, 0.5, 0.5)]
         bench.step("accuracy at larger batches", accuracy(choices, seeds=2))
 
+    if bench.unknown_steps():
+        print(
+            "not run: no such step (names as printed), or it needs --data-dir: "
+            + ", ".join(bench.unknown_steps()),
+            flush=True,
+        )
     print(f"total {time.perf_counter() - bench.start:.0f} s", flush=True)
 
 
