@@ -9,7 +9,7 @@ from netadjust.channel_drop import ChannelDrop
 from netadjust.config import FurConfig
 from netadjust.cost import sensitivities
 from netadjust.data import DATASETS, ImageSet, Normalize
-from netadjust.fur import drop_rates, estimate_fur
+from netadjust.fur import default_batch_size, drop_rates, estimate_fur
 from netadjust.spaces import ModelSpec, base_widths, build
 
 INFO = DATASETS["fashion-mnist"]
@@ -260,8 +260,6 @@ def test_the_progress_bar_yields_every_item_once_and_starts_after_the_first(monk
 
 
 def test_fur_batches_are_small_on_the_cpu_and_hold_a_fixed_pixel_count_on_cuda():
-    from netadjust.fur import default_batch_size
-
     assert default_batch_size(torch.device("cpu"), 32) == 128
     assert default_batch_size(torch.device("cuda"), 32) == 4096
     assert default_batch_size(torch.device("cuda:1"), 28) == 4096 * 32 * 32 // 28**2
