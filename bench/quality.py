@@ -81,8 +81,8 @@ SETTINGS: dict[str, dict] = {
     # the same search, but its final widths chosen by validation: those of the iteration
     # whose network scored best on the held-out images, not the last adjustment's
     "resnet20-x0.5-a0.5-best-val": {
-        "search": ["--space", "resnet20", *replaced(SEARCH, {"--adjust-rate": "0.5"})],
-        "selected_from": "resnet20-x0.5-a0.5",
+        "copied_from": "resnet20-x0.5-a0.5",
+        "best_validation": True,
         "originals_from": "resnet20-x0.5",
     },
     # a quarter width (4/8/16, 1.9M MACs): where capacity is scarcer, does allocation matter more?
@@ -101,7 +101,6 @@ SETTINGS: dict[str, dict] = {
     # the same search's networks trained twice as long (10 epochs against the search's 4 per
     # iteration and the other rows' 5): does allocation matter more when training is longer?
     "resnet20-x0.5-a0.5-10ep": {
-        "search": ["--space", "resnet20", *replaced(SEARCH, {"--adjust-rate": "0.5"})],
         "copied_from": "resnet20-x0.5-a0.5",
         "compare": ["--epochs", "10"],
     },
@@ -120,6 +119,8 @@ SETTINGS: dict[str, dict] = {
     },
 }
 for _setting in SETTINGS.values():
+    if "copied_from" in _setting:  # a copy of another setting's search: its flags
+        _setting["search"] = SETTINGS[_setting["copied_from"]]["search"]
     _setting.setdefault("compare", COMPARE)
     _setting.setdefault("seeds", 5)
 
@@ -176,10 +177,8 @@ def run_setting(name: str, data_dir: str | None) -> dict:
     out = RUNS / name
     data = ["--data-dir", data_dir] if data_dir else []
     started = time.time()
-    if "selected_from" in setting:
-        copy_search(RUNS / setting["selected_from"], out, best_validation=True)
-    elif "copied_from" in setting:
-        copy_search(RUNS / setting["copied_from"], out)
+    if "copied_from" in setting:
+        copy_search(RUNS / setting["copied_from"], out, setting.get("best_validation", False))
     elif not (out / "final.json").exists():
         if (out / "config.json").exists():
             netadjust("search", "--resume", str(out))
@@ -228,7 +227,7 @@ def summarise(name: str, setting: dict, wall: float) -> dict:
         "search_command": "netadjust search "
         + " ".join(setting["search"])
         + (f" --widths {run.name}.widths.json" if "initial" in setting else "")
-        + f" --out {setting.get('selected_from', setting.get('copied_from', run.name))}",
+        + f" --out {setting.get('copied_from', run.name)}",
         "compare_command": f"netadjust compare {run.name} --seeds {len(seeds)} "
         + " ".join(setting["compare"]),
         "seeds": seeds,
@@ -240,13 +239,14 @@ def summarise(name: str, setting: dict, wall: float) -> dict:
         "uniform_is_original": uniform_source == "original",
         **(
             {
-                "selected_from": setting["selected_from"],
+                "selected_from": setting["copied_from"],
                 "selected_iteration": best_on_validation(run)["iteration"],
             }
-            if "selected_from" in setting
+            if setting.get("best_validation")
+            else {"copied_from": setting["copied_from"]}
+            if "copied_from" in setting
             else {}
         ),
-        **({"copied_from": setting["copied_from"]} if "copied_from" in setting else {}),
         "searched_minus_original": paired(comparison["searched"]["top1"], comparison["original"]["top1"]),
         "searched_minus_uniform": paired(comparison["searched"]["top1"], comparison["uniform"]["top1"]),
         "search_seconds": sum(sum(record["seconds"].values()) for record in history),
