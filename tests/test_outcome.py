@@ -4,12 +4,13 @@ from netadjust.outcome import outcome_lines
 from netadjust.rundir import IterationRecord
 
 
-def record(iteration, val, spearman, k=3, overlap=1.0):
+def record(iteration, val, spearman, k=3, overlap=1.0, grown=(), shrunk=()):
     stability = {"spearman": spearman, "grow_overlap": overlap, "shrink_overlap": overlap / 2}
+    widths = {name: 8 for name in "abcdefghijkl"}  # 12 widths
     return IterationRecord(
-        iteration=iteration, val={"top1": val}, k=k, fur_stability=stability, widths={}, macs=0,
-        params=0, train={}, test={}, fur={}, fur_method="fast", grown=[], shrunk=[], next_widths={},
-        next_macs=0, seconds={},
+        iteration=iteration, val={"top1": val}, k=k, fur_stability=stability, widths=widths, macs=0,
+        params=0, train={}, test={}, fur={}, fur_method="fast", grown=list(grown), shrunk=list(shrunk),
+        next_widths={}, next_macs=0, seconds={},
     )  # fmt: skip
 
 
@@ -37,3 +38,28 @@ def test_one_iteration_without_moves_says_only_what_it_measured():
     lines = outcome_lines([record(0, 0.8, 0.9, k=0)], "r")
     assert not any("iteration 1's" in line for line in lines)
     assert not any("grown and shrunk" in line for line in lines)
+
+
+def test_a_search_that_undoes_its_moves_is_told_its_steps_overshoot():
+    # each iteration shrinks what the last one grew and grows what it shrank: 8 of 8 moves undone,
+    # where random rankings of 12 widths would undo 8 * 2/12 = 1.3
+    swinging = [
+        record(0, 0.9, 0.95, k=2, grown="ab", shrunk="cd"),
+        record(1, 0.9, 0.95, k=2, grown="cd", shrunk="ab"),
+        record(2, 0.9, 0.95, k=2, grown="ab", shrunk="cd"),
+    ]
+    text = "\n".join(outcome_lines(swinging, "r"))
+    assert "undid 8 of the search's 8 moves (random rankings would undo about 1)" in text
+    warning = [line for line in outcome_lines(swinging, "r") if "overshoot" in line]
+    assert len(warning) == 1 and "--adjust-rate" in warning[0] and "--k-decay" in warning[0]
+
+
+def test_a_search_that_keeps_its_direction_gets_no_overshoot_warning():
+    # the starved-start pattern: the same widths grow again, none is moved back
+    steady = [
+        record(0, 0.9, 0.95, k=2, grown="ab", shrunk="cd"),
+        record(1, 0.9, 0.95, k=2, grown="ab", shrunk="ef"),
+        record(2, 0.9, 0.95, k=2, grown="ab", shrunk="cg"),
+    ]
+    text = "\n".join(outcome_lines(steady, "r"))
+    assert "undid 0 of the search's 8 moves" in text and "overshoot" not in text

@@ -4,18 +4,40 @@ stable FUR's ranking was."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 
 from .rundir import IterationRecord
 
 LOW_STABILITY = 0.8  # split-half Spearman below this: the ranking is partly noise
 NOISE = 0.6  # below this: mostly noise (the halves share under a third of their rank variance)
+# undone moves at this multiple of what random rankings would undo: the steps overshoot. The
+# ResNet-20 and Plain-20 searches from the original widths at a = 0.5 undid 43-63% of their
+# moves against 17% by chance; at a = 0.15, and from starved starts, 0-13%
+# (bench/results/oscillation.txt; docs/results.md, "Why the searches swing")
+OVERSHOOT = 2.0
 
 
 def duration(seconds: float) -> str:
     """``N minutes`` below two hours, ``X.X hours`` above."""
     minutes = seconds / 60
     return f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
+
+
+def reversals(history: list[IterationRecord]) -> tuple[int, int, float]:
+    """Moves the next iteration undid (a grown width shrunk, a shrunk one grown), all moves that
+    had a next iteration, and how many undone moves random rankings would give on average."""
+    undone = moves = 0
+    chance = 0.0
+    for now, after in itertools.pairwise(history):
+        grown, shrunk = set(now.grown), set(now.shrunk)
+        regrown, reshrunk = set(after.grown), set(after.shrunk)
+        if not (grown or shrunk):
+            continue
+        undone += len(grown & reshrunk) + len(shrunk & regrown)
+        moves += len(grown) + len(shrunk)
+        chance += (len(grown) * len(reshrunk) + len(shrunk) * len(regrown)) / len(now.widths)
+    return undone, moves, chance
 
 
 def outcome_lines(
@@ -59,5 +81,18 @@ def outcome_lines(
         lines.append(
             f"warning: FUR's ranking was {how}, so the widths moved partly at random; before trusting "
             "them, search again with more --repeats, a larger --val-limit, or more --epochs per iteration."
+        )
+    undone, moves, chance = reversals(history)
+    if moves:
+        lines.append(
+            f"the next iteration undid {undone} of the search's {moves} moves "
+            f"(random rankings would undo about {chance:.0f})."
+        )
+    if moves and undone >= OVERSHOOT * chance and undone > 1:
+        lines.append(
+            "warning: the search kept undoing its own moves, so its steps overshoot: a grown width "
+            "became one of the least useful in the next iteration, and the widths swing instead of "
+            "settling; search again with a smaller --adjust-rate, or with --k-decay so that fewer "
+            "widths move in later iterations."
         )
     return lines
