@@ -1,10 +1,10 @@
 """Does a search settle or swing? Moves undone by the next iteration, per recorded search.
 
-For every search under ``bench/results/runs`` with at least two iterations (copies of a
-search, compared another way, once): how many of its
-moves (a width grown or shrunk) the next iteration undid, how many random rankings would
-undo on average (the figure ``netadjust search`` prints at its end), and the Spearman
-correlation between consecutive iterations' FUR over the widths. A search heading
+For every search under ``bench/results/runs`` with at least two iterations (a copy of a
+search, compared another way, counts once): how many of its moves (a width grown or
+shrunk) the next iteration undid, how many random rankings would undo on average (the
+figure ``netadjust search`` prints at its end), and the Spearman correlation between
+consecutive iterations' FUR over the widths. A search heading
 somewhere repeats its moves and its FUR correlates positively from one iteration to the
 next; one whose steps overshoot undoes them and its FUR ranking flips sign.
 

@@ -105,7 +105,8 @@ SETTINGS: dict[str, dict] = {
         "compare": ["--epochs", "10"],
     },
     # a = 0.5 from the original swings (15 of 30 moves undone by the next iteration, 5 by
-    # chance: bench/oscillation.py); the reference's remedy is k's decay: k 3, 2, 2, 2, 1, 0
+    # chance: bench/oscillation.py); the reference settles with k's decay: k 3, 2, 2, 2, 1, 0
+    # (this search still swung: 5 of 20 undone, 1.8 by chance)
     "resnet20-x0.5-a0.5-kdecay": {
         "search": ["--space", "resnet20", *replaced(SEARCH, {"--adjust-rate": "0.5", "--k-decay": "0.5"})],
         "originals_from": "resnet20-x0.5",

@@ -13,9 +13,8 @@ LOW_STABILITY = 0.8  # split-half Spearman below this: the ranking is partly noi
 NOISE = 0.6  # below this: mostly noise (the halves share under a third of their rank variance)
 # undone moves at this multiple of what random rankings would undo: the steps overshoot. The
 # ResNet-20 and Plain-20 searches from the original widths at a = 0.5 undid 43-63% of their
-# moves against 17% by chance (25% with k's decay, against 10%); at a = 0.15, and from starved
-# starts, 0-13%
-# (bench/results/oscillation.txt; docs/results.md, "Why the searches swing")
+# moves against 17% by chance (25% against 9% with k's decay); at a = 0.15, and from starved
+# starts, 0-13% (bench/results/oscillation.txt; docs/results.md, "Why the searches swing")
 OVERSHOOT = 2.0
 
 
