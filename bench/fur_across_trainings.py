@@ -34,6 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _trained import overlap
 from netadjust.fur import spearman
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,16 +57,12 @@ def first_iteration(epochs: int, seed: int, data: list[str]) -> dict:
     return json.loads(history.read_text().splitlines()[0])
 
 
-def extremes(fur: dict[str, float], top: bool) -> set[str]:
-    return set(sorted(fur, key=fur.get, reverse=top)[:K])
-
-
 def agreement(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     names = list(a)
     return {
         "spearman": spearman([a[n] for n in names], [b[n] for n in names]),
-        "grow_overlap": len(extremes(a, True) & extremes(b, True)) / K,
-        "shrink_overlap": len(extremes(a, False) & extremes(b, False)) / K,
+        "grow_overlap": overlap(a, b, True, K) / K,
+        "shrink_overlap": overlap(a, b, False, K) / K,
     }
 
 

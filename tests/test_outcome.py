@@ -48,9 +48,9 @@ def test_a_search_that_undoes_its_moves_is_told_its_steps_overshoot():
         record(1, 0.9, 0.95, k=2, grown="cd", shrunk="ab"),
         record(2, 0.9, 0.95, k=2, grown="ab", shrunk="cd"),
     ]
-    text = "\n".join(outcome_lines(swinging, "r"))
-    assert "undid 8 of the search's 8 moves (random rankings would undo about 1)" in text
-    warning = [line for line in outcome_lines(swinging, "r") if "overshoot" in line]
+    lines = outcome_lines(swinging, "r")
+    assert "undid 8 of the search's 8 moves (random rankings would undo about 1)" in "\n".join(lines)
+    warning = [line for line in lines if "overshoot" in line]
     assert len(warning) == 1 and "smaller --adjust-rate" in warning[0]
 
 

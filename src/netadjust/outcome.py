@@ -83,12 +83,13 @@ def outcome_lines(
             "them, search again with more --repeats, a larger --val-limit, or more --epochs per iteration."
         )
     undone, moves, chance = reversals(history)
-    if moves:
-        lines.append(
-            f"the next iteration undid {undone} of the search's {moves} moves "
-            f"(random rankings would undo about {chance:.0f})."
-        )
-    if moves and undone >= OVERSHOOT * chance and undone > 1:
+    if not moves:
+        return lines
+    lines.append(
+        f"the next iteration undid {undone} of the search's {moves} moves "
+        f"(random rankings would undo about {chance:.0f})."
+    )
+    if undone >= OVERSHOOT * chance and undone > 1:
         lines.append(
             "warning: the search kept undoing its own moves, so its steps overshoot: a grown width "
             "became one of the least useful in the next iteration, and the widths swing instead of "
