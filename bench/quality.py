@@ -111,6 +111,28 @@ SETTINGS: dict[str, dict] = {
         "search": ["--space", "resnet20", *replaced(SEARCH, {"--adjust-rate": "0.5", "--k-decay": "0.5"})],
         "originals_from": "resnet20-x0.5",
     },
+    # the overshoot warning's own advice: a smaller step over more iterations from the
+    # original (a = 0.25, 8 iterations: a cumulative 2.0 against a = 0.5's 3.0 and 0.15's 0.9)
+    "resnet20-x0.5-a0.25-it8": {
+        "search": [
+            "--space",
+            "resnet20",
+            *replaced(SEARCH, {"--adjust-rate": "0.25", "--iterations": "8"}),
+        ],
+        "originals_from": "resnet20-x0.5",
+    },
+    # the a = 0.5 search with "local" shortcuts (sliced, not padded to the widest output so
+    # far); the original widths are equal within a stage, so its trained originals are reused
+    "resnet20-x0.5-a0.5-local": {
+        "search": [
+            "--space",
+            "resnet20",
+            "--padding",
+            "local",
+            *replaced(SEARCH, {"--adjust-rate": "0.5"}),
+        ],
+        "originals_from": "resnet20-x0.5",
+    },
     # the depthwise family, at a cost this machine can pay: MobileNetV2-small x0.25 (6.7M
     # MACs, about the half-width ResNet-20's 7.7M) trains at ~500 images/s on 2 threads, a
     # third of ResNet-20's, so 4 iterations of 2 epochs and a 3-epoch comparison
