@@ -13,8 +13,10 @@ LOW_STABILITY = 0.8  # split-half Spearman below this: the ranking is partly noi
 NOISE = 0.6  # below this: mostly noise (the halves share under a third of their rank variance)
 # undone moves at this multiple of what random rankings would undo: the steps overshoot. The
 # ResNet-20 and Plain-20 searches from the original widths at a = 0.5 undid 43-63% of their
-# moves against 17% by chance (25% against 9% with k's decay); at a = 0.15, and from starved
-# starts, 0-13% (bench/results/oscillation.txt; docs/results.md, "Why the searches swing")
+# moves against 17% by chance (25% against 9% with k's decay); at a = 0.25 over 8 iterations
+# 31% against 17%; at a = 0.15, and from starved starts, 0-13%, and none of the searches that
+# swung beat the original (bench/results/oscillation.txt; docs/results.md, "Why the searches
+# swing")
 OVERSHOOT = 2.0
 
 
@@ -93,7 +95,9 @@ def outcome_lines(
         lines.append(
             "warning: the search kept undoing its own moves, so its steps overshoot: a grown width "
             "became one of the least useful in the next iteration, and the widths swing instead of "
-            "settling; search again with a smaller --adjust-rate (each move is that share of the "
-            "width's initial size; fewer moves with --k-decay did not stop the swing in our measurements)."
+            "settling. A smaller --adjust-rate (each move is that share of the width's initial size) "
+            "swings less; fewer moves with --k-decay did not stop the swing in our measurements. In "
+            "those measurements a swing also meant that the start was near a balanced allocation: "
+            "no search that swung beat its start (README, Results)."
         )
     return lines
