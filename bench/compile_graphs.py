@@ -37,14 +37,16 @@ def main() -> None:
             for _ in range(STEPS):
                 step(images).sum().backward()
             print(f"after epoch {epoch}: {counters['stats']['unique_graphs']} graphs captured")
-    breaks = collections.Counter()
-    for source in ("graph_break", "unimplemented"):  # the latter: skipped frames, recompile limits
+    for source, title in (
+        ("graph_break", "graph breaks by reason"),
+        ("unimplemented", "what dynamo could not trace (A; then B: B while handling A)"),
+    ):
+        reasons = collections.Counter()
         for reason, count in counters[source].items():
-            for part in reason.split(CHAINED):
-                breaks[part.strip().splitlines()[0]] += count
-    print("graph breaks and skipped frames by reason (a chained break counts under each of its reasons):")
-    for reason, count in breaks.most_common():
-        print(f"  {count:3d}  {reason}")
+            reasons["; then ".join(part.strip().splitlines()[0] for part in reason.split(CHAINED))] += count
+        print(f"{title}:")
+        for reason, count in reasons.most_common():
+            print(f"  {count:3d}  {reason}")
 
 
 if __name__ == "__main__":

@@ -114,11 +114,7 @@ SETTINGS: dict[str, dict] = {
     # the overshoot warning's own advice: a smaller step over more iterations from the
     # original (a = 0.25, 8 iterations: a cumulative 2.0 against a = 0.5's 3.0 and 0.15's 0.9)
     "resnet20-x0.5-a0.25-it8": {
-        "search": [
-            "--space",
-            "resnet20",
-            *replaced(SEARCH, {"--adjust-rate": "0.25", "--iterations": "8"}),
-        ],
+        "search": ["--space", "resnet20", *replaced(SEARCH, {"--adjust-rate": "0.25", "--iterations": "8"})],
         "originals_from": "resnet20-x0.5",
     },
     # its best iteration on validation (6: 90.32% against the original widths' 89.77%)
@@ -130,13 +126,7 @@ SETTINGS: dict[str, dict] = {
     # the a = 0.5 search with "local" shortcuts (sliced, not padded to the widest output so
     # far); the original widths are equal within a stage, so its trained originals are reused
     "resnet20-x0.5-a0.5-local": {
-        "search": [
-            "--space",
-            "resnet20",
-            "--padding",
-            "local",
-            *replaced(SEARCH, {"--adjust-rate": "0.5"}),
-        ],
+        "search": ["--space", "resnet20", "--padding", "local", *replaced(SEARCH, {"--adjust-rate": "0.5"})],
         "originals_from": "resnet20-x0.5",
     },
     # the depthwise family, at a cost this machine can pay: MobileNetV2-small x0.25 (6.7M
