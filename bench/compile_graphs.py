@@ -31,7 +31,7 @@ def main() -> None:
     sites = model.drop_sites
     step = torch.compile(model, backend="eager")
     images = torch.randn(8, 3, 32, 32)
-    with ChannelDrop(model, sites, generator=torch.Generator().manual_seed(0)) as drop:
+    with ChannelDrop(model, sites) as drop:
         for epoch in range(EPOCHS):
             drop.set_rates(regulariser_rates(list(sites), 0.05, epoch, EPOCHS))
             for _ in range(STEPS):

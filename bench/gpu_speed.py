@@ -7,15 +7,16 @@ what it measured:
 - ResNet-20 x1 training images/s and achieved TFLOP/s (3 x forward MACs x 2 FLOPs per
   image) with the project's pipeline (``fit``) over a second epoch of 50,000 32x32 images
   (the first warms up; the channel-dropout regulariser is off in epoch 1 and on in epoch 2),
-  for batch sizes 128 (the paper's) to 2048, with and without cuDNN's autotuner, bf16 vs
-  fp32, NHWC vs NCHW, the regulariser off, fused SGD, and a searched network's odd widths;
+  for batch sizes 128 (the paper's) to 2048, compiled by ``torch.compile`` with and without
+  CUDA graphs (the epochs before the last pay for compiling), with and without cuDNN's
+  autotuner, bf16 vs fp32, NHWC vs NCHW, the regulariser off, fused SGD, and a searched
+  network's odd widths;
 - FUR seconds for ResNet-20 on 10,000 images at T = 5, first call (meeting every shape,
   as a search's iteration does) and second: the fast path at several batch sizes, in
   bf16, without the control variate, the reference path and the second-order estimate;
 - the quick search's wall time (on Fashion-MNIST's files with ``--data-dir``, else on
   random images written in its file format), and a profile of the training step;
 - ResNet-56 the same way, and a plain per-sample DataLoader + fp32 loop for both;
-- ``torch.compile`` (epoch 1 pays for compiling; its later epochs are the figure);
 - with ``--data-dir``: test accuracy after 5 epochs at batch 128 (lr 0.1) against batch
   1024 (lr 0.8, the linear scaling rule, 1 warm-up epoch), 3 seeds each, then at other
   batch sizes and learning rates, 2 seeds each.
@@ -107,6 +108,17 @@ def fused_sgd():
         torch.optim.SGD = plain
 
 
+@contextlib.contextmanager
+def compile_mode(mode: str | None):
+    """``fit``'s ``torch.compile`` with ``mode`` (e.g. "reduce-overhead": CUDA graphs)."""
+    plain = torch.compile
+    torch.compile = functools.partial(plain, mode=mode)
+    try:
+        yield
+    finally:
+        torch.compile = plain
+
+
 def epoch_seconds(model, train, info, recipe: Recipe) -> list[float]:
     """Seconds of each epoch of ``fit`` (each ends with a host sync: the epoch's sums)."""
     marks = [time.perf_counter()]
@@ -159,7 +171,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="Fashion-MNIST's IDX files: accuracy and a real search")
     parser.add_argument("--json", type=Path, help="write the figures here as they come")
     parser.add_argument("--budget", type=float, default=1e9, help="seconds; later steps are skipped")
-    parser.add_argument("--steps", help="comma-separated step names to run (default: all)")
+    parser.add_argument(
+        "--steps", help="comma-separated step names to run (default: all; no name holds a comma)"
+    )
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(
@@ -193,14 +207,23 @@ def main() -> None:
     train = random_images(images, 3, 32).to(device)
 
     def pipeline(
-        key, batch, *, space="resnet20", widths=None, autotune=True, fused=False, epochs=2, **changes
+        key,
+        batch,
+        *,
+        space="resnet20",
+        widths=None,
+        autotune=True,
+        fused=False,
+        mode=None,
+        epochs=2,
+        **changes,
     ):
         def work():
             torch.backends.cudnn.benchmark = autotune
             spec = ModelSpec(space, 10, 3, 32)
             flop = 3 * model_cost(spec, widths).macs * 2
             recipe = Recipe(epochs=epochs, batch_size=batch, lr=0.1 * batch / 128, **changes)
-            with fused_sgd() if fused else contextlib.nullcontext():
+            with fused_sgd() if fused else contextlib.nullcontext(), compile_mode(mode):
                 torch.manual_seed(0)
                 seconds = epoch_seconds(build(spec, widths).to(device), train, info, recipe)
             rate = len(train) / seconds[-1]
@@ -224,6 +247,13 @@ def main() -> None:
     pipeline("resnet20 b128 as before (no cuDNN autotune)", 128, autotune=False)
     for batch in (128, 512, 1024, 2048):
         pipeline(f"resnet20 b{batch}", batch)
+    # compiled: epoch 1 compiles the step without the regulariser, epoch 2 with it (one graph
+    # each, bench/compile_graphs.py), epoch 3 is the figure
+    for batch in (128, 1024):
+        pipeline(f"resnet20 b{batch} compiled", batch, compile=True, epochs=3)
+        pipeline(
+            f"resnet20 b{batch} compiled (CUDA graphs)", batch, compile=True, mode="reduce-overhead", epochs=3
+        )
     pipeline("resnet20 b128 fp32", 128, precision="fp32")
     pipeline("resnet20 b1024 fp32", 1024, precision="fp32")
     pipeline("resnet20 b1024 NCHW", 1024, channels_last=False)
@@ -232,7 +262,7 @@ def main() -> None:
     pipeline("resnet20 b128 fused SGD", 128, fused=True)
     pipeline("resnet20 b1024 fused SGD", 1024, fused=True)
     pipeline("resnet20 b1024 searched widths", 1024, widths=searched_widths(r20))
-    pipeline("resnet20 b1024 searched widths, multiples of 8", 1024, widths=searched_widths(r20, 8))
+    pipeline("resnet20 b1024 searched widths (multiples of 8)", 1024, widths=searched_widths(r20, 8))
     torch.backends.cudnn.benchmark = True
 
     fur_model = build(r20).to(device).eval()
@@ -380,8 +410,7 @@ def main() -> None:
 
         return work
 
-    pipeline("resnet20 b1024 compiled, no regulariser", 1024, compile=True, drop_rate=0.0, epochs=3)
-    pipeline("resnet20 b1024 compiled", 1024, compile=True, epochs=3)
+    pipeline("resnet20 b1024 compiled (no regulariser)", 1024, compile=True, drop_rate=0.0, epochs=3)
     if args.data_dir is not None:
         bench.step("accuracy", accuracy([(128, 0.1, 0), (1024, 0.8, 1)], seeds=3))
         choices = [(512, 0.2, 0), (512, 0.4, 0), (1024, 0.3, 0), (1024, 0.5, 0.5)]

@@ -1,11 +1,13 @@
-"""What the channel-dropout regulariser costs a training epoch, and what its mask in the
-activation's dtype saved against the float32 round trip it replaced.
+"""What the channel-dropout regulariser costs a training epoch, in its three forms.
 
 One process, ResNet-20 x1 at batch 128 on 3,072 random 32x32 images; each round trains
-three networks for two epochs and times the second (the regulariser's rate is 0 in the
-first): the regulariser as it was (masks drawn with ``rand``, the activation multiplied in
-float32 and cast back), as it is (``regulariser_mask``: a Bernoulli mask scaled in the
-activation's dtype), and off. Prints the medians over rounds and the ratios to "off".
+networks for two epochs and times the second (the regulariser's rate is 0 in the first):
+the regulariser's first form (masks drawn with ``rand``, the activation multiplied in
+float32 and cast back), its second (a Bernoulli mask scaled in the activation's dtype, the
+scale a Python number rounded through ``.item()``, a generator of its own), as it is
+now (the second's arithmetic with the scales and keep probabilities read from tensors and
+the device's default generator, so that ``torch.compile`` traces it), and off. Prints the
+medians over rounds and the ratios to "off".
 
     .venv/bin/python bench/regulariser_cost.py [--rounds 4]
 """
@@ -13,6 +15,7 @@ activation's dtype), and off. Prints the medians over rounds and the ratios to "
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 
 import torch
@@ -24,16 +27,34 @@ from netadjust.data import dataset_info
 from netadjust.spaces import ModelSpec, build
 
 
-def float32_round_trip(self: ChannelDrop, width_name: str):
-    """The hook before: keep mask from ``rand``, the activation multiplied in float32."""
+def float32_round_trip(self: ChannelDrop, width_name: str, index: int):
+    """The first hook: keep mask from ``rand``, the activation multiplied in float32."""
 
     def drop(output: torch.Tensor) -> torch.Tensor:
         rate = self.rates[width_name]
         if rate <= 0.0:
             return output
-        keep = torch.rand(output.shape[:2], generator=self.generator, device=output.device) >= rate
+        keep = torch.rand(output.shape[:2], device=output.device) >= rate
         mask = keep.to(torch.float32) / (1.0 - rate)
         return (output.float() * per_channel(mask, output)).to(output.dtype)
+
+    return drop
+
+
+def python_scale(self: ChannelDrop, width_name: str, index: int):
+    """The second hook: the scale rounded to the activation's dtype through ``.item()`` (once
+    per rate and dtype), the keep probability a Python number, a generator of its own."""
+    generator = torch.Generator().manual_seed(index)  # the CPU's: this benchmark runs there
+    rounded = functools.lru_cache(maxsize=64)(lambda value, dtype: torch.tensor(value, dtype=dtype).item())
+
+    def drop(output: torch.Tensor) -> torch.Tensor:
+        rate = self.rates[width_name]
+        if rate <= 0.0:
+            return output
+        scale = rounded(1.0 / (1.0 - rate), output.dtype)
+        mask = torch.empty(output.shape[:2], dtype=output.dtype, device=output.device)
+        mask = mask.bernoulli_(1.0 / scale, generator=generator)
+        return output * per_channel(mask.mul_(scale), output)
 
     return drop
 
@@ -48,6 +69,7 @@ def main() -> None:
     current = ChannelDrop._hook
     variants = {
         "float32 round trip": (float32_round_trip, 0.05),
+        "Python scale": (python_scale, 0.05),
         "now": (current, 0.05),
         "off": (current, 0.0),
     }

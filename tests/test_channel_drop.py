@@ -20,7 +20,8 @@ def test_masks_are_per_sample_and_channel_with_inverse_keep_scaling():
     model = Tiny().eval()
     x = torch.randn(400, 2, 3, 3)
     clean = model(x)
-    with ChannelDrop(model, {"w": "bn"}, torch.Generator().manual_seed(0)) as drop:
+    torch.manual_seed(0)  # the regulariser draws from the default generator
+    with ChannelDrop(model, {"w": "bn"}) as drop:
         drop.set_rates({"w": 0.25})
         dropped = model(x)
     # each (sample, channel) plane is either all zero or the clean plane times 1 / (1 - p)
@@ -36,7 +37,8 @@ def test_expected_activation_is_unchanged():
     model = Tiny().eval()
     x = torch.randn(1, 2, 1, 1).expand(20000, 2, 1, 1)
     clean = model(x)[0]
-    with ChannelDrop(model, {"w": "bn"}, torch.Generator().manual_seed(1)) as drop:
+    torch.manual_seed(1)
+    with ChannelDrop(model, {"w": "bn"}) as drop:
         drop.set_rates({"w": 0.4})
         mean = model(x).mean(0)
     assert torch.allclose(mean, clean, rtol=0.05, atol=0.02)
@@ -80,9 +82,34 @@ def test_bfloat16_activations_are_scaled_in_bfloat16_without_the_bias_of_a_bfloa
     # error is 0.00016, so 3 of them (0.0005) tell it from the biased 1.00078
     site = nn.Identity()
     x = torch.ones(400_000, 40, 1, 1, dtype=torch.bfloat16)
-    with ChannelDrop(site, {"w": ""}, torch.Generator().manual_seed(0)) as drop:
+    torch.manual_seed(0)
+    with ChannelDrop(site, {"w": ""}) as drop:
         drop.set_rates({"w": 0.3})
         dropped = site(x)
     assert dropped.dtype == torch.bfloat16
     assert set(dropped.unique().tolist()) == {0.0, 1.4296875}
     assert dropped.double().mean().item() == pytest.approx(1.0, abs=0.0005)
+
+
+def test_compiled_training_with_the_regulariser_is_one_graph_whatever_the_epochs_rates():
+    # a compiled step launches fewer kernels only if dynamo captures it whole: the hooks must
+    # not break the graph, and each epoch's new rates must not recompile it (rates 0 skip the
+    # masks: that is the one other graph)
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.BatchNorm2d(6)
+    )
+    step = torch.compile(model, backend="eager")  # dynamo's tracing alone
+    x = torch.randn(4, 2, 8, 8)
+    with ChannelDrop(model, {"a": "1", "b": "4"}) as drop:
+        for epoch in range(5):
+            drop.set_rates(regulariser_rates(["a", "b"], 0.3, epoch, 5))
+            for dtype in (torch.bfloat16, None):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+                    step(x).float().sum().backward()
+    torch._dynamo.reset()
+    assert dict(counters["graph_break"]) == {}
+    assert counters["stats"]["unique_graphs"] == 4  # (rates 0, rates on) x (bf16, float32)

@@ -100,9 +100,11 @@ def test_resuming_from_a_checkpoint_equals_training_straight_through(fashion_dir
     torch.manual_seed(1)
     whole = build(SPEC)
     saved = []
+    caller_stream = torch.get_rng_state()
     straight = fit(
         whole, train, info, recipe, seed=1, checkpoint=lambda state: saved.append(copy.deepcopy(state))
     )
+    assert torch.equal(torch.get_rng_state(), caller_stream)  # the masks' seeding is put back
     assert [len(state["history"]) for state in saved] == [1, 2, 3]
     torch.manual_seed(99)  # other initial weights: the checkpoint must replace them all
     resumed_model = build(SPEC)

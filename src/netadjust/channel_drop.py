@@ -9,7 +9,6 @@ the site's output by a Bernoulli mask per (sample, channel), kept channels scale
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 
 import torch
@@ -47,23 +46,22 @@ def keyed_uniform(
     return (bits >> 8).to(torch.float32) / float(1 << 24)  # 24 random bits, exact in float32
 
 
-def regulariser_mask(
-    rate: float, shape: tuple[int, int], dtype: torch.dtype, device: torch.device, generator
-) -> torch.Tensor:
-    """Training-time multipliers, 0 or a scale s, whose mean is exactly 1 in ``dtype``.
+def regulariser_multipliers(
+    rates: list[float], device: torch.device
+) -> dict[torch.dtype, tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]]:
+    """Per activation dtype, every width's training-time scale s and keep probability 1 / s.
 
-    s is 1 / (1 - rate) rounded to ``dtype`` (bfloat16 rounds 1 / 0.7 up by 0.08%) and each
-    channel is kept with probability 1 / s, a drop rate within 0.4% of ``rate``: so the
+    s is 1 / (1 - rate) rounded to the dtype (bfloat16 rounds 1 / 0.7 up by 0.08%) and a
+    channel is kept with probability 1 / s, a drop rate within 0.4% of the rate: so the
     activation is multiplied in its own dtype (no float32 copies of it, forward or backward)
-    with no bias from the rounded scale."""
-    scale = _rounded(1.0 / (1.0 - rate), dtype)
-    mask = torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 / scale, generator=generator)
-    return mask.mul_(scale)
-
-
-@functools.lru_cache(maxsize=256)
-def _rounded(value: float, dtype: torch.dtype) -> float:
-    return torch.tensor(value, dtype=dtype).item()
+    and the mean multiplier is exactly 1. Tensors, not Python numbers, so that a compiled
+    training step reads each epoch's rates without recompiling and without a ``.item()``."""
+    exact = 1.0 / (1.0 - torch.tensor(rates, dtype=torch.float64, device=device))
+    tables = {}
+    for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
+        scales = exact.to(dtype)
+        tables[dtype] = (scales.unbind(), (1.0 / scales.float()).unbind())  # no indexing op per step
+    return tables
 
 
 Site = str | tuple[str, ...]  # a width's drop site: one module, or several that one mask serves
@@ -101,38 +99,35 @@ def per_channel(values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
 class ChannelDrop:
     """Hooks on the drop sites of ``model``; rates are set per width name, 0 by default.
 
-    Masks are drawn from ``generator`` (training), or, once ``use_keys`` has named the
-    repeat and sample index of every row of the coming batch, from ``keyed_uniform`` with
-    ``seed`` (FUR estimation).
+    Masks are drawn from the default generator of the activation's device (training: the
+    caller seeds it, and ``torch.compile`` traces the whole step, hooks included), or, once
+    ``use_keys`` has named the repeat and sample index of every row of the coming batch,
+    from ``keyed_uniform`` with ``seed`` (FUR estimation).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        sites: Mapping[str, Site],
-        generator: torch.Generator | None = None,
-        seed: int = 0,
-    ):
+    def __init__(self, model: nn.Module, sites: Mapping[str, Site], seed: int = 0):
+        self.model = model
         self.sites = dict(sites)
         self.rates: dict[str, float] = {name: 0.0 for name in sites}
-        self.generator = generator
         self.seed = seed
         self.keys: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._dropping = {name: False for name in sites}  # booleans: a compiled step guards on them
+        self._multipliers: dict[torch.dtype, tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]] = {}
         self._handles = []
-        for width_name, site in sites.items():
+        for index, (width_name, site) in enumerate(sites.items()):
             for module, on_input in site_modules(model, width_name, site):
-                self._handles.append(on_site(module, on_input, self._hook(width_name)))
+                self._handles.append(on_site(module, on_input, self._hook(width_name, index)))
 
-    def _hook(self, width_name: str):
+    def _hook(self, width_name: str, index: int):
         def drop(output: torch.Tensor) -> torch.Tensor:
-            rate = self.rates[width_name]
-            if rate <= 0.0:
+            if not self._dropping[width_name]:
                 return output  # untouched
-            n, c = output.shape[:2]
             if self.keys is None:
-                mask = regulariser_mask(rate, (n, c), output.dtype, output.device, self.generator)
+                scales, keeps = self._multipliers[output.dtype]
+                mask = torch.empty(output.shape[:2], dtype=output.dtype, device=output.device)
+                mask = mask.bernoulli_(keeps[index]).mul_(scales[index])
                 return output * per_channel(mask, output)
-            mask = self.keyed_mask(width_name, c)
+            mask = self.keyed_mask(width_name, output.shape[1])
             return (output.float() * per_channel(mask, output)).to(output.dtype)
 
         return drop
@@ -161,6 +156,10 @@ class ChannelDrop:
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"drop rate {rate} of {name!r} outside [0, 1)")
             self.rates[name] = rate
+            self._dropping[name] = rate > 0.0
+        if self.keys is None:  # keyed masks (FUR) need no tables, nor a copy to the device per width
+            device = next(self.model.parameters(), torch.empty(0)).device
+            self._multipliers = regulariser_multipliers(list(self.rates.values()), device)
 
     def remove(self) -> None:
         """Detach the hooks; the model is plain again."""

@@ -9,11 +9,13 @@ all of it a no-op, so one code path serves one process and many.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,11 +116,31 @@ def stop(clean: bool) -> None:
         dist.destroy_process_group()
 
 
-def generator(device: torch.device, *key: int) -> torch.Generator:
-    """A generator seeded from ``key`` alone (e.g. seed, epoch, stream, rank): no state to
+def seed_of(*key: int) -> int:
+    """A seed that depends on ``key`` alone (e.g. seed, epoch, stream, rank): no state to
     save for resume, and independent streams for every process."""
-    seed = int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator(device=device).manual_seed(seed)
+    return int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> 1)
+
+
+def generator(device: torch.device, *key: int) -> torch.Generator:
+    """A generator on ``device`` seeded by ``seed_of(*key)``."""
+    return torch.Generator(device=device).manual_seed(seed_of(*key))
+
+
+@contextlib.contextmanager
+def default_generator(device: torch.device) -> Iterator[torch.Generator]:
+    """The generator that random operations on ``device`` draw from when given none (the
+    only kind ``torch.compile`` traces), for the caller to seed; its state is put back on exit."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        default = torch.cuda.default_generators[index]
+    else:
+        default = torch.default_generator
+    state = default.get_state()
+    try:
+        yield default
+    finally:
+        default.set_state(state)
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .channel_drop import ChannelDrop, Site, regulariser_rates
 from .config import Recipe
 from .data import DatasetInfo, ImageData, Normalize, PreparedData, batches, training_batches
-from .distributed import SINGLE, Processes, generator, sync_batch_norm
+from .distributed import SINGLE, Processes, default_generator, generator, seed_of, sync_batch_norm
 from .errors import UserError
 from .spaces import ModelSpec, Widths, build
 
@@ -119,7 +119,9 @@ def fit(
     receives the whole training state (model, optimiser, loss scaler, epochs done), holding
     the live tensors: save or copy it before returning. Handing such a state back as
     ``resume_from`` continues the run exactly where it stood: every random stream is seeded
-    from (seed, epoch, process), so there is no generator state to keep. ``on_epoch``
+    from (seed, epoch, process), so there is no generator state to keep (the regulariser's
+    masks, and any dropout of the model's own, draw from the device's default generator,
+    seeded at every epoch and put back as it was when training ends). ``on_epoch``
     receives each epoch's record and its last learning rate (for logging).
 
     With several ``processes`` (torchrun), each trains a DistributedDataParallel replica on
@@ -155,10 +157,10 @@ def fit(
         scaler.load_state_dict(resume_from["scaler"])
         history, seconds_before = resume_from["history"], resume_from["seconds"]
     start, first_epoch = time.perf_counter(), len(history)
-    with ChannelDrop(model, sites) as drop:
+    with ChannelDrop(model, sites) as drop, default_generator(device) as mask_generator:
         for epoch in range(len(history), recipe.epochs):
             model.train()
-            drop.generator = generator(device, seed, epoch, MASK_STREAM, processes.rank)
+            mask_generator.manual_seed(seed_of(seed, epoch, MASK_STREAM, processes.rank))
             drop.set_rates(
                 regulariser_rates(list(sites), recipe.drop_rate, epoch, recipe.epochs, recipe.drop_depth_ramp)
             )
