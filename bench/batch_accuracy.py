@@ -63,8 +63,10 @@ def summary(records: list[dict], settings: list[tuple[int, float, float]], epoch
         if setting == settings[0] or not paired:
             difference = ""
         else:
-            error = statistics.stdev(paired) / math.sqrt(len(paired)) if len(paired) > 1 else float("nan")
-            difference = f"{statistics.mean(paired):+.2f} ± {error:.2f} (SE, {len(paired)} seeds)"
+            difference = f"{statistics.mean(paired):+.2f} (1 seed)"
+            if len(paired) > 1:
+                error = statistics.stdev(paired) / math.sqrt(len(paired))
+                difference = f"{statistics.mean(paired):+.2f} ± {error:.2f} (SE, {len(paired)} seeds)"
         seconds = ", ".join(f"{run['seconds']:.0f}" for run in runs.values())
         batch, lr, warmup = setting
         lines.append(

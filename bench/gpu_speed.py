@@ -14,8 +14,9 @@ what it measured:
 - FUR seconds for ResNet-20 on 10,000 images at T = 5, first call (meeting every shape,
   as a search's iteration does) and second: the fast path at several batch sizes, in
   bf16, without the control variate, the reference path and the second-order estimate;
-- the quick search's wall time (on Fashion-MNIST's files with ``--data-dir``, else on
-  random images written in its file format), and a profile of the training step;
+- the quick search's wall time, and one iteration of the fmnist search at 30 epochs and
+  batch 512 (on Fashion-MNIST's files with ``--data-dir``, else on random images written
+  in its file format), and a profile of the training step;
 - ResNet-56 the same way, and a plain per-sample DataLoader + fp32 loop for both;
 - with ``--data-dir``: test accuracy after 5 epochs at batch 128 (lr 0.1) against batch
   1024 (lr 0.8, the linear scaling rule, 1 warm-up epoch), 3 seeds each, then at other
@@ -305,30 +306,71 @@ def main() -> None:
     fur("reference", 4096, bf16=True)
     fur("second-order", 4096, bf16=True)
 
-    def quick_search():
-        with tempfile.TemporaryDirectory() as folder:
-            data = args.data_dir or write_fashion_like(
-                Path(folder), 6_000 if small else 60_000, 1_000 if small else 10_000
-            )
-            limits = ["--train-limit", "2000", "--epochs", "1", "--iterations", "1"] if small else []
-            command = [
-                sys.executable, "-m", "netadjust", "search", "--preset", "quick",
-                "--dataset", "fashion-mnist", "--data-dir", str(data), "--device", args.device,
-                "--out", str(Path(folder) / "run"), *limits,
-            ]  # fmt: skip
-            start = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True)
-            seconds = time.perf_counter() - start
-            print(done.stderr[-3000:], flush=True)
-            kind = "Fashion-MNIST" if args.data_dir else "random images"
-            bench.record(
-                "quick search",
-                {"seconds": seconds, "data": kind, "exit": done.returncode},
-                f"quick search on {kind}{' (cut short by --small)' if small else ''}: {seconds:.1f} s, "
-                f"exit {done.returncode}",
-            )
+    def search(key: str, flags: list[str]):
+        def work():
+            with tempfile.TemporaryDirectory() as folder:
+                data = args.data_dir or write_fashion_like(
+                    Path(folder), 6_000 if small else 60_000, 1_000 if small else 10_000
+                )
+                limits = [
+                    "--train-limit",
+                    "2000",
+                    "--epochs",
+                    "1",
+                    "--warmup-epochs",
+                    "0",
+                    "--iterations",
+                    "1",
+                ]
+                limits = limits if small else []
+                command = [
+                    sys.executable, "-m", "netadjust", "search", *flags,
+                    "--dataset", "fashion-mnist", "--data-dir", str(data), "--device", args.device,
+                    "--out", str(Path(folder) / "run"), *limits,
+                ]  # fmt: skip
+                start = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True)
+                seconds = time.perf_counter() - start
+                print(done.stderr[-3000:], flush=True)
+                history = Path(folder) / "run" / "history.jsonl"
+                parts = (
+                    [json.loads(line)["seconds"] for line in history.read_text().splitlines()]
+                    if history.exists()
+                    else []
+                )
+                kind = "Fashion-MNIST" if args.data_dir else "random images"
+                bench.record(
+                    key,
+                    {"seconds": seconds, "data": kind, "exit": done.returncode, "iterations": parts},
+                    f"{key} on {kind}{' (cut short by --small)' if small else ''}: {seconds:.1f} s, "
+                    f"exit {done.returncode}; per iteration "
+                    + "; ".join(
+                        ", ".join(f"{name} {value:.1f} s" for name, value in part.items()) for part in parts
+                    ),
+                )
 
-    bench.step("quick search", quick_search)
+        bench.step(key, work)
+
+    search("quick search", ["--preset", "quick"])
+    # one iteration of the 10-iteration x 30-epoch search, at batch 512 (its accuracy
+    # after 15 epochs: bench/batch_accuracy.py); x 10 is the search's time
+    search(
+        "search iteration (30 epochs at b512)",
+        [
+            "--preset",
+            "fmnist",
+            "--iterations",
+            "1",
+            "--epochs",
+            "30",
+            "--batch-size",
+            "512",
+            "--lr",
+            "0.2",
+            "--warmup-epochs",
+            "1",
+        ],
+    )
 
     def profile():
         from torch.profiler import ProfilerActivity
