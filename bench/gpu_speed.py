@@ -312,17 +312,8 @@ def main() -> None:
                 data = args.data_dir or write_fashion_like(
                     Path(folder), 6_000 if small else 60_000, 1_000 if small else 10_000
                 )
-                limits = [
-                    "--train-limit",
-                    "2000",
-                    "--epochs",
-                    "1",
-                    "--warmup-epochs",
-                    "0",
-                    "--iterations",
-                    "1",
-                ]
-                limits = limits if small else []
+                limits = ["--train-limit", "2000", "--epochs", "1", "--warmup-epochs", "0"]
+                limits = [*limits, "--iterations", "1"] if small else []
                 command = [
                     sys.executable, "-m", "netadjust", "search", *flags,
                     "--dataset", "fashion-mnist", "--data-dir", str(data), "--device", args.device,
