@@ -5,8 +5,8 @@ by the host) if dynamo captures it whole. This traces ResNet-20 x0.25 with the r
 hooks over a few epochs, with dynamo's ``eager`` backend (tracing only, no code generation,
 so it runs in seconds on a CPU), and prints the graphs captured, the graph breaks by reason
 and the frames that fell back to eager (graph breaks in loops, the recompile limit). A
-compile-friendly regulariser should give one graph, no breaks and no recompiles from epoch
-to epoch.
+compile-friendly regulariser gives one graph while the rates are 0 and one for all later
+epochs: no breaks and no recompiles from epoch to epoch.
 
     .venv/bin/python bench/compile_graphs.py
 """

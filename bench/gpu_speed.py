@@ -51,13 +51,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from batch_accuracy import trained_top1
 from netadjust.config import FurConfig, Recipe
 from netadjust.cost import model_cost, sensitivities
 from netadjust.data import dataset_info, load
 from netadjust.data.datasets import ImageSet
 from netadjust.fur import estimate_fur
 from netadjust.spaces import ModelSpec, base_widths, build
-from netadjust.train import evaluate, fit
+from netadjust.train import fit
 from train_speed import PerSampleDataset, conventional_epoch, searched_widths
 
 
@@ -99,25 +100,15 @@ def write_fashion_like(folder: Path, train: int, test: int) -> Path:
 
 
 @contextlib.contextmanager
-def fused_sgd():
-    """``fit``'s SGD with fused=True (one kernel for the whole update)."""
-    plain = torch.optim.SGD
-    torch.optim.SGD = functools.partial(plain, fused=True)
+def with_defaults(owner, name: str, **defaults):
+    """``owner.name`` called with ``defaults`` while inside, e.g. ``fit``'s SGD with
+    fused=True or its ``torch.compile`` with mode="reduce-overhead" (CUDA graphs)."""
+    plain = getattr(owner, name)
+    setattr(owner, name, functools.partial(plain, **defaults))
     try:
         yield
     finally:
-        torch.optim.SGD = plain
-
-
-@contextlib.contextmanager
-def compile_mode(mode: str | None):
-    """``fit``'s ``torch.compile`` with ``mode`` (e.g. "reduce-overhead": CUDA graphs)."""
-    plain = torch.compile
-    torch.compile = functools.partial(plain, mode=mode)
-    try:
-        yield
-    finally:
-        torch.compile = plain
+        setattr(owner, name, plain)
 
 
 def epoch_seconds(model, train, info, recipe: Recipe) -> list[float]:
@@ -224,7 +215,8 @@ def main() -> None:
             spec = ModelSpec(space, 10, 3, 32)
             flop = 3 * model_cost(spec, widths).macs * 2
             recipe = Recipe(epochs=epochs, batch_size=batch, lr=0.1 * batch / 128, **changes)
-            with fused_sgd() if fused else contextlib.nullcontext(), compile_mode(mode):
+            fused_sgd = with_defaults(torch.optim, "SGD", fused=True) if fused else contextlib.nullcontext()
+            with fused_sgd, with_defaults(torch, "compile", mode=mode):
                 torch.manual_seed(0)
                 seconds = epoch_seconds(build(spec, widths).to(device), train, info, recipe)
             rate = len(train) / seconds[-1]
@@ -347,20 +339,7 @@ def main() -> None:
     # after 15 epochs: bench/batch_accuracy.py); x 10 is the search's time
     search(
         "search iteration (30 epochs at b512)",
-        [
-            "--preset",
-            "fmnist",
-            "--iterations",
-            "1",
-            "--epochs",
-            "30",
-            "--batch-size",
-            "512",
-            "--lr",
-            "0.2",
-            "--warmup-epochs",
-            "1",
-        ],
+        "--preset fmnist --iterations 1 --epochs 30 --batch-size 512 --lr 0.2 --warmup-epochs 1".split(),
     )
 
     def profile():
@@ -423,10 +402,7 @@ def main() -> None:
                     recipe = Recipe(
                         epochs=epochs, batch_size=batch, lr=lr, warmup_epochs=warmup if epochs > 1 else 0
                     )
-                    torch.manual_seed(seed)
-                    model = build(spec).to(device)
-                    seconds = fit(model, train_set, fashion, recipe, seed=seed)["seconds"]
-                    top1 = 100 * evaluate(model, test_set, fashion)["top1"]
+                    top1, seconds = trained_top1(spec, train_set, test_set, fashion, recipe, seed)
                     found.setdefault(name, []).append({"seed": seed, "top1": top1, "seconds": seconds})
                     print(
                         f"  accuracy after {epochs} epochs, {name}, seed {seed}: "
