@@ -370,6 +370,15 @@ def test_a_search_of_your_own_model_stays_within_the_budget(tmp_path, fashion_di
     with pytest.raises(UserError, match="model="):
         netadjust_api_load(trained.with_suffix(".safetensors"))
     assert isinstance(netadjust_api_load(trained.with_suffix(".safetensors"), model=reference), nn.Module)
+    # a new search from the run's final.json: the same model, from its searched widths
+    again = tmp_path / "again"
+    result = in_process(
+        "search", "--widths", out / "final.json", "--data-dir", fashion_dir, "--iterations", 1,
+        "--out", again, *flags,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = json.loads((again / "config.json").read_text())
+    assert config["model"]["model"] == reference and config["initial_widths"] == final["widths"]
 
 
 def netadjust_api_load(path, **options):

@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import math
 import random
 import sys
 from collections.abc import Callable
@@ -59,10 +60,27 @@ class Group:
 class Plan:
     groups: tuple[Group, ...]
     fixed: dict[tuple[str, str], int]  # channels of each layer side that no group owns
+    multiples: dict[str, int] = field(default_factory=dict)  # per width: what its channels divide by
 
     @property
     def widths(self) -> Widths:
         return {group.name: group.width for group in self.groups}
+
+
+def required_multiples(modules: dict[str, nn.Module], groups: list[Group]) -> dict[str, int]:
+    """Per width, the least common multiple of the groups of every grouped convolution and
+    group norm it sizes (a depthwise convolution divides whatever its width)."""
+    multiples = {}
+    for group in groups:
+        multiple = 1
+        for name, _side in group.members:
+            module = modules[name]
+            if isinstance(module, nn.Conv2d) and not is_depthwise(module):
+                multiple = math.lcm(multiple, module.groups)
+            elif isinstance(module, nn.GroupNorm):
+                multiple = math.lcm(multiple, module.num_groups)
+        multiples[group.name] = multiple
+    return multiples
 
 
 def require_torch_pruning():
@@ -170,7 +188,7 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
                 if size - owned.get((name, side), 0) < 0:
                     raise UserError(f"{name}: its {side}put channels are claimed twice; refusing this model")
                 fixed[(name, side)] = size - owned.get((name, side), 0)
-    return Plan(tuple(groups), fixed)
+    return Plan(tuple(groups), fixed, required_multiples(modules, groups))
 
 
 def drop_sites(
@@ -194,6 +212,13 @@ def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:
     unknown = sorted(set(widths) ^ set(plan.widths))
     if unknown:
         raise UserError(f"widths {unknown[:3]} do not match the model's; `netadjust inspect` lists them")
+    off_grid = [name for name, width in widths.items() if width % plan.multiples.get(name, 1)]
+    if off_grid:
+        name = off_grid[0]
+        raise UserError(
+            f"width {name} is {widths[name]}, not a multiple of {plan.multiples[name]} (the groups of its "
+            "grouped layers); `netadjust inspect` shows each width's multiple"
+        )
     sizes = dict(plan.fixed)
     for group in plan.groups:
         for key, per_channel in group.members.items():
@@ -201,36 +226,47 @@ def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:
     copied = copy.deepcopy(model).to(torch.empty(()).device)  # the meta device when counting costs
     for name, module in list(copied.named_modules()):
         if isinstance(module, RESIZABLE):
-            _replace(copied, name, _resized(name, module, sizes.get((name, "in"), 0), sizes[(name, "out")]))
+            _resize(name, module, sizes.get((name, "in"), 0), sizes[(name, "out")])
     return copied
 
 
-def _resized(name: str, module: nn.Module, inputs: int | None, outputs: int) -> nn.Module:
+def _resize(name: str, module: nn.Module, inputs: int, outputs: int) -> None:
+    """Resize ``module`` in place to ``inputs`` -> ``outputs`` channels: its class (a user's
+    subclass with a fused activation or standardised weights) and its other attributes stay,
+    its parameters and buffers are new and initialised by the class's own reset."""
     if isinstance(module, nn.Linear):
-        return nn.Linear(inputs, outputs, bias=module.bias is not None)
-    if isinstance(module, nn.BatchNorm2d):
-        return nn.BatchNorm2d(outputs, module.eps, module.momentum, module.affine, module.track_running_stats)
-    if isinstance(module, nn.GroupNorm):
+        module.in_features, module.out_features = inputs, outputs
+        shapes = {"weight": (outputs, inputs), "bias": (outputs,)}
+    elif isinstance(module, nn.BatchNorm2d):
+        module.num_features = outputs
+        shapes = {tensor: (outputs,) for tensor in ("weight", "bias", "running_mean", "running_var")}
+    elif isinstance(module, nn.GroupNorm):
         if outputs % module.num_groups:
             raise UserError(f"{name}: {outputs} channels do not divide into its {module.num_groups} groups")
-        return nn.GroupNorm(module.num_groups, outputs, module.eps, module.affine)
-    groups = outputs if is_depthwise(module) else module.groups
-    inputs = outputs if is_depthwise(module) else inputs  # its inputs are its outputs' channels
-    if inputs % groups or outputs % groups:
-        raise UserError(f"{name}: {inputs} -> {outputs} channels do not divide into its {groups} groups")
-    return nn.Conv2d(
-        inputs, outputs, module.kernel_size, module.stride, module.padding, module.dilation, groups,
-        module.bias is not None, module.padding_mode,
-    )  # fmt: skip
+        module.num_channels = outputs
+        shapes = {"weight": (outputs,), "bias": (outputs,)}
+    else:
+        groups = outputs if is_depthwise(module) else module.groups
+        inputs = outputs if is_depthwise(module) else inputs  # its inputs are its outputs' channels
+        if inputs % groups or outputs % groups:
+            raise UserError(f"{name}: {inputs} -> {outputs} channels do not divide into its {groups} groups")
+        module.in_channels, module.out_channels, module.groups = inputs, outputs, groups
+        shapes = {"weight": (outputs, inputs // groups, *module.kernel_size), "bias": (outputs,)}
+    for tensor_name, shape in shapes.items():
+        old = getattr(module, tensor_name, None)
+        if old is None:
+            continue
+        new = torch.empty(shape, dtype=old.dtype, device=old.device)
+        setattr(
+            module,
+            tensor_name,
+            nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new,
+        )
+    module.reset_parameters()
 
 
 def is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and 1 < module.groups == module.in_channels == module.out_channels
-
-
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, module)
 
 
 @functools.lru_cache(maxsize=8)
@@ -256,9 +292,13 @@ def user_model(spec: ModelSpec, widths: Widths) -> nn.Module:
 
 
 def random_widths(plan: Plan, seed: int) -> Widths:
-    """Seeded widths between half and twice each group's."""
+    """Seeded widths between half and twice each group's, on each width's multiple."""
     rng = random.Random(seed)
-    return {group.name: max(1, round(group.width * rng.uniform(0.5, 2.0))) for group in plan.groups}
+    widths = {}
+    for group in plan.groups:
+        multiple = plan.multiples.get(group.name, 1)
+        widths[group.name] = multiple * max(1, round(group.width * rng.uniform(0.5, 2.0) / multiple))
+    return widths
 
 
 def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
@@ -271,7 +311,7 @@ def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
     with torch.no_grad():
         shape = model.eval()(example).shape
     for seed in (0, 1):
-        widths = _rounded(plan, random_widths(plan, seed), model)
+        widths = random_widths(plan, seed)
         try:
             rebuilt = rebuild(model, plan, widths).eval()
             with torch.no_grad():
@@ -284,6 +324,16 @@ def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
             raise UserError(
                 f"at other widths the model's output is {tuple(output.shape)}, not {tuple(shape)}"
             )
+        changed = [
+            (name, type(before).__name__, type(after).__name__)
+            for (name, before), after in zip(model.named_modules(), rebuilt.modules(), strict=True)
+            if type(before) is not type(after)
+        ]
+        if changed:  # the rebuild must change sizes only: a lost subclass loses its behaviour
+            name, before, after = changed[0]
+            raise UserError(
+                f"{name or 'the model'}: rebuilt as a {after}, not its {before}; refusing this model"
+            )
         again = discover(rebuilt, example).widths
         if again != widths:
             differing = [name for name in widths if again.get(name) != widths[name]][:3]
@@ -292,19 +342,6 @@ def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
                 "some operation ties channels in a way netadjust cannot follow; refusing it"
             )
     return plan
-
-
-def _rounded(plan: Plan, widths: Widths, model: nn.Module) -> Widths:
-    """``widths`` with each width a multiple of the groups of the grouped convs it sets."""
-    modules = dict(model.named_modules())
-    for group in plan.groups:
-        multiple = 1
-        for (name, _), _per in group.members.items():
-            module = modules[name]
-            if isinstance(module, nn.Conv2d) and 1 < module.groups < module.in_channels:
-                multiple = max(multiple, module.groups)
-        widths[group.name] = max(multiple, widths[group.name] // multiple * multiple)
-    return widths
 
 
 def _first_line(error: Exception) -> str:

@@ -18,7 +18,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import BUDGETS, LatencyConfig, ModelSpec, SearchConfig, Widths, configured, known_settings
+from .config import (
+    BUDGETS,
+    LatencyConfig,
+    ModelSpec,
+    SearchConfig,
+    Widths,
+    configured,
+    known_settings,
+    record_settings,
+)
 from .cost import count, model_cost, sensitivities
 from .distributed import SINGLE, Processes
 from .errors import UserError
@@ -101,7 +110,8 @@ def cost(
     **settings,
 ) -> CostReport:
     """MACs, parameters and sensitivities (of ``budget``: "macs", "params", or "latency"
-    timed on ``device`` as ``latency`` says, in ``precision`` and memory format, with
+    timed on ``device`` as ``latency`` says (``precision`` is the training's, used where
+    its precision is "training") in the memory format given, with
     sensitivities in seconds) of ``space`` at ``widths`` (same arguments as ``build``).
     The latency estimate is calibrated on the space's base widths, as a search's on the
     original network, and set beside a fresh timing of ``widths``."""
@@ -116,11 +126,12 @@ def cost(
         model = latency_model(spec, latency, resolve_device(device), precision, channels_last)
         model.calibrate(base_widths(spec))
         f = model.sensitivities(widths)
-        measured, spread = model.measure_network(widths)
+        measured = model.measure_network(widths)
         timing = {
             "estimate": model.estimate(widths),
-            "measured": measured,
-            "spread": spread,
+            "measured": measured.seconds,
+            "spread": measured.disagreement,
+            "precision": model.precision,
             "layers_sum": model.layers_sum(widths),
             "overhead": model.overhead,
             "mode": latency.mode,
@@ -153,7 +164,7 @@ def search_config(
     if callable(options.get("model")):
         options["model"] = model_reference(options["model"])
     initial, recorded = read_widths(widths)
-    values = {**preset_settings(preset, options.get("dataset")), **recorded}
+    values = {**preset_settings(preset, options.get("dataset")), **record_settings(ModelSpec, recorded)}
     values |= {key: value for key, value in options.items() if value is not None}
     values.setdefault("device", default_device())
     values.setdefault("out", time.strftime("runs/search-%Y%m%d-%H%M%S"))
@@ -214,16 +225,25 @@ def inspect_model(
     total = count(network, shape)
     groups, order = [], {name: index for index, (name, _) in enumerate(network.named_modules())}
     for group in plan.groups:  # share of MACs: f_i = c_i dF/dc_i by a central difference of the count
+        multiple = plan.multiples[group.name]  # a grouped layer's width moves by its groups
         wider, narrower = dict(plan.widths), dict(plan.widths)
-        wider[group.name] += 1
-        narrower[group.name] = max(1, group.width - 1)
+        wider[group.name] += multiple
+        narrower[group.name] = max(multiple, group.width - multiple)
         slope = (
             count(rebuild(network, plan, wider), shape).macs
             - count(rebuild(network, plan, narrower), shape).macs
         )
         share = group.width * slope / (wider[group.name] - narrower[group.name]) / total.macs
         layers = sorted(group.members, key=lambda member: (order[member[0]], member[1]))
-        groups.append({"name": group.name, "width": group.width, "layers": layers, "macs_share": share})
+        groups.append(
+            {
+                "name": group.name,
+                "width": group.width,
+                "multiple": multiple,
+                "layers": layers,
+                "macs_share": share,
+            }
+        )
     return InspectReport(plan.widths, total.macs, total.params, groups)
 
 

@@ -230,8 +230,9 @@ def command_cost(args: argparse.Namespace) -> int:
     if report.latency:
         timing = report.latency
         print(
-            f"latency ({timing['mode']}, batch {timing['batch']}, {timing['device']}): measured "
-            f"{1e3 * timing['measured']:.3f} ms (spread {timing['spread']:.1%}), the table's estimate "
+            f"latency ({timing['mode']}, batch {timing['batch']}, {timing['precision']}, "
+            f"{timing['device']}): measured {1e3 * timing['measured']:.3f} ms (two repeats "
+            f"{timing['spread']:.1%} apart), the table's estimate "
             f"{1e3 * timing['estimate']:.3f} ms ({timing['estimate'] / timing['measured'] - 1:+.1%}); "
             f"table {timing['table']}"
         )
@@ -336,11 +337,16 @@ def command_inspect(args: argparse.Namespace) -> int:
         return 0
     widths = plural(len(found.widths), "searchable width")
     print(f"{args.model}: {found.macs:,} MACs, {found.params:,} params, {widths}")
-    print("per width: its channels, the share of the MACs they take part in (f_i / MACs), its layers")
+    print(
+        "per width: its channels (×N: a multiple of N always, for its grouped layers), the share of the "
+        "MACs they take part in (f_i / MACs), its layers"
+    )
     column = max(len(group["name"]) for group in found.groups)
     for group in found.groups:
         layers = ", ".join(f"{name} ({side})" for name, side in group["layers"])
-        print(f"  {group['name']:<{column}} {group['width']:>5} {group['macs_share']:7.1%}  {layers}")
+        multiple = f"×{group['multiple']}" if group["multiple"] > 1 else ""
+        share = f"{group['macs_share']:7.1%}"
+        print(f"  {group['name']:<{column}} {group['width']:>5} {multiple:>3} {share}  {layers}")
     return 0
 
 

@@ -21,7 +21,7 @@ from .cost import measure, model_cost
 from .data import prepare_data
 from .errors import UserError
 from .export import save_weights
-from .latency import LATENCY_TOLERANCE, latency_model
+from .latency import LATENCY_TOLERANCE, latency_model, timed_precision
 from .retrain import train_on_full
 from .rundir import Run, read_run
 from .spaces import build
@@ -145,7 +145,8 @@ def compare_run(
         name: build(spec, networks[name]).to(torch_device) for name in NETWORKS if source[name] == name
     }
     shape = (spec.in_channels, spec.image_size, spec.image_size)
-    speeds = side_by_side(measured, shape, spec.num_classes, recipe)
+    latency_precision = timed_precision(run.config.latency, recipe.precision)
+    speeds = side_by_side(measured, shape, spec.num_classes, recipe, latency_precision)
     for name in NETWORKS:
         speed = speeds[source[name]]
         summary[name] |= {
@@ -164,6 +165,7 @@ def compare_run(
         "dataset": data.info.name,
         "data_sizes": expected["data_sizes"],
         "device": str(torch_device),
+        "latency_precision": latency_precision,
     }
     write_json(run_dir / "compare.json", comparison)
     log(comparison_table(comparison))
@@ -278,6 +280,8 @@ def comparison_table(comparison: dict) -> str:
             + (f" (paired standard error {100 * se:.2f})" if se is not None else "")
             + f", top-5 {100 * difference['top5']:+.2f}"
         )
+    if "latency_precision" in comparison:
+        lines.append(f"latency: one image in eval mode, timed in {comparison['latency_precision']}")
     if n < 5:
         lines.append(
             f"with {n} seed{'s' if n > 1 else ''} "

@@ -23,6 +23,7 @@ BUDGET_TOLERANCE = 0.01  # a rescaled network's cost lies within 1% of the budge
 BUDGETS = ("macs", "params", "latency")
 UNITS = {"macs": "MACs", "params": "params", "latency": "ns"}  # latency is held in nanoseconds
 LATENCY_MODES = ("infer", "train")
+LATENCY_PRECISIONS = ("fp32", "bf16", "fp16", "training")  # training: the recipe's own autocast
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 FUR_METHODS = ("auto", "fast", "reference", "second-order")
 CURVATURES = ("exact", "sampled", "empirical")
@@ -246,15 +247,26 @@ class LatencyConfig:
     )
     max_spread: float = setting(
         0.1,
-        "--budget latency: refuse a device whose timings of the original network spread "
-        "(interquartile range over median) by more than this",
+        "--budget latency: refuse a device whose two repeated timings of the original network "
+        "disagree by more than this (it slowed down while timed: other jobs running)",
         flag="--latency-max-spread",
+    )
+    precision: str = setting(
+        "fp32",
+        "--budget latency: the precision networks are timed in, as deployed (training: the "
+        "recipe's autocast)",
+        flag="--latency-precision",
+        choices=LATENCY_PRECISIONS,
     )
 
     def validate(self) -> None:
         check(self.batch >= 1, f"--latency-batch is {self.batch}; give at least 1")
         check(self.mode in LATENCY_MODES, f"--latency-mode is {self.mode!r}; choose infer or train")
         check(self.max_spread >= 0, f"--latency-max-spread is {self.max_spread}; give a value >= 0")
+        check(
+            self.precision in LATENCY_PRECISIONS,
+            f"--latency-precision is {self.precision!r}; choose one of {', '.join(LATENCY_PRECISIONS)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -323,11 +335,24 @@ def flags(cls: type, inner: bool = True) -> Iterator[Flag]:
 
 def configured(cls: type, values: Mapping[str, Any]):
     """A ``cls``, nested configurations included, whose settings named in ``values`` (by
-    their flag's dest) take those values unless None; the others keep their defaults."""
+    their flag's dest) take those values unless None; the others keep their defaults. A
+    key that is a field's name but no flag's dest (``drop_rate`` for ``Recipe``, whose flag
+    is ``--train-drop-rate``) is a record's key passed as a setting: refused, not ignored
+    (``record_settings`` maps a record)."""
+    dests = {flag.dest for flag in flags(cls)}
+    misnamed = sorted(({flag.path[-1] for flag in flags(cls)} - dests) & set(values))
+    if misnamed:
+        raise TypeError(
+            f"{misnamed} are {cls.__name__} field names, not settings: map them with record_settings"
+        )
+    return _configured(cls, values)
+
+
+def _configured(cls: type, values: Mapping[str, Any]):
     kwargs = {}
     for f in dataclasses.fields(cls):
         if nested(f):
-            kwargs[f.name] = configured(nested(f), values)
+            kwargs[f.name] = _configured(nested(f), values)
         elif "help" in f.metadata:
             dest = flag_name(f)[2:].replace("-", "_")
             if values.get(dest) is not None:
@@ -344,6 +369,13 @@ def as_settings(config) -> dict[str, Any]:
             value = getattr(value, name)
         values[flag.dest] = value
     return values
+
+
+def record_settings(cls: type, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that a record of ``cls`` (its ``dataclasses.asdict``, or part of it, as
+    a run's files keep it) holds, by their flag's dest: the one translation between the two
+    vocabularies. Fields without a flag (a model's input shape: the dataset's) are left out."""
+    return {flag.dest: record[flag.path[-1]] for flag in flags(cls, inner=False) if flag.path[-1] in record}
 
 
 def known_settings(cls: type) -> set[str]:

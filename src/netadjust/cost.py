@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .spaces import ModelSpec, Widths, build
+from .spaces import ModelSpec, Widths, build, width_multiples
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,15 @@ def sensitivities(spec: ModelSpec, widths: Widths, budget: str = "macs") -> dict
     def cost_at(name: str, value: int) -> int:
         return measure(spec, {**widths, name: value}, budget)
 
-    result = {}
+    result, steps = {}, width_multiples(spec)  # a grouped layer's width moves by its multiple
     for name, c in widths.items():
-        if c > 1:
-            derivative = (cost_at(name, c + 1) - cost_at(name, c - 1)) / 2
+        h = steps.get(name, 1)
+        if c > h:
+            derivative = (cost_at(name, c + h) - cost_at(name, c - h)) / (2 * h)
         else:
-            derivative = (-3 * cost_at(name, c) + 4 * cost_at(name, c + 1) - cost_at(name, c + 2)) / 2
+            derivative = (-3 * cost_at(name, c) + 4 * cost_at(name, c + h) - cost_at(name, c + 2 * h)) / (
+                2 * h
+            )
         result[name] = c * derivative
     return result
 

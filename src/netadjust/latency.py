@@ -10,13 +10,18 @@ isolated layers do not add up to the network (bench/latency_table.py measures by
 much), which is why the table only ranks and the budget is timed.
 
 Times are of one forward pass in eval mode (``--latency-mode infer``) or one forward and
-backward pass in train mode (``train``), at ``--latency-batch`` images, in the training
-recipe's precision and memory format. The table records the device and torch version it
-was measured with; a table of another device is refused, not reused.
+backward pass in train mode (``train``), at ``--latency-batch`` images, in
+``--latency-precision`` (fp32 unless asked: a deployment figure) and the recipe's memory
+format. Every time is a low percentile of many short blocks in two repeats (speed.py):
+sporadic interruptions of a shared machine do not move it, a lasting slowdown makes the
+repeats disagree and is refused. The table records the device and torch version it was
+measured with (a table of another device is refused, not reused) and each entry's spread,
+so a layer timed in a noisy moment is timed again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import platform
@@ -29,15 +34,17 @@ import torch
 from torch import nn
 
 from .config import LatencyConfig, ModelSpec, Widths
+from .cost import measure, sensitivities
 from .errors import UserError
 from .rundir import read_json_file
 from .spaces import build
-from .speed import relative_spread, timed, timed_together
+from .speed import Timing, abba_ratio, time_work
 from .store import write_json
 from .train import autocast_dtype
 
 LATENCY_TOLERANCE = 0.03  # the rescale holds the measured time within 3% of the original's
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 1 kept bare seconds per entry; 2 keeps {"seconds", "spread"}
+NOISY_ENTRY = 0.1  # a table entry whose repeats disagreed by more is timed again when used
 
 
 def device_description(device: torch.device) -> str:
@@ -62,51 +69,92 @@ def default_table_path(device: torch.device) -> Path:
 
 
 class LatencyTable:
-    """Layer timings of one device, on disk: entries are added, never changed, so a resumed
-    search ranks with the times it saw before."""
+    """Layer timings of one device, on disk, each with the disagreement of its two repeats:
+    an entry found noisy on disk is timed again (once per process, before it is first used)
+    and the steadier timing kept; otherwise entries are added, never changed, so a process
+    sees one time per layer and a resumed search ranks with the times it saw before. A
+    table of an older version is timed anew."""
 
     def __init__(self, path: Path, device: torch.device):
         self.path, self.device = path, device
         self.description = device_description(device)
-        self.entries: dict[str, float] = {}
+        self.entries: dict[str, dict[str, float]] = {}
         self.added = 0
+        self.timed_here: set[str] = set()
         if path.exists():
-            recorded = read_json_file(path)
-            if not isinstance(recorded, dict) or not isinstance(recorded.get("entries"), dict):
-                raise UserError(f"{path} is not a latency table of netadjust; give another --latency-table")
-            where = (recorded.get("device"), recorded.get("torch"))
-            if where != (self.description, torch.__version__):
-                raise UserError(
-                    f"latency table {path} was measured on {where[0]} with torch {where[1]}, not on this "
-                    f"{self.description} with torch {torch.__version__}: give another --latency-table "
-                    "(times of one device do not hold on another)"
-                )
-            self.entries = recorded["entries"]
+            self.entries = self._read()
 
-    def add(self, key: str, seconds: float) -> None:
-        self.entries[key] = seconds
+    def _read(self) -> dict[str, dict[str, float]]:
+        recorded = read_json_file(self.path)
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("entries"), dict):
+            raise UserError(f"{self.path} is not a latency table of netadjust; give another --latency-table")
+        where = (recorded.get("device"), recorded.get("torch"))
+        if where != (self.description, torch.__version__):
+            raise UserError(
+                f"latency table {self.path} was measured on {where[0]} with torch {where[1]}, not on this "
+                f"{self.description} with torch {torch.__version__}: give another --latency-table "
+                "(times of one device do not hold on another)"
+            )
+        if recorded.get("version") != TABLE_VERSION:
+            return {}  # entries without their spread: timed again, and the file rewritten
+        return recorded["entries"]
+
+    def needs_timing(self, key: str) -> bool:
+        entry = self.entries.get(key)
+        return entry is None or (entry["spread"] > NOISY_ENTRY and key not in self.timed_here)
+
+    def add(self, key: str, timing: Timing) -> None:
+        entry = {"seconds": timing.seconds, "spread": timing.disagreement}
+        if key in self.entries:
+            entry = min(entry, self.entries[key], key=lambda kept: kept["spread"])
+        self.timed_here.add(key)
+        self.entries[key] = entry
         self.added += 1
 
+    def seconds(self, key: str) -> float:
+        return self.entries[key]["seconds"]
+
     def save(self) -> None:
-        """Write the entries, keeping any another process added meanwhile."""
+        """Write the entries, merged with those another process wrote meanwhile (the steadier
+        of two timings of one layer kept), under a lock: two searches may share the table."""
         if not self.added:
             return
-        on_disk = LatencyTable(self.path, self.device).entries if self.path.exists() else {}
-        self.entries = {**self.entries, **on_disk}
-        record = {
-            "version": TABLE_VERSION,
-            "device": self.description,
-            "torch": torch.__version__,
-            "entries": self.entries,
-        }
         try:
-            write_json(self.path, record)
+            with _locked(self.path):
+                on_disk = self._read() if self.path.exists() else {}
+                for key, entry in on_disk.items():
+                    if key not in self.entries or entry["spread"] < self.entries[key]["spread"]:
+                        self.entries[key] = entry
+                record = {
+                    "version": TABLE_VERSION,
+                    "device": self.description,
+                    "torch": torch.__version__,
+                    "entries": self.entries,
+                }
+                write_json(self.path, record)
         except OSError as error:
             raise UserError(
                 f"cannot write the latency table {self.path} ({error.strerror or error}); "
                 "give a writable --latency-table"
             ) from None
         self.added = 0
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path``'s lock file beside it (where the system has flock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the merge still keeps another process's entries
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -133,23 +181,26 @@ class LatencyModel:
 
     def calibrate(self, original: Widths) -> tuple[float, float]:
         """Set the overhead from the original network's measured time; return that time and
-        its spread. A device whose timings spread more than ``max_spread`` is refused."""
+        how far its two repeats disagreed. A device that slowed down while it was timed
+        (repeats further apart than ``max_spread``, three times) is refused."""
         limit = self.config.max_spread
         self.measure_network(original)  # the first timing of a process runs cold (measured: +30%)
         for _ in range(3):  # a moment of noise is not a noisy device: up to two more tries
-            measured, spread = self.measure_network(original)
-            if spread <= limit:
+            timing = self.measure_network(original)
+            if timing.disagreement <= limit:
                 break
-        if spread > limit:
+        if timing.disagreement > limit:
+            first, second = (1e3 * seconds for seconds in timing.repeats)
             raise UserError(
-                f"timings of the original network on {self.table.description} spread by {spread:.1%} between "
-                f"rounds, more than --latency-max-spread {limit:.0%}: this device cannot be timed reliably "
-                "now (other jobs running?); time it idle, raise --latency-batch, or use --budget macs"
+                f"two repeated timings of the original network on {self.table.description} measured "
+                f"{first:.3f} and {second:.3f} ms, {timing.disagreement:.1%} apart, more than "
+                f"--latency-max-spread {limit:.0%} (three tries): this device cannot be timed reliably now "
+                "(other jobs running?); time it idle, raise --latency-max-spread, or use --budget macs"
             )
-        self.overhead = measured - self.layers_sum(original)
-        self.original, self.original_seconds, self._ratios = dict(original), measured, {}
+        self.overhead = timing.seconds - self.layers_sum(original)
+        self.original, self.original_seconds, self._ratios = dict(original), timing.seconds, {}
         self.table.save()
-        return measured, spread
+        return timing.seconds, timing.disagreement
 
     def seconds(self, widths: Widths) -> float:
         """The time of the network at ``widths``: the original's, times their ratio timed
@@ -159,16 +210,25 @@ class LatencyModel:
             return self.original_seconds
         key = tuple(widths.items())
         if key not in self._ratios:
-            self._ratios[key] = self.ratio(widths, self.original)[0]
+            self._ratios[key] = self._settled_ratio(widths)
         return self._ratios[key] * self.original_seconds
 
+    def _settled_ratio(self, widths: Widths) -> float:
+        """The ratio of ``widths``' time to the original's, timed again (twice at most) while
+        it lies within its own spread of the band's edge, where the rescale decides: the
+        median of the timings, not the one that happened to fall under the edge."""
+        edge, ratios = 1 + LATENCY_TOLERANCE, []
+        for _ in range(3):
+            ratio, spread = self.ratio(widths, self.original)
+            ratios.append(ratio)
+            if abs(ratio - edge) > spread * ratio:
+                break
+        return statistics.median(ratios)
+
     def ratio(self, widths: Widths, reference: Widths) -> tuple[float, float]:
-        """The time of ``widths`` over that of ``reference``, the median of rounds in which
-        the two take turns, and the spread of the rounds' ratios."""
-        works = [self._network_pass(widths), self._network_pass(reference)]
-        mine, theirs = timed_together(works, self.device, rounds=9, round_seconds=0.03)
-        ratios = [a / b for a, b in zip(mine, theirs, strict=True)]
-        return statistics.median(ratios), relative_spread(ratios)
+        """The time of ``widths`` over that of ``reference``, timed in A B B A rounds, and
+        the spread of the rounds' ratios."""
+        return abba_ratio(self._network_pass(widths), self._network_pass(reference), self.device)
 
     def estimate(self, widths: Widths) -> float:
         """Seconds of one timed pass at ``widths``, from the table."""
@@ -181,29 +241,32 @@ class LatencyModel:
     def layers_sum(self, widths: Widths) -> float:
         total = 0.0
         for index, (key, module, shape) in enumerate(self._traced(widths)):
-            if key not in self.table.entries:
+            if self.table.needs_timing(key):
                 self.table.add(key, self._time_layer(module, shape, first=index == 0))
-            total += self.table.entries[key]
+            total += self.table.seconds(key)
         return total
 
     def sensitivities(self, widths: Widths) -> dict[str, float]:
-        """``f_i = c_i dT/dc_i`` from a central secant of a quarter of the width: kernels
-        make time step with the width, so a one-channel difference would be mostly the
-        step; never below a thousandth of the mean, so FUR's drop rates stay finite."""
+        """``f_i = c_i dT/dc_i``, the slope a least-squares line through the table sums at
+        ``c_i`` and 1 and 2 quarters of it either side (kernels make time step with the width,
+        so one difference would be mostly the step, and one noisy entry would set it). A
+        slope the table cannot resolve (zero or negative) gives the width its MACs' share of
+        the time instead: a floor near zero would make its FUR arbitrarily large."""
+        by_macs = sensitivities(self.spec, widths, "macs")
+        seconds_per_mac = self.layers_sum(widths) / max(1, measure(self.spec, widths, "macs"))
         result = {}
         for name, c in widths.items():
             delta = max(1, c // 4)
-            low = max(1, c - delta)
-            after, before = {**widths, name: c + delta}, {**widths, name: low}
-            result[name] = c * (self.layers_sum(after) - self.layers_sum(before)) / (c + delta - low)
-        floor = max(1e-3 * statistics.fmean(abs(value) for value in result.values()), 1e-12)
+            points = sorted({max(1, c + k * delta) for k in (-2, -1, 0, 1, 2)})
+            times = [self.layers_sum({**widths, name: point}) for point in points]
+            slope = _least_squares_slope(points, times)
+            result[name] = c * slope if slope > 0 else by_macs[name] * seconds_per_mac
         self.table.save()
-        return {name: max(value, floor) for name, value in result.items()}
+        return result
 
-    def measure_network(self, widths: Widths) -> tuple[float, float]:
-        """Measured seconds of one timed pass of the whole network at ``widths`` and the
-        spread of the rounds."""
-        return timed(self._network_pass(widths), self.device, rounds=11, round_seconds=0.05)
+    def measure_network(self, widths: Widths) -> Timing:
+        """The timing of one pass of the whole network at ``widths``."""
+        return time_work(self._network_pass(widths), self.device)
 
     def _network_pass(self, widths: Widths) -> Callable[[], None]:
         model = build(self.spec, widths).to(self.device)
@@ -247,13 +310,12 @@ class LatencyModel:
             self._layers[cache_key] = calls
         return self._layers[cache_key]
 
-    def _time_layer(self, meta_module: nn.Module, shape: tuple[int, ...], first: bool) -> float:
+    def _time_layer(self, meta_module: nn.Module, shape: tuple[int, ...], first: bool) -> Timing:
         module = _materialised(meta_module, self.device)
         if hasattr(module, "inplace"):
             module.inplace = False  # an in-place op on a leaf that needs its gradient is refused
         work = self._pass(module, shape, input_grad=not first, input_dtype=None if first else self.dtype)
-        seconds, _ = timed(work, self.device, rounds=5, round_seconds=0.002)
-        return seconds
+        return time_work(work, self.device, blocks=8, block_seconds=0.002)
 
     def _pass(
         self,
@@ -314,8 +376,20 @@ def _materialised(meta_module: nn.Module, device: torch.device) -> nn.Module:
     return module
 
 
+def _least_squares_slope(xs: list[int], ys: list[float]) -> float:
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    spread_x = sum((x - mean_x) ** 2 for x in xs)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread_x
+
+
+def timed_precision(config: LatencyConfig, recipe_precision: str) -> str:
+    """The precision networks are timed in: ``--latency-precision``, or the recipe's own."""
+    return recipe_precision if config.precision == "training" else config.precision
+
+
 def latency_model(
-    spec: ModelSpec, config: LatencyConfig, device: torch.device, precision: str, channels_last: bool
+    spec: ModelSpec, config: LatencyConfig, device: torch.device, recipe_precision: str, channels_last: bool
 ) -> LatencyModel:
     path = Path(config.table).expanduser() if config.table else default_table_path(device)
+    precision = timed_precision(config, recipe_precision)
     return LatencyModel(spec, config, device, precision, channels_last, LatencyTable(path, device))

@@ -319,7 +319,9 @@ def _comparison_section(run_dir: Path) -> list[str]:
         f"Each network trained from scratch on {comparison['data_sizes']['train']} images for "
         f"{plural(comparison['recipe']['epochs'], 'epoch')}, {plural(n, 'seed')}; test top-1 / top-5 on "
         f"{comparison['data_sizes']['test']} images, mean ± sample standard deviation. Speed: "
-        f"training images/s and one image's latency on {comparison.get('device', 'the device')}, the "
+        f"training images/s and one image's latency"
+        + (f" in {comparison['latency_precision']}" if "latency_precision" in comparison else "")
+        + f" on {comparison.get('device', 'the device')}, the "
         "networks timed in turns in one process (median of 5 rounds).",
         "",
         "| network | top-1 (%) | top-5 (%) | MACs | params | train img/s | latency ms |",

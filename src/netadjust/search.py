@@ -129,7 +129,8 @@ def timed_budget(config: SearchConfig, spec: ModelSpec, initial: Widths, device,
     seconds, spread = model.calibrate(initial)
     log(
         f"latency: original {1e3 * seconds:.3f} ms per {config.latency.mode} pass of {config.latency.batch} "
-        f"(spread {spread:.1%}); its layers' sum {1e3 * model.layers_sum(initial):.3f} ms"
+        f"in {model.precision} (two repeats {spread:.1%} apart); its layers' sum "
+        f"{1e3 * model.layers_sum(initial):.3f} ms"
     )
     return model
 
@@ -226,7 +227,7 @@ def run_search(
 
 def measured_latency(latency: LatencyModel, original: Widths, searched: Widths, log) -> dict:
     """The check of a latency search: both networks timed whole, now, beside the estimate."""
-    original_seconds, _ = latency.measure_network(original)
+    original_seconds = latency.measure_network(original).seconds
     ratio, spread = latency.ratio(searched, original)
     seconds, estimate = ratio * original_seconds, latency.estimate(searched)
     log(

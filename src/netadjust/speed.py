@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +22,20 @@ from .train import autocast_dtype
 ROUNDS = 5
 
 
-def side_by_side(models: dict[str, nn.Module], shape: tuple[int, int, int], classes: int, recipe: Recipe):
+def side_by_side(
+    models: dict[str, nn.Module],
+    shape: tuple[int, int, int],
+    classes: int,
+    recipe: Recipe,
+    latency_precision: str = "fp32",
+):
     """Per network: ``train_images_per_s`` (SGD steps at ``recipe.batch_size`` in its
-    precision and memory format, random data) and ``latency_ms`` (one image, eval mode),
-    medians of ``ROUNDS`` interleaved rounds, and their relative spreads."""
+    precision and memory format, random data) and ``latency_ms`` (one image, eval mode, in
+    ``latency_precision``: a deployment figure), medians of ``ROUNDS`` interleaved rounds,
+    and their relative spreads."""
     device = next(next(iter(models.values())).parameters()).device
     dtype = autocast_dtype(recipe.precision, device)
+    latency_dtype = autocast_dtype(latency_precision, device)
     fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(recipe.batch_size, *shape, generator=generator).to(device, memory_format=fmt)
@@ -46,7 +55,9 @@ def side_by_side(models: dict[str, nn.Module], shape: tuple[int, int, int], clas
     def infer(name: str) -> None:
         with (
             torch.no_grad(),
-            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+            torch.autocast(
+                device.type, dtype=latency_dtype or torch.float32, enabled=latency_dtype is not None
+            ),
         ):
             copies[name].eval()(one)
 
@@ -81,42 +92,107 @@ def _copy(model: nn.Module, fmt: torch.memory_format) -> nn.Module:
     return copy.deepcopy(model).to(memory_format=fmt)
 
 
+clock: Callable[[], float] = time.perf_counter  # what every timing here reads; tests put a fake clock here
+
+LOW_QUANTILE = 0.2  # the estimate of a time: a low percentile of many short blocks
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call of one work: a low percentile of its blocks' times (interruptions
+    of a shared machine only ever add time, so the low end of the blocks is the work's own
+    time however many were disturbed), and the same estimate from each of two repeats
+    timed one after the other, whose disagreement says whether the machine slowed down
+    for good while it was timed (a sporadic spike moves neither)."""
+
+    seconds: float
+    repeats: tuple[float, float]
+
+    @property
+    def disagreement(self) -> float:
+        return max(self.repeats) / min(self.repeats) - 1
+
+
+def time_work(work: Callable[[], None], device: torch.device, blocks: int = 40, block_seconds: float = 0.005):
+    """The ``Timing`` of ``work``: ``blocks`` blocks of equal calls (as many as fill
+    ``block_seconds``, after warm-up) in two repeats of ``blocks / 2``."""
+    calls = calls_per_block(work, device, block_seconds)
+    first = block_times(work, device, calls, max(1, blocks // 2))
+    second = block_times(work, device, calls, max(1, blocks // 2))
+    return Timing(low_percentile(first + second), (low_percentile(first), low_percentile(second)))
+
+
 def timed(work: Callable[[], None], device: torch.device, rounds: int, round_seconds: float):
-    """Median seconds per call of ``work`` over ``rounds`` rounds of equal calls (as many as
-    fill ``round_seconds``, after warm-up), and the relative spread of the rounds."""
-    (seconds,) = timed_together([work], device, rounds, round_seconds)
-    return statistics.median(seconds), relative_spread(seconds)
+    """Seconds per call of ``work`` (``time_work``'s estimate over ``rounds`` blocks) and how
+    far its two repeats disagree."""
+    timing = time_work(work, device, blocks=rounds, block_seconds=round_seconds)
+    return timing.seconds, timing.disagreement
+
+
+def block_times(work: Callable[[], None], device: torch.device, calls: int, blocks: int) -> list[float]:
+    """Seconds per call of ``work`` in each of ``blocks`` blocks of ``calls`` calls."""
+    times = []
+    for _ in range(blocks):
+        _sync(device)
+        start = clock()
+        for _ in range(calls):
+            work()
+        _sync(device)
+        times.append((clock() - start) / calls)
+    return times
+
+
+def abba_ratio(
+    a: Callable[[], None], b: Callable[[], None], device: torch.device, quads: int = 24, block_seconds=0.002
+) -> tuple[float, float]:
+    """The time of ``a`` over that of ``b`` from ``quads`` rounds timed in the order A B B A
+    (a drift of the machine's speed within a round falls on both alike, to first order),
+    and the relative spread of the rounds' ratios. A spike makes its round's ratio an
+    outlier, high or low, and its round's total longer: the ratio is the median over the
+    quarter of the rounds that took least time in all, the undisturbed ones."""
+    calls_a = calls_per_block(a, device, block_seconds)
+    calls_b = calls_per_block(b, device, block_seconds)
+    rounds = []
+    for _ in range(quads):
+        (a1,), (b1,) = block_times(a, device, calls_a, 1), block_times(b, device, calls_b, 1)
+        (b2,), (a2,) = block_times(b, device, calls_b, 1), block_times(a, device, calls_a, 1)
+        rounds.append((a1 + a2 + b1 + b2, (a1 + a2) / (b1 + b2)))
+    kept = [ratio for _, ratio in sorted(rounds)[: max(2, quads // 4)]]
+    return statistics.median(kept), relative_spread(kept)
 
 
 def timed_together(works: list[Callable[[], None]], device: torch.device, rounds: int, round_seconds: float):
     """Per work, its seconds per call in each of ``rounds`` rounds; the works take turns
     within every round, so a slower moment of a shared machine falls on all of them."""
-    calls = [_calls_per_round(work, device, round_seconds) for work in works]
+    calls = [calls_per_block(work, device, round_seconds) for work in works]
     seconds: list[list[float]] = [[] for _ in works]
     for _ in range(rounds):
         for work, count, times in zip(works, calls, seconds, strict=True):
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(count):
-                work()
-            _sync(device)
-            times.append((time.perf_counter() - start) / count)
+            times.extend(block_times(work, device, count, 1))
     return seconds
 
 
-def _calls_per_round(work: Callable[[], None], device: torch.device, round_seconds: float) -> int:
+def calls_per_block(work: Callable[[], None], device: torch.device, block_seconds: float) -> int:
     """Warm ``work`` up (the first calls choose kernels and grow the allocator's pools) and
-    return how many calls fill ``round_seconds``."""
-    warm_up = time.perf_counter()
+    return how many calls fill ``block_seconds``, from the median of three timed calls (one
+    call, if disturbed, would set every block's length)."""
+    warm_up = clock()
     for count in range(1, 10_000):
         work()
         _sync(device)
-        if count >= 3 and time.perf_counter() - warm_up > round_seconds:
+        if count >= 3 and clock() - warm_up > block_seconds:
             break
-    start = time.perf_counter()
-    work()
-    _sync(device)
-    return max(1, min(10_000, round(round_seconds / max(time.perf_counter() - start, 1e-7))))
+    single = statistics.median(block_times(work, device, 1, 3))
+    return max(1, min(10_000, round(block_seconds / max(single, 1e-7))))
+
+
+def low_percentile(values: list[float]) -> float:
+    """The ``LOW_QUANTILE`` quantile of ``values`` (linear between neighbours)."""
+    ordered = sorted(values)
+    position = LOW_QUANTILE * (len(ordered) - 1)
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
 
 
 def relative_spread(values: list[float]) -> float:

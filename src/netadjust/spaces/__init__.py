@@ -17,6 +17,8 @@ from .registry import (
     register,
     register_family,
     space_names,
+    width_grid,
+    width_multiples,
 )
 
 __all__ = [
@@ -34,4 +36,6 @@ __all__ = [
     "register",
     "register_family",
     "space_names",
+    "width_grid",
+    "width_multiples",
 ]

@@ -16,6 +16,7 @@ Optional, for the fast FUR path: ``chain()`` returns modules whose composition i
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +119,21 @@ def space_of(spec: ModelSpec) -> SearchSpace:
 
 def base_widths(spec: ModelSpec) -> Widths:
     return space_of(spec).base_widths(spec)
+
+
+def width_multiples(spec: ModelSpec) -> dict[str, int]:
+    """Per width, the number its channels must divide by: the groups of the grouped
+    convolutions and group norms it sizes in a user's model; 1 in the built-in spaces."""
+    if spec.model is not None:
+        from ..anymodel import user_plan
+
+        return dict(user_plan(spec)[1].multiples)
+    return dict.fromkeys(base_widths(spec), 1)
+
+
+def width_grid(spec: ModelSpec, round_to: int) -> dict[str, int]:
+    """Per width, the step its channels move on: ``--round-to`` combined with its multiple."""
+    return {name: math.lcm(round_to, multiple) for name, multiple in width_multiples(spec).items()}
 
 
 def check_widths(spec: ModelSpec, widths: Widths) -> Widths:
