@@ -631,3 +631,140 @@ def test_the_output_layer_is_the_one_whose_output_the_model_returns():
     model = HeadFirst()
     assert [name for name, _ in model.named_children()] == ["classifier", "features"]
     assert checked_plan(model, EXAMPLE).widths == {"features.0": 16, "features.4": 32, "classifier.1": 64}
+
+
+# the networks of the own-model issue, written in files as users write them
+FUSED_BATCH_NORM_NET = """
+import torch
+from torch import nn
+
+
+class BatchNormReLU(nn.BatchNorm2d):
+    '''A batch norm with its activation fused, as timm's BatchNormAct2d.'''
+
+    def forward(self, x):
+        return torch.relu(super().forward(x))
+
+
+def net(num_classes=10, in_channels=1):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1, bias=False), BatchNormReLU(8),
+        nn.Conv2d(8, 16, 3, padding=1, stride=2, bias=False), BatchNormReLU(16),
+        nn.Conv2d(16, 16, 3, padding=1, bias=False), BatchNormReLU(16),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
+    )
+"""
+
+RESNEXT_NET = """
+import torch
+from torch import nn
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, channels, inner, groups=4):
+        super().__init__()
+        self.a = nn.Conv2d(channels, inner, 1, bias=False)
+        self.bn_a = nn.BatchNorm2d(inner)
+        self.b = nn.Conv2d(inner, inner, 3, padding=1, groups=groups, bias=False)
+        self.bn_b = nn.BatchNorm2d(inner)
+        self.c = nn.Conv2d(inner, channels, 1, bias=False)
+        self.bn_c = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        y = torch.relu(self.bn_a(self.a(x)))
+        y = torch.relu(self.bn_b(self.b(y)))
+        return torch.relu(x + self.bn_c(self.c(y)))
+
+
+def net(num_classes=10, in_channels=1):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        Bottleneck(16, 32), nn.MaxPool2d(2), Bottleneck(16, 32),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
+    )
+"""
+
+GROUP_NORM_NET = """
+from torch import nn
+
+
+def net(num_classes=10, in_channels=1):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.GroupNorm(4, 32), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1), nn.GroupNorm(4, 32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes),
+    )
+"""
+
+TINY_SEARCH = ["--train-limit", 300, "--val-limit", 100, "--test-limit", 100, "--epochs", 1, "--repeats", 1]
+
+
+def searched(tmp_path, fashion_dir, source: str, *flags) -> tuple[dict, list[dict]]:
+    """A 2-iteration search of the model in ``source`` on a little Fashion-MNIST."""
+    (tmp_path / "mine.py").write_text(source)
+    out = tmp_path / "run"
+    result = in_process(
+        "search", "--model", f"{tmp_path / 'mine.py'}:net", "--data-dir", fashion_dir, "--iterations", 2,
+        "--adjust-rate", 0.5, "--out", out, *TINY_SEARCH, *flags,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    return json.loads((out / "final.json").read_text()), history
+
+
+def test_a_subclass_of_a_layer_is_rebuilt_as_itself(tmp_path):
+    (tmp_path / "fused.py").write_text(FUSED_BATCH_NORM_NET)
+    spec = ModelSpec("model", in_channels=1, image_size=28, model=f"{tmp_path / 'fused.py'}:net")
+    original = build(spec)
+    widths = {name: 2 * width for name, width in base_widths(spec).items()}
+    rebuilt = build(spec, widths)
+    assert [type(module).__name__ for module in rebuilt.modules()] == [
+        type(module).__name__ for module in original.modules()
+    ]
+    fused = [module for module in rebuilt.modules() if type(module).__name__ == "BatchNormReLU"]
+    assert [module.num_features for module in fused] == [16, 32, 32]
+    assert (rebuilt[:2](torch.randn(2, 1, 28, 28)) >= 0).all()  # its ReLU is still there
+
+
+@pytest.mark.parametrize("source", [RESNEXT_NET, GROUP_NORM_NET], ids=["resnext-groups-4", "group-norm-4"])
+def test_grouped_layers_are_searched_with_every_width_a_multiple_of_its_groups(tmp_path, fashion_dir, source):
+    (tmp_path / "mine.py").write_text(source)
+    shown = json.loads(in_process("inspect", "--model", f"{tmp_path / 'mine.py'}:net", "--json").stdout)
+    multiples = {group["name"]: group["multiple"] for group in shown["groups"]}
+    assert set(multiples.values()) == {4} or sorted(set(multiples.values())) == [1, 4]
+    final, history = searched(tmp_path, fashion_dir, source, "--k", 2)
+    for widths in [record["next_widths"] for record in history] + [final["widths"]]:
+        assert all(widths[name] % multiples[name] == 0 for name in widths), widths
+    assert final["widths"] != final["original_widths"]
+    assert abs(final["macs"] - final["original_macs"]) <= 0.01 * final["macs"]
+    # and the comparison's uniform network lies on the same grid
+    result = in_process(
+        "compare", tmp_path / "run", "--epochs", 1, "--train-limit", 200, "--test-limit", 100,
+        "--data-dir", fashion_dir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    uniform = json.loads((tmp_path / "run" / "compare.json").read_text())["uniform"]["widths"]
+    assert all(uniform[name] % multiples[name] == 0 for name in uniform), uniform
+
+
+def test_a_model_of_three_widths_is_searched_with_the_default_k(tmp_path, fashion_dir):
+    final, history = searched(tmp_path, fashion_dir, FUSED_BATCH_NORM_NET)
+    assert len(final["widths"]) == 3 and len(history) == 2
+    assert all(not set(record["grown"]) & set(record["shrunk"]) for record in history)
+
+
+def test_a_factory_that_fails_inside_is_refused_in_one_line_naming_where(tmp_path):
+    (tmp_path / "broken.py").write_text(
+        "from torch import nn\n\ndef net(num_classes=10, in_channels=1):\n"
+        "    widths = [8, 16]\n    return nn.Conv2d(in_channels, widths[2], 3)\n"
+    )
+    result = in_process("inspect", "--model", f"{tmp_path / 'broken.py'}:net")
+    assert_user_error(result, "raised IndexError: list index out of range", "broken.py, line 5")
+    (tmp_path / "typo.py").write_text(  # a TypeError of its own code is not a wrong argument
+        "from torch import nn\n\ndef net(num_classes=10, in_channels=1):\n"
+        "    return nn.Conv2d(in_channels, 8, 3, paddin=1)\n"
+    )
+    result = in_process("search", "--model", f"{tmp_path / 'typo.py'}:net", "--out", tmp_path / "run")
+    assert_user_error(result, "raised TypeError", "typo.py, line 4")
+    assert not (tmp_path / "run").exists()

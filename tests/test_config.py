@@ -142,3 +142,15 @@ def test_no_import_circles_and_only_the_api_reaches_the_loop():
         visit(module, [])
     importers = {module for module, targets in graph.items() if "netadjust.search" in targets}
     assert importers == {"netadjust.api"}
+
+
+def test_a_records_keys_are_mapped_to_settings_in_one_place_and_never_ignored():
+    from netadjust.config import ModelSpec, Recipe, configured, record_settings
+
+    # Recipe.drop_rate is set by --train-drop-rate: its field name passed as a setting is refused
+    with pytest.raises(TypeError, match="drop_rate"):
+        configured(Recipe, {"drop_rate": 0.2})
+    assert configured(Recipe, record_settings(Recipe, {"drop_rate": 0.2})).drop_rate == 0.2
+    # a final.json's model: its input size is the dataset's, no --image-size setting
+    recorded = {"space": "resnet20", "image_size": 28, "in_channels": 1, "width_mult": 0.5}
+    assert record_settings(ModelSpec, recorded) == {"space": "resnet20", "width_mult": 0.5}

@@ -1,15 +1,23 @@
 """The update rule of Network Adjustment and the rescale back to the budget.
 
 Rounding is Python's ``round`` (halves to even) wherever the reference rounds: k, the
-grown and shrunk widths, and the rescaled widths.
+grown and shrunk widths, and the rescaled widths. ``round_to`` is the grid widths move on:
+one step for all (``--round-to``), or a step per width (``spaces.width_grid``: ``--round-to``
+combined with the multiple a user's grouped layers need).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .config import BUDGET_TOLERANCE, AdjustRule, Widths
 from .errors import UserError
+
+Grid = int | Mapping[str, int]  # the step of every width, or of each
+
+
+def step_of(grid: Grid, name: str) -> int:
+    return grid if isinstance(grid, int) else grid[name]
 
 
 def layers_to_move(rule: AdjustRule, iteration: int) -> int:
@@ -19,20 +27,27 @@ def layers_to_move(rule: AdjustRule, iteration: int) -> int:
 
 
 def adjust(
-    widths: Widths, fur: dict[str, float], initial: Widths, iteration: int, rule: AdjustRule
+    widths: Widths,
+    fur: dict[str, float],
+    initial: Widths,
+    iteration: int,
+    rule: AdjustRule,
+    grid: Grid | None = None,
 ) -> tuple[Widths, list[str], list[str]]:
     """Grow the k widths of highest FUR, shrink the k lowest, by ``a_r * initial``; the
-    reference rounds the new width, ``round(c +- a_r * c_initial)``, not the step. With
-    ``rule.round_to`` N > 1 the step is a whole number of N (at least one, where a_r > 0).
+    reference rounds the new width, ``round(c +- a_r * c_initial)``, not the step. With a
+    ``grid`` step N > 1 (default ``rule.round_to``) the step is a whole number of N (at
+    least one, where a_r > 0).
 
     Returns the new widths and the names grown and shrunk, most extreme first.
     """
     k = layers_to_move(rule, iteration)
     ranked = sorted(widths, key=lambda name: fur[name], reverse=True)
     grown, shrunk = ranked[:k], ranked[::-1][:k]
-    result, n = dict(widths), rule.round_to
+    result = dict(widths)
     for sign, group in ((1, grown), (-1, shrunk)):
         for rank, name in enumerate(group):
+            n = step_of(rule.round_to if grid is None else grid, name)
             change = max(rule.rate - rule.rate_decay * rank, 0.0) * initial[name]
             if n == 1:
                 width = round(widths[name] + sign * change)
@@ -47,10 +62,13 @@ def lowest_width(min_width: int, round_to: int = 1) -> int:
     return -(-min_width // round_to) * round_to
 
 
-def scale_widths(widths: Widths, factor: float, min_width: int, round_to: int = 1) -> Widths:
-    """Every width times ``factor``, rounded (to a multiple of ``round_to``), at least the minimum."""
-    lowest = lowest_width(min_width, round_to)
-    return {name: max(lowest, round_to * round(factor * width / round_to)) for name, width in widths.items()}
+def scale_widths(widths: Widths, factor: float, min_width: int, round_to: Grid = 1) -> Widths:
+    """Every width times ``factor``, rounded (to a multiple of its step), at least the minimum."""
+    result = {}
+    for name, width in widths.items():
+        n = step_of(round_to, name)
+        result[name] = max(lowest_width(min_width, n), n * round(factor * width / n))
+    return result
 
 
 def excess(cost: int, budget: int) -> float:
@@ -69,7 +87,7 @@ def rescale(
     min_width: int,
     tolerance: float = BUDGET_TOLERANCE,
     max_steps: int = 20,
-    round_to: int = 1,
+    round_to: Grid = 1,
 ) -> Widths:
     """Scale all widths by one factor s until ``cost`` is within ``tolerance`` of ``budget``.
 
@@ -82,10 +100,12 @@ def rescale(
     """
     floor = scale_widths(widths, 0.0, min_width, round_to)
     if cost(floor) > budget * (1 + tolerance):
-        lowest = f"{lowest_width(min_width, round_to)} channels"
+        lowest = sorted(set(floor.values()))
+        each = f"{lowest[0]} channels" if len(lowest) == 1 else f"{lowest[0]} to {lowest[-1]} channels"
         raise UserError(
-            f"the budget of {budget:,} cannot be met: the minimum widths alone ({lowest} each) cost "
-            f"{cost(floor):,}; lower --min-width" + (" or --round-to" if round_to > 1 else "")
+            f"the budget of {budget:,} cannot be met: the minimum widths alone ({each} each) cost "
+            f"{cost(floor):,}; lower --min-width"
+            + (" or --round-to" if max(floor.values()) > min_width else "")
         )
     result = scale_widths(widths, 1.0, min_width, round_to)  # on the grid even when already in band
     error = excess(cost(result), budget)
@@ -113,7 +133,7 @@ def widest_within(
     min_width: int,
     tolerance: float,
     steps: int = 10,
-    round_to: int = 1,
+    round_to: Grid = 1,
 ) -> Widths:
     """``widths`` scaled by the largest factor whose cost stays below ``budget`` plus
     ``tolerance`` (bisection of the crossing): the rescale of a measured time, which can
@@ -140,7 +160,7 @@ def closest_scaling(
     min_width: int,
     tolerance: float = 0.0,
     max_steps: int = 40,
-    round_to: int = 1,
+    round_to: Grid = 1,
 ) -> Widths:
     """``widths`` scaled by the one factor s (bisection) whose rounded widths cost closest
     to ``target``, stopping early once within ``tolerance``. Every width keeps its share:
@@ -171,14 +191,18 @@ def _nudge(
     budget: int,
     min_width: int,
     tolerance: float,
-    round_to: int = 1,
+    round_to: Grid = 1,
 ) -> Widths:
     """Add or remove one channel (or ``round_to`` of them) at a time, taking the move that
     lands closest to budget."""
-    current, lowest = dict(widths), lowest_width(min_width, round_to)
+    current = dict(widths)
     while not within_budget(cost(current), budget, tolerance):
-        step = round_to if cost(current) < budget else -round_to
-        moves = [{**current, name: width + step} for name, width in current.items() if width + step >= lowest]
+        sign = 1 if cost(current) < budget else -1
+        moves = [
+            {**current, name: width + sign * step_of(round_to, name)}
+            for name, width in current.items()
+            if width + sign * step_of(round_to, name) >= lowest_width(min_width, step_of(round_to, name))
+        ]
         best = min(moves, key=lambda w: abs(cost(w) - budget), default=None)
         if best is None or abs(cost(best) - budget) >= abs(cost(current) - budget):
             break

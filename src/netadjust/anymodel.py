@@ -27,6 +27,7 @@ import json
 import math
 import random
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,9 +393,17 @@ def instantiate(
         if (name in accepted or takes_any) and name not in extra:
             extra[name] = value
     try:
-        model = factory(**extra)
+        accepted_call = inspect.signature(factory).bind(**extra)
     except TypeError as error:  # arguments it does not take, or lacks
         raise UserError(f"--model {reference!r}: calling it with {sorted(extra)} failed ({error})") from None
+    try:
+        model = factory(*accepted_call.args, **accepted_call.kwargs)
+    except Exception as error:  # the factory's own code failed: where, in one line
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        raise UserError(
+            f"--model {reference!r} raised {type(error).__name__}: {_first_line(error)} "
+            f"({frame.filename}, line {frame.lineno}); fix the factory and run again"
+        ) from None
     if not isinstance(model, nn.Module):
         raise UserError(f"--model {reference!r} returned a {type(model).__name__}, not an nn.Module")
     return model

@@ -24,7 +24,7 @@ from .export import save_weights
 from .latency import LATENCY_TOLERANCE, latency_model, timed_precision
 from .retrain import train_on_full
 from .rundir import Run, read_run
-from .spaces import build
+from .spaces import build, width_grid
 from .speed import side_by_side, slower
 from .store import check_writable, user_path, write_json
 from .train import resolve_device
@@ -49,13 +49,13 @@ def budget_measure(run: Run, spec: ModelSpec) -> tuple[Callable[[Widths], int], 
     return model.nanoseconds, LATENCY_TOLERANCE
 
 
-def candidate_widths(run: Run, cost: Callable[[Widths], int]) -> dict[str, Widths]:
+def candidate_widths(run: Run, spec: ModelSpec, cost: Callable[[Widths], int]) -> dict[str, Widths]:
     """The three networks: the uniform one is the original scaled by one factor to the
     searched network's ``cost`` in the run's budget measure (the original itself when
     those are equal)."""
     original, searched = run.final.original_widths, run.final.widths
-    round_to = run.config.rule.round_to  # the uniform network on the same grid
-    uniform = closest_scaling(original, cost, cost(searched), min_width=1, round_to=round_to)
+    grid = width_grid(spec, run.config.rule.round_to)  # the uniform network on the same grid
+    uniform = closest_scaling(original, cost, cost(searched), min_width=1, round_to=grid)
     return {"original": original, "searched": searched, "uniform": uniform}
 
 
@@ -85,7 +85,7 @@ def compare_run(
     data_config.validate()
     torch_device = resolve_device(device or config.device)
     cost, tolerance = budget_measure(run, spec)
-    networks = candidate_widths(run, cost)
+    networks = candidate_widths(run, spec, cost)
     budget, uniform_cost = cost(networks["searched"]), cost(networks["uniform"])
     if not within_budget(uniform_cost, budget, tolerance):
         log(

@@ -32,7 +32,7 @@ from .rundir import (
     write_final,
 )
 from .scalars import ScalarLog, require_tensorboard
-from .spaces import ModelSpec, base_widths, check_widths, network_name
+from .spaces import ModelSpec, base_widths, check_widths, network_name, width_grid
 from .store import check_writable, user_path, write_json
 from .train import autocast_dtype, evaluate, resolve_device, train_network
 from .wording import plural
@@ -76,6 +76,7 @@ def dry_run(config: SearchConfig, world_size: int = 1) -> dict:
         info = dataclasses.replace(info, image_size=config.data.image_size)
     spec = model_spec_for(config.model, info)
     initial = starting_widths(config, spec)
+    config = with_k_capped(config, len(initial), log=lambda line: None)  # its k_schedule shows it
     config.rule.validate(len(initial))
     config = with_fur_precision(config, resolve_device(config.device))
     settings = settings_record(config, spec, initial, world_size)
@@ -113,6 +114,19 @@ class Search:
     @property
     def tolerance(self) -> float:
         return LATENCY_TOLERANCE if self.latency is not None else BUDGET_TOLERANCE
+
+
+def with_k_capped(config: SearchConfig, num_widths: int, log) -> SearchConfig:
+    """k at most half the widths, so that the grown and shrunk groups cannot overlap: a
+    model of few widths (a user's) searched with a preset's k moves all it can, and says so."""
+    most = num_widths // 2
+    if config.rule.k0 <= most:
+        return config
+    log(
+        f"note: k {config.rule.k0:g} is more than half of the {num_widths} widths; "
+        f"{most} grown and {most} shrunk per iteration (--k sets it)"
+    )
+    return dataclasses.replace(config, rule=dataclasses.replace(config.rule, k0=float(most)))
 
 
 def timed_budget(config: SearchConfig, spec: ModelSpec, initial: Widths, device, processes: Processes, log):
@@ -155,12 +169,14 @@ def run_search(
     data = prepare_data(config.data, config.seed, device, hold_out=True)
     spec = model_spec_for(config.model, data.info)  # a folder dataset's classes are its folders
     initial = starting_widths(config, spec)
+    config = with_k_capped(config, len(initial), log)
     config.rule.validate(len(initial))
     latency = timed_budget(config, spec, initial, device, processes, log)
     cost_of = latency.nanoseconds if latency else lambda widths: measure(spec, widths, config.budget)  # noqa: E731
     if latency is None:  # fails early if the minimum widths alone exceed the budget (a time may
         # be flat in the widths, the narrowest network as slow as the original within noise)
-        rescale(initial, cost_of, cost_of(initial), config.rule.min_width, round_to=config.rule.round_to)
+        grid = width_grid(spec, config.rule.round_to)
+        rescale(initial, cost_of, cost_of(initial), config.rule.min_width, round_to=grid)
     config = with_fur_precision(config, device)
     settings = settings_record(config, spec, initial, processes.world_size)
 
@@ -285,14 +301,14 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
 
     timer = time.perf_counter()
     target = search.cost(search.initial)
-    adjusted, grown, shrunk = adjust(widths, estimate.fur, search.initial, iteration, config.rule)
-    rule = config.rule
+    rule, grid = config.rule, width_grid(spec, config.rule.round_to)  # --round-to, grouped layers' multiples
+    adjusted, grown, shrunk = adjust(widths, estimate.fur, search.initial, iteration, rule, grid)
     if search.latency is not None:
         rescaled = widest_within(
-            adjusted, search.cost, target, rule.min_width, search.tolerance, round_to=rule.round_to
+            adjusted, search.cost, target, rule.min_width, search.tolerance, round_to=grid
         )
     else:
-        rescaled = rescale(adjusted, search.cost, target, rule.min_width, round_to=rule.round_to)
+        rescaled = rescale(adjusted, search.cost, target, rule.min_width, round_to=grid)
     next_widths = processes.broadcast(rescaled)
     seconds_adjust = time.perf_counter() - timer
 
