@@ -121,11 +121,11 @@ def test_search_end_to_end(tmp_path, fashion_dir):
     # and start a new search, with the run's network settings (a final.json's keys are the
     # model's fields: its input size is no --image-size, refused for this dataset)
     again = tmp_path / "again"
-    result = in_process(
+    started = in_process(
         "search", "--widths", out / "final.json", "--data-dir", fashion_dir, "--iterations", 1,
         "--out", again, *TINY[2:],
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert started.returncode == 0, started.stderr
     config = json.loads((again / "config.json").read_text())
     assert config["initial_widths"] == final["widths"] and config["model"]["width_mult"] == 0.25
     assert 0 <= result["test"]["top1"] <= result["test"]["top5"] <= 1

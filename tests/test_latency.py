@@ -270,7 +270,13 @@ def test_a_latency_search_holds_the_timed_budget_and_records_it(tmp_path, fake_m
     final = json.loads((out / "final.json").read_text())
     config = json.loads((out / "config.json").read_text())
     assert config["budget"] == "latency"
-    recorded = {"batch": 32, "mode": "train", "table": str(table), "max_spread": 0.1, "precision": "fp32"}
+    recorded = {
+        "batch": 32,
+        "mode": "train",
+        "table": str(table),
+        "max_spread": 0.1,
+        "timing_precision": "fp32",
+    }
     assert config["latency"] == recorded
     # the rescale keeps the next widths' timed ratio to the original within the 3% band, and
     # takes the widest such widths: the fake machine's time is that of their MACs

@@ -35,7 +35,7 @@ from .export import load_weights
 from .latency import latency_model
 from .presets import preset_settings
 from .rundir import FinalResult, config_from_settings, read_history, read_run_settings
-from .search import dry_run, run_search
+from .search import dry_run, run_search, with_default_k_capped
 from .spaces import base_widths, check_widths, get_space
 from .spaces import build as build_spec
 from .store import read_widths_file, user_path
@@ -168,7 +168,8 @@ def search_config(
     values |= {key: value for key, value in options.items() if value is not None}
     values.setdefault("device", default_device())
     values.setdefault("out", time.strftime("runs/search-%Y%m%d-%H%M%S"))
-    return dataclasses.replace(configured(SearchConfig, values), initial_widths=initial)
+    config = dataclasses.replace(configured(SearchConfig, values), initial_widths=initial)
+    return config if options.get("k") is not None else with_default_k_capped(config)
 
 
 def model_reference(factory: Callable) -> str:

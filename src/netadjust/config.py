@@ -203,7 +203,12 @@ class FurConfig:
 
 @dataclass(frozen=True)
 class AdjustRule:
-    k0: float = setting(6, "widths grown and shrunk at iteration 0", flag="--k", kind=float)
+    k0: float = setting(
+        6,
+        "widths grown and shrunk at iteration 0 (unless given, at most half the model's widths)",
+        flag="--k",
+        kind=float,
+    )
     k_decay: float = setting(0.5, "k falls by this per iteration")
     rate: float = setting(
         0.15, "a, share of the initial width a grown or shrunk width moves", flag="--adjust-rate"
@@ -217,7 +222,7 @@ class AdjustRule:
     def validate(self, num_widths: int) -> None:
         check(
             0 <= self.k0 and 2 * round(self.k0) <= num_widths,
-            f"--k is {self.k0}; with {num_widths} widths it must lie in [0, {num_widths // 2}] "
+            f"--k is {self.k0:g}; with {num_widths} widths it must lie in [0, {num_widths // 2}] "
             "so that the grown and shrunk groups do not overlap",
         )
         check(self.k_decay >= 0, f"--k-decay is {self.k_decay}; give a value >= 0")
@@ -251,7 +256,7 @@ class LatencyConfig:
         "disagree by more than this (it slowed down while timed: other jobs running)",
         flag="--latency-max-spread",
     )
-    precision: str = setting(
+    timing_precision: str = setting(
         "fp32",
         "--budget latency: the precision networks are timed in, as deployed (training: the "
         "recipe's autocast)",
@@ -264,8 +269,9 @@ class LatencyConfig:
         check(self.mode in LATENCY_MODES, f"--latency-mode is {self.mode!r}; choose infer or train")
         check(self.max_spread >= 0, f"--latency-max-spread is {self.max_spread}; give a value >= 0")
         check(
-            self.precision in LATENCY_PRECISIONS,
-            f"--latency-precision is {self.precision!r}; choose one of {', '.join(LATENCY_PRECISIONS)}",
+            self.timing_precision in LATENCY_PRECISIONS,
+            f"--latency-precision is {self.timing_precision!r}; "
+            f"choose one of {', '.join(LATENCY_PRECISIONS)}",
         )
 
 

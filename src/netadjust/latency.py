@@ -384,7 +384,7 @@ def _least_squares_slope(xs: list[int], ys: list[float]) -> float:
 
 def timed_precision(config: LatencyConfig, recipe_precision: str) -> str:
     """The precision networks are timed in: ``--latency-precision``, or the recipe's own."""
-    return recipe_precision if config.precision == "training" else config.precision
+    return recipe_precision if config.timing_precision == "training" else config.timing_precision
 
 
 def latency_model(

@@ -71,12 +71,8 @@ def dry_run(config: SearchConfig, world_size: int = 1) -> dict:
     without reading data or building a model. A folder dataset's class count is its
     number of folders, unknown here: the record shows the dataset's usual count."""
     config.validate()
-    info = DATASETS[config.data.dataset]
-    if config.data.dataset in FOLDER_DATASETS and config.data.image_size is not None:
-        info = dataclasses.replace(info, image_size=config.data.image_size)
-    spec = model_spec_for(config.model, info)
+    spec = planned_spec(config)
     initial = starting_widths(config, spec)
-    config = with_k_capped(config, len(initial), log=lambda line: None)  # its k_schedule shows it
     config.rule.validate(len(initial))
     config = with_fur_precision(config, resolve_device(config.device))
     settings = settings_record(config, spec, initial, world_size)
@@ -116,16 +112,24 @@ class Search:
         return LATENCY_TOLERANCE if self.latency is not None else BUDGET_TOLERANCE
 
 
-def with_k_capped(config: SearchConfig, num_widths: int, log) -> SearchConfig:
-    """k at most half the widths, so that the grown and shrunk groups cannot overlap: a
-    model of few widths (a user's) searched with a preset's k moves all it can, and says so."""
-    most = num_widths // 2
+def planned_spec(config: SearchConfig) -> ModelSpec:
+    """The model ``config`` names, with its dataset's usual classes and input (a folder
+    dataset's classes are its folders, known only once it is read)."""
+    info = DATASETS[config.data.dataset]
+    if config.data.dataset in FOLDER_DATASETS and config.data.image_size is not None:
+        info = dataclasses.replace(info, image_size=config.data.image_size)
+    return model_spec_for(config.model, info)
+
+
+def with_default_k_capped(config: SearchConfig) -> SearchConfig:
+    """A preset's k (not one given) at most half the model's widths, so that the grown and
+    shrunk groups cannot overlap: a model of few widths (a user's) moves all it can."""
+    config.validate()
+    if config.data.dataset not in DATASETS:  # refused with the known names when the search starts
+        return config
+    most = len(starting_widths(config, planned_spec(config))) // 2
     if config.rule.k0 <= most:
         return config
-    log(
-        f"note: k {config.rule.k0:g} is more than half of the {num_widths} widths; "
-        f"{most} grown and {most} shrunk per iteration (--k sets it)"
-    )
     return dataclasses.replace(config, rule=dataclasses.replace(config.rule, k0=float(most)))
 
 
@@ -169,7 +173,6 @@ def run_search(
     data = prepare_data(config.data, config.seed, device, hold_out=True)
     spec = model_spec_for(config.model, data.info)  # a folder dataset's classes are its folders
     initial = starting_widths(config, spec)
-    config = with_k_capped(config, len(initial), log)
     config.rule.validate(len(initial))
     latency = timed_budget(config, spec, initial, device, processes, log)
     cost_of = latency.nanoseconds if latency else lambda widths: measure(spec, widths, config.budget)  # noqa: E731
