@@ -733,7 +733,7 @@ def test_grouped_layers_are_searched_with_every_width_a_multiple_of_its_groups(t
     shown = json.loads(in_process("inspect", "--model", f"{tmp_path / 'mine.py'}:net", "--json").stdout)
     multiples = {group["name"]: group["multiple"] for group in shown["groups"]}
     assert set(multiples.values()) == {4} or sorted(set(multiples.values())) == [1, 4]
-    final, history = searched(tmp_path, fashion_dir, source, "--k", 2)
+    final, history = searched(tmp_path, fashion_dir, source)  # the preset's k, capped for 3 widths
     for widths in [record["next_widths"] for record in history] + [final["widths"]]:
         assert all(widths[name] % multiples[name] == 0 for name in widths), widths
     assert final["widths"] != final["original_widths"]

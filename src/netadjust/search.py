@@ -123,11 +123,14 @@ def planned_spec(config: SearchConfig) -> ModelSpec:
 
 def with_default_k_capped(config: SearchConfig) -> SearchConfig:
     """A preset's k (not one given) at most half the model's widths, so that the grown and
-    shrunk groups cannot overlap: a model of few widths (a user's) moves all it can."""
-    config.validate()
-    if config.data.dataset not in DATASETS:  # refused with the known names when the search starts
+    shrunk groups cannot overlap: a model of few widths (a user's) moves all it can. A
+    model or dataset that cannot be named is left to the search's own checks to refuse."""
+    if config.data.dataset not in DATASETS:
         return config
-    most = len(starting_widths(config, planned_spec(config))) // 2
+    try:
+        most = len(starting_widths(config, planned_spec(config))) // 2
+    except UserError:
+        return config
     if config.rule.k0 <= most:
         return config
     return dataclasses.replace(config, rule=dataclasses.replace(config.rule, k0=float(most)))
