@@ -157,6 +157,19 @@ SETTINGS: dict[str, dict] = {
         "compare": ["--epochs", "8"],
         "originals_from": "resnet18-x0.25-quick",
     },
+    # a network as a user writes one (bench/models/small_vgg.py: VGG-style stages of 16, 32
+    # and 64 channels, 7.3M MACs), searched through --model with the quick preset; run from
+    # the repository's root, where the path names the file
+    "small-vgg-quick": {
+        "search": ["--preset", "quick", "--model", "bench/models/small_vgg.py:net"],
+        "compare": ["--epochs", "8"],
+    },
+    # MobileNetV2 in its ImageNet form at x0.5 (1.6M MACs at 28x28: its last stages run on
+    # 1x1 maps), as the ResNet-18 rows
+    "mobilenetv2-x0.5-quick": {
+        "search": ["--preset", "quick", "--space", "mobilenetv2", "--width-mult", "0.5"],
+        "compare": ["--epochs", "8"],
+    },
 }
 for _setting in SETTINGS.values():
     if "copied_from" in _setting:  # a copy of another setting's search: its flags
