@@ -1,5 +1,9 @@
+import os
+import sys
+from pathlib import Path
+
 from netadjust.cli import main
-from netadjust.wording import plural
+from netadjust.wording import invocation, plural
 
 
 def test_counts_of_one_take_the_singular():
@@ -14,3 +18,15 @@ def test_a_widths_file_missing_one_layer_says_layer(tmp_path, capsys):
     (tmp_path / "w.json").write_text(str(widths).replace("'", '"'))
     assert main(["cost", "resnet20", "--widths", str(tmp_path / "w.json")]) == 2
     assert "widths miss 1 layer of space" in capsys.readouterr().err
+
+
+def test_suggested_commands_are_runnable_as_typed(monkeypatch):
+    script = Path(sys.executable).parent / "netadjust"  # the installed entry point
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    monkeypatch.chdir(script.parent.parent.parent)  # where `make` made .venv
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the virtual environment not activated
+    assert invocation() == os.path.relpath(script)  # .venv/bin/netadjust
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert invocation() == "netadjust"
+    monkeypatch.setattr(sys, "argv", ["/somewhere/__main__.py"])  # python -m netadjust
+    assert invocation() == f"{sys.executable} -m netadjust"

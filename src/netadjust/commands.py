@@ -32,7 +32,7 @@ from .rundir import config_from_settings, read_run, read_run_settings
 from .spaces import base_widths, get_space, space_names
 from .store import user_path
 from .train import default_device
-from .wording import after_bar, one_line, plural
+from .wording import after_bar, invocation, one_line, plural
 
 
 def given(args: argparse.Namespace, cls: type) -> dict:
@@ -98,7 +98,7 @@ def command_search(args: argparse.Namespace) -> int:
         if processes.is_main:
             print(
                 f"{after_bar()}netadjust: interrupted; {out} keeps the last checkpoint, continue with: "
-                f"netadjust search --resume {out}{nproc_flag}",
+                f"{invocation()} search --resume {out}{nproc_flag}",
                 file=sys.stderr,
             )
         return 143 if isinstance(stop, Terminated) else 130
@@ -291,7 +291,7 @@ def command_export(args: argparse.Namespace) -> int:
     print(f"rebuild it in Python with: {build_call(read_run(args.run_dir).final.model, str(written[0]))}")
     if len(written) == 1:
         print(
-            f"no trained network of these widths was found; `netadjust compare {args.run_dir}` trains "
+            f"no trained network of these widths was found; `{invocation()} compare {args.run_dir}` trains "
             "one (or pass a `netadjust train` .safetensors with --weights)"
         )
     return 0

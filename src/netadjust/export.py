@@ -20,6 +20,7 @@ from .rundir import read_run
 from .spaces import build, check_widths
 from .store import check_writable, user_path, write_bytes, write_json, write_through_path
 from .version import __version__
+from .wording import invocation
 
 WEIGHTS_FORMAT = "netadjust-weights-1"
 
@@ -124,7 +125,7 @@ def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> li
         weights = trained_searched_weights(run_dir)
     if onnx and weights is None:
         raise UserError(
-            f"--onnx needs a trained network of the searched widths; run `netadjust compare {run_dir}` "
+            f"--onnx needs a trained network of the searched widths; run `{invocation()} compare {run_dir}` "
             "or `netadjust train --widths .../final.json`, then pass its .safetensors with --weights"
         )
     if onnx:

@@ -8,6 +8,7 @@ import itertools
 import statistics
 
 from .rundir import IterationRecord
+from .wording import invocation
 
 LOW_STABILITY = 0.8  # split-half Spearman below this: the ranking is partly noise
 NOISE = 0.6  # below this: mostly noise (the halves share under a third of their rank variance)
@@ -61,7 +62,7 @@ def outcome_lines(
         )
     took = f" (about {duration(compare_seconds)} here, by the search's speed)" if compare_seconds else ""
     lines.append(
-        f"the final widths were never trained; `netadjust compare {run_dir} --seeds 5` trains them, "
+        f"the final widths were never trained; `{invocation()} compare {run_dir} --seeds 5` trains them, "
         f"the original and a uniformly scaled network from scratch{took}, and says whether the gain "
         "exceeds the seed noise."
     )

@@ -1,6 +1,26 @@
-"""Words for messages: counts (``1 epoch``, ``3 epochs``), one-line errors, progress bars."""
+"""Words for messages: counts (``1 epoch``, ``3 epochs``), one-line errors, progress bars,
+and the command as it can be run here."""
 
+import os
+import shlex
+import shutil
 import sys
+from pathlib import Path
+
+
+def invocation() -> str:
+    """How to run netadjust again from here, for the commands messages suggest: ``netadjust``
+    where that name on the PATH is this installation; else the path this process was started
+    by (``.venv/bin/netadjust`` when the virtual environment is not activated), or
+    ``python -m netadjust``."""
+    program = Path(sys.argv[0])
+    if program.name != "netadjust":
+        return f"{shlex.quote(sys.executable)} -m netadjust"
+    found = shutil.which("netadjust")
+    if found and Path(found).resolve() == program.resolve():
+        return "netadjust"
+    relative = os.path.relpath(program.resolve())
+    return shlex.quote(relative if not relative.startswith("..") else str(program.resolve()))
 
 
 def plural(count: int, noun: str) -> str:
