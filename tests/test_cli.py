@@ -373,3 +373,15 @@ def test_the_paper_final_trainings_are_the_references():
         0.05,
         3e-4,
     )
+
+
+def test_a_run_records_its_model_file_and_data_folder_as_absolute_paths(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "net.py").write_text(
+        "from torch import nn\n\ndef net(num_classes, in_channels):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n"
+    )
+    planned = dry_run("--model", "models/net.py:net", "--data-dir", "data", cwd=tmp_path)
+    assert planned["model"]["model"] == f"{tmp_path / 'models' / 'net.py'}:net"
+    assert planned["data"]["data_dir"] == str(tmp_path / "data")

@@ -20,6 +20,7 @@ from torch import nn
 
 from .config import (
     BUDGETS,
+    DataConfig,
     LatencyConfig,
     ModelSpec,
     SearchConfig,
@@ -169,7 +170,23 @@ def search_config(
     values.setdefault("device", default_device())
     values.setdefault("out", time.strftime("runs/search-%Y%m%d-%H%M%S"))
     config = dataclasses.replace(configured(SearchConfig, values), initial_widths=initial)
+    config = dataclasses.replace(
+        config, model=with_absolute_paths(config.model), data=with_absolute_paths(config.data)
+    )
     return config if options.get("k") is not None else with_default_k_capped(config)
+
+
+def with_absolute_paths(settings):
+    """A ``ModelSpec`` or ``DataConfig`` whose file and folder paths (a model's file, the
+    data folder) are absolute, ``~`` expanded: a run directory names what it used however
+    it is read later, from any folder."""
+    if isinstance(settings, ModelSpec) and settings.model:
+        where, colon, attribute = settings.model.rpartition(":")
+        if colon and where.endswith(".py"):
+            return dataclasses.replace(settings, model=f"{user_path(where).resolve()}:{attribute}")
+    if isinstance(settings, DataConfig) and settings.data_dir:
+        return dataclasses.replace(settings, data_dir=str(user_path(settings.data_dir).resolve()))
+    return settings
 
 
 def model_reference(factory: Callable) -> str:

@@ -156,9 +156,9 @@ def command_train(args: argparse.Namespace) -> int:
 
     widths, recorded = api.read_widths(args.widths)
     run_recipe, run_data, run_dir = run_defaults(args)
-    data = configured(DataConfig, {**run_data, **given(args, DataConfig)})
+    data = api.with_absolute_paths(configured(DataConfig, {**run_data, **given(args, DataConfig)}))
     download_if_asked(args, data)
-    spec = configured(ModelSpec, {**recorded, **given(args, ModelSpec)})
+    spec = api.with_absolute_paths(configured(ModelSpec, {**recorded, **given(args, ModelSpec)}))
     if args.preset:
         training, source = recipe(args, final_training(args.preset, data.dataset)), f"preset {args.preset}"
     elif run_dir:
