@@ -157,6 +157,17 @@ SETTINGS: dict[str, dict] = {
         "compare": ["--epochs", "8"],
         "originals_from": "resnet18-x0.25-quick",
     },
+    # the quick preset moved little (3 iterations, a = 0.15): the fmnist rows' search
+    # (6 iterations of 4 epochs on all 54,000 images, k = 3, a = 0.5) on the same network
+    "resnet18-x0.25-a0.5": {
+        "search": [
+            "--space",
+            "resnet18",
+            *replaced(SEARCH, {"--width-mult": "0.25", "--adjust-rate": "0.5"}),
+        ],
+        "compare": ["--epochs", "8"],
+        "originals_from": "resnet18-x0.25-quick",
+    },
     # a network as a user writes one (bench/models/small_vgg.py: VGG-style stages of 16, 32
     # and 64 channels, 7.3M MACs), searched through --model with the quick preset; run from
     # the repository's root, where the path names the file
