@@ -270,9 +270,14 @@ def test_inspect_prints_the_widths_of_a_users_file(tmp_path):
     found = json.loads(result.stdout)
     assert found["widths"] == {"0": 12}
     assert found["groups"][0]["layers"] == [["0", "out"], ["1", "out"], ["5", "in"]]
-    assert found["macs"] == 12 * 3 * 9 * 30 * 30 + 12 * 10  # conv at 30x30 outputs, then the classifier
+    # at search's default input, Fashion-MNIST's: conv at 26x26 outputs, then the classifier
+    assert found["macs"] == 12 * 1 * 9 * 26 * 26 + 12 * 10
     text = in_process("inspect", "--model", f"{source}:net").stdout
-    assert "1 searchable width" in text and "0 (out), 1 (out), 5 (in)" in text
+    assert "1 searchable width (1x28x28 input, 10 classes)" in text and "0 (out), 1 (out), 5 (in)" in text
+    cifar = json.loads(
+        in_process("inspect", "--model", f"{source}:net", "--dataset", "cifar10", "--json").stdout
+    )
+    assert cifar["macs"] == 8 * 3 * 9 * 30 * 30 + 8 * 10  # its default width, 8
     for arguments, message in (
         ([f"{source}"], "give pkg.module:factory"),
         ([f"{tmp_path / 'missing.py'}:net"], "does not exist"),
@@ -488,8 +493,8 @@ def test_cost_counts_your_model_as_it_counts_a_space(tmp_path):
     reference = f"{tmp_path / 'residual.py'}:net"
     result = in_process("cost", "--model", reference, "--json")
     assert result.returncode == 0, result.stderr
-    printed = json.loads(result.stdout)
-    assert printed["macs"] == count(residual_from_file(tmp_path), (3, 32, 32)).macs
+    printed = json.loads(result.stdout)  # at search's default input: Fashion-MNIST's 1x28x28
+    assert printed["macs"] == count(residual_from_file(tmp_path, in_channels=1), (1, 28, 28)).macs
     assert (
         set(printed["sensitivities"]) == set(printed["widths"]) and min(printed["sensitivities"].values()) > 0
     )
@@ -497,10 +502,10 @@ def test_cost_counts_your_model_as_it_counts_a_space(tmp_path):
     assert both.returncode == 2 and "one of them" in both.stderr
 
 
-def residual_from_file(folder):
+def residual_from_file(folder, in_channels=3):
     from netadjust.anymodel import load_factory
 
-    return load_factory(f"{folder / 'residual.py'}:net")(num_classes=10, in_channels=3)
+    return load_factory(f"{folder / 'residual.py'}:net")(num_classes=10, in_channels=in_channels)
 
 
 def test_the_api_takes_a_factory_defined_in_a_module(tmp_path, monkeypatch, fashion_dir):

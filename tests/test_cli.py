@@ -133,10 +133,13 @@ def test_search_end_to_end(tmp_path, fashion_dir):
 
 
 def test_cost_json_contract():
-    result = in_process("cost", "resnet20", "--num-classes", 100, "--json")
+    result = in_process("cost", "resnet20", "--dataset", "cifar100", "--json")
     assert result.returncode == 0
     cost = json.loads(result.stdout)
     assert cost["macs"] == 40_556_800 and cost["params"] == 278_324 - 2752
+    # the input given in parts is the same input
+    parts = ["--num-classes", 100, "--in-channels", 3, "--image-size", 32, "--json"]
+    assert json.loads(in_process("cost", "resnet20", *parts).stdout) == cost
     assert list(cost["widths"])[0] == "stage1.block0.conv1"
     # the reference's f_i at ResNet-20's base widths for CIFAR-100, in width order
     assert list(cost["sensitivities"]) == list(cost["widths"])

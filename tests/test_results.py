@@ -96,7 +96,7 @@ def test_tensorboard_scalars_match_the_history(run):
 def test_cost_api_is_what_the_cli_prints(tmp_path):
     report = netadjust.cost("resnet20", num_classes=100)
     assert report.macs == 40_556_800
-    printed = cli("cost", "resnet20", "--num-classes", 100, "--json")
+    printed = cli("cost", "resnet20", "--dataset", "cifar100", "--json")
     assert json.loads(printed.stdout) == asdict(report)
     widths = {**report.widths, "stage3.block2.conv2": 32}
     (tmp_path / "w.json").write_text(json.dumps(widths))

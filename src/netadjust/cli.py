@@ -178,6 +178,23 @@ def compare_parser(commands) -> None:
     compare.add_argument("--force", action="store_true", help="retrain results kept with other settings")
 
 
+def add_input_flags(parser, recorded: str) -> None:
+    """The input a network is counted at: a dataset's, as ``search`` would train it, unless
+    each of its parts is given."""
+    parser.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        help="count at this dataset's input and classes (default fashion-mnist, 1x28x28 and 10 "
+        "classes, as netadjust search's)",
+    )
+    default = f"default: {recorded}the dataset's"
+    parser.add_argument(
+        "--num-classes", type=int, help=f"classes (passed to a factory that takes them; {default})"
+    )
+    parser.add_argument("--in-channels", type=int, help=f"image channels ({default})")
+    parser.add_argument("--image-size", type=int, help=f"side of the square input ({default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="netadjust",
@@ -196,9 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(cost, ModelSpec, {"width_mult", "padding", "model", "model_args"})
     cost.add_argument("--widths", help=WIDTHS_HELP)
-    cost.add_argument("--num-classes", type=int, default=10, help="(default 10)")
-    cost.add_argument("--in-channels", type=int, default=3, help="(default 3)")
-    cost.add_argument("--image-size", type=int, default=32, help="side of the square input (default 32)")
+    add_input_flags(cost, "a final.json's recorded input, else ")
     cost.add_argument("--budget", choices=BUDGETS, help="name the budget measure (latency: timed here)")
     add_settings(cost, LatencyConfig)
     cost.add_argument("--device", help="--budget latency: the device to time on (default cpu)")
@@ -210,13 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="pkg.module:factory or path/to/file.py:factory returning an nn.Module"
     )
     inspect.add_argument("--model-args", help="JSON object of further keyword arguments for the factory")
-    inspect.add_argument(
-        "--num-classes", type=int, default=10, help="passed to the factory if it takes it (default 10)"
-    )
-    inspect.add_argument(
-        "--in-channels", type=int, default=3, help="passed to the factory if it takes it (default 3)"
-    )
-    inspect.add_argument("--image-size", type=int, default=32, help="side of the square input (default 32)")
+    add_input_flags(inspect, "")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
 
     report = commands.add_parser("report", help="plots and a Markdown summary of a run directory")

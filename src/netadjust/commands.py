@@ -23,6 +23,7 @@ from .config import (
     known_settings,
 )
 from .cost import model_cost
+from .data import DATASETS
 from .distributed import launch, launched_by_torchrun, local_device, start
 from .distributed import stop as stop_processes
 from .errors import UserError
@@ -196,19 +197,32 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def counted_input(args: argparse.Namespace, recorded: dict) -> tuple[int, int, int]:
+    """Classes, channels and image side to count a network at: each as given, else as a
+    final.json recorded it, else the ``--dataset``'s."""
+    if args.dataset not in DATASETS:
+        raise UserError(f"--dataset {args.dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
+    info = DATASETS[args.dataset]
+    return tuple(
+        getattr(args, key) if getattr(args, key) is not None else recorded.get(key, getattr(info, key))
+        for key in ("num_classes", "in_channels", "image_size")
+    )
+
+
 def command_cost(args: argparse.Namespace) -> int:
     if (args.space is None) == (args.model is None):
         raise UserError("give a space (e.g. netadjust cost resnet20) or --model REF, one of them")
     widths, recorded = api.read_widths(args.widths)
+    classes, channels, size = counted_input(args, recorded)
     recorded = {key: value for key, value in recorded.items() if key in ("width_mult", "padding")}
     settings = {**recorded, **given(args, ModelSpec)}
     settings.pop("space", None)
     report = api.cost(
         args.space or "model",
         widths,
-        num_classes=args.num_classes,
-        in_channels=args.in_channels,
-        image_size=args.image_size,
+        num_classes=classes,
+        in_channels=channels,
+        image_size=size,
         budget=args.budget or "macs",
         latency=configured(LatencyConfig, vars(args)),
         device=args.device or "cpu",
@@ -224,8 +238,8 @@ def command_cost(args: argparse.Namespace) -> int:
         print(json.dumps(printed))
         return 0
     print(
-        f"{args.model or report.space}: {report.macs:,} MACs, {report.params:,} params "
-        f"({args.in_channels}x{args.image_size}x{args.image_size} input, {args.num_classes} classes)"
+        f"{args.model or report.space + ' ×' + format(report.model['width_mult'], 'g')}: "
+        f"{report.macs:,} MACs, {report.params:,} params ({channels}x{size}x{size} input, {classes} classes)"
     )
     if report.latency:
         timing = report.latency
@@ -325,18 +339,18 @@ def command_spaces(args: argparse.Namespace) -> int:
 
 
 def command_inspect(args: argparse.Namespace) -> int:
+    classes, channels, size = counted_input(args, {})
     found = api.inspect_model(
-        args.model,
-        num_classes=args.num_classes,
-        in_channels=args.in_channels,
-        image_size=args.image_size,
-        model_args=args.model_args,
+        args.model, num_classes=classes, in_channels=channels, image_size=size, model_args=args.model_args
     )
     if args.json:
         print(json.dumps(dataclasses.asdict(found)))
         return 0
     widths = plural(len(found.widths), "searchable width")
-    print(f"{args.model}: {found.macs:,} MACs, {found.params:,} params, {widths}")
+    print(
+        f"{args.model}: {found.macs:,} MACs, {found.params:,} params, {widths} "
+        f"({channels}x{size}x{size} input, {classes} classes)"
+    )
     print(
         "per width: its channels (×N: a multiple of N always, for its grouped layers), the share of the "
         "MACs they take part in (f_i / MACs), its layers"
