@@ -191,7 +191,11 @@ def test_compare_trains_three_networks_and_keeps_its_results(run):
         assert row["top1_std"] == pytest.approx(statistics.stdev(row["top1"]))
         assert {"top1_mean", "top1_std", "top1", "macs", "params", "widths"} <= set(row)
         assert row["train_images_per_s"] > 0 and row["latency_ms"] > 0 and row["speed_spread"] >= 0
-    assert "train img/s" in first.stdout and "latency ms" in first.stdout
+    assert "train img/s" in first.stdout and "latency ms" in first.stdout and "spread" in first.stdout
+    assert (
+        f"timed in {comparison['latency_precision']}" in first.stdout
+        and comparison["latency_precision"] == "fp32"
+    )
     assert comparison["searched"]["macs"] == run.final["macs"]
     uniform = comparison["uniform"]
     assert abs(uniform["macs"] - run.final["macs"]) <= 0.01 * run.final["macs"]
@@ -372,3 +376,20 @@ def test_a_searched_network_is_called_slower_only_beyond_the_noise():
     assert not slower({**original, "train_images_per_s": 900.0, "spread": 0.09}, original)  # noisier
     assert relative_spread([1.0, 1.0, 1.0, 1.0, 1.0]) == 0
     assert relative_spread([0.9, 1.0, 1.0, 1.0, 1.1]) > 0
+
+
+def test_speeds_that_are_noise_are_marked_as_noise(run):
+    from netadjust.compare import comparison_table
+
+    cli("compare", run.out, "--epochs", 1, "--train-limit", 200, "--test-limit", 100)
+    comparison = json.loads((run.out / "compare.json").read_text())
+    for name, spread in (("original", 0.91), ("searched", 3.85), ("uniform", 0.05)):
+        comparison[name]["speed_spread"] = spread  # as a newcomer's busy machine recorded them
+    lines = comparison_table(comparison).splitlines()
+    rows = {line.split()[0]: line for line in lines[1:4]}  # the three networks' rows
+    assert rows["original"].rstrip().endswith(" 91%*") and rows["searched"].rstrip().endswith(" 385%*")
+    assert rows["uniform"].split("(")[0].rstrip().endswith(" 5%")
+    assert any(line.startswith("* speed rounds spread") for line in lines)
+    for row in ("original", "searched", "uniform"):
+        comparison[row]["speed_spread"] = 0.05
+    assert "* speed rounds" not in comparison_table(comparison)

@@ -247,11 +247,17 @@ def mean_spread(mean: float, spread: float | None) -> str:
     return f"{100 * mean:.2f} ± {100 * spread:.2f}" if spread is not None else f"{100 * mean:.2f}"
 
 
+NOISY_SPEED = 0.2  # speed figures whose rounds spread by more are marked: the machine's noise
+
+
 def speed_cells(row: dict) -> str:
-    """Training images/s and latency, blank for a comparison made before they were measured."""
+    """Training images/s and latency with the spread of their rounds, a ``*`` where that
+    spread makes them noise; blank for a comparison made before they were measured."""
     if "train_images_per_s" not in row:
-        return f"{'':>12} {'':>11}"
-    return f"{row['train_images_per_s']:>12,.0f} {row['latency_ms']:>11.2f}"
+        return f"{'':>12} {'':>11} {'':>7}"
+    spread = row.get("speed_spread", 0.0)
+    mark = "*" if spread > NOISY_SPEED else " "
+    return f"{row['train_images_per_s']:>12,.0f} {row['latency_ms']:>11.2f} {f'{spread:.0%}':>6}{mark}"
 
 
 def comparison_table(comparison: dict) -> str:
@@ -259,7 +265,7 @@ def comparison_table(comparison: dict) -> str:
     n = len(comparison["seeds"])
     lines = [
         f"{'network':<10} {'top-1 (%)':>16} {'top-5 (%)':>16} {'MACs':>14} {'params':>11} "
-        f"{'train img/s':>12} {'latency ms':>11}   ({n} seed" + ("s)" if n > 1 else ")")
+        f"{'train img/s':>12} {'latency ms':>11} {'spread':>7}   ({n} seed" + ("s)" if n > 1 else ")")
     ]
     for name in NETWORKS:
         row = comparison[name]
@@ -282,6 +288,11 @@ def comparison_table(comparison: dict) -> str:
         )
     if "latency_precision" in comparison:
         lines.append(f"latency: one image in eval mode, timed in {comparison['latency_precision']}")
+    if any(comparison[name].get("speed_spread", 0.0) > NOISY_SPEED for name in NETWORKS):
+        lines.append(
+            f"* speed rounds spread by more than {NOISY_SPEED:.0%}: the machine was busy, these speeds "
+            "are its noise, not the networks' difference; measure again on an idle machine"
+        )
     if n < 5:
         lines.append(
             f"with {n} seed{'s' if n > 1 else ''} "

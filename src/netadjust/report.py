@@ -7,7 +7,7 @@ import json
 from itertools import groupby
 from pathlib import Path
 
-from .compare import mean_spread
+from .compare import NOISY_SPEED, mean_spread
 from .config import BUDGET_TOLERANCE
 from .errors import UserError
 from .export import build_call
@@ -324,8 +324,8 @@ def _comparison_section(run_dir: Path) -> list[str]:
         + f" on {comparison.get('device', 'the device')}, the "
         "networks timed in turns in one process (median of 5 rounds).",
         "",
-        "| network | top-1 (%) | top-5 (%) | MACs | params | train img/s | latency ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| network | top-1 (%) | top-5 (%) | MACs | params | train img/s | latency ms | speed spread |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ("original", "searched", "uniform"):
         row = comparison[name]
@@ -335,12 +335,22 @@ def _comparison_section(run_dir: Path) -> list[str]:
             f"{mean_spread(row['top5_mean'], row['top5_std'])} | "
             f"{row['macs']:,} | {row['params']:,} | "
             + (
-                f"{row['train_images_per_s']:,.0f} | {row['latency_ms']:.2f} |"
+                f"{row['train_images_per_s']:,.0f} | {row['latency_ms']:.2f} | "
+                f"±{row.get('speed_spread', 0.0):.0%}{'*' * (row.get('speed_spread', 0.0) > NOISY_SPEED)} |"
                 if "train_images_per_s" in row
-                else "| |"
+                else "| | |"
             )
         )
     difference = comparison["difference"]["searched_minus_original"]
+    if any(
+        comparison[name].get("speed_spread", 0.0) > NOISY_SPEED
+        for name in ("original", "searched", "uniform")
+    ):
+        lines += [
+            "",
+            f"\\* the speed rounds spread by more than {NOISY_SPEED:.0%}: the machine's noise, "
+            "not a difference.",
+        ]
     lines += [
         "",
         f"Searched − original: {100 * difference['top1']:+.2f} points top-1"
