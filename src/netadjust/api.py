@@ -10,6 +10,7 @@ model = netadjust.load("runs/x/compare/searched-seed0.safetensors")
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -316,3 +317,9 @@ __all__ = [
     "SearchResult",
     "UserError",
 ]
+
+# The package's API names, bound over its submodules of the same name (``search.py``): the
+# package imports this module lazily (``netadjust.__getattr__``), after which importing a
+# submodule rebinds its name on the package.
+for _name in ("build", "cost", "load", "search", "CostReport", "SearchResult"):
+    setattr(sys.modules[__package__], _name, globals()[_name])

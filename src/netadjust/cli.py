@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import COMMANDS
 from .config import (
     BUDGETS,
     AdjustRule,
@@ -21,7 +20,6 @@ from .config import (
     SearchConfig,
     flags,
 )
-from .distributed import SharedError
 from .errors import UserError
 from .presets import FINAL_TRAINING, PRESETS
 from .version import __version__
@@ -254,9 +252,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"unrecognized arguments: {' '.join(unknown)} (see netadjust {args.command} --help)"
             )
         args.argv = argv
+        from .commands import COMMANDS  # torch and the rest: not needed to parse, nor for --help
+
         return COMMANDS[args.command](args)
     except UserError as error:
-        if not (isinstance(error, SharedError) and error.rank > 0):
+        if getattr(error, "rank", 0) == 0:  # a SharedError is printed by rank 0 alone
             print(f"netadjust: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
