@@ -83,6 +83,12 @@ def test_search_end_to_end(tmp_path, fashion_dir):
     for key in ("params", "original_params"):
         assert final[key] > 0
     assert "stage1.block0.conv1" in result.stdout  # the original -> searched table
+    # how long it will take, said after the first epoch and after the first iteration
+    assert (
+        "iter 1/2: the first epoch took" in result.stdout
+        and "2 epochs of training will take" in result.stdout
+    )
+    assert "iter 1/2: about " in result.stdout and " more for the other 1 iteration" in result.stdout
     assert f"netadjust compare {out} --seeds 5" in result.stdout and "Spearman" in result.stdout
 
     # the searched widths feed the cost and train commands

@@ -22,8 +22,10 @@ OVERSHOOT = 2.0
 
 
 def duration(seconds: float) -> str:
-    """``N minutes`` below two hours, ``X.X hours`` above."""
+    """``N seconds`` below two minutes, ``N minutes`` below two hours, ``X.X hours`` above."""
     minutes = seconds / 60
+    if minutes < 2:
+        return f"{seconds:.0f} seconds"
     return f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
 
 

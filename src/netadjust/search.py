@@ -20,7 +20,7 @@ from .distributed import SINGLE, Processes
 from .errors import UserError
 from .fur import estimate_fur, stability
 from .latency import LATENCY_TOLERANCE, LatencyModel, latency_model
-from .outcome import LOW_STABILITY, outcome_lines
+from .outcome import LOW_STABILITY, duration, outcome_lines
 from .rundir import (
     FinalResult,
     IterationRecord,
@@ -288,9 +288,19 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
             phase = "fur" if len(state["history"]) == config.recipe.epochs else "train"
             save_checkpoint(search.out, iteration, widths, phase, state)
 
+    started = time.perf_counter()
+
     def on_epoch(record: dict) -> None:
         values = {f"train/{key}": record[key] for key in ("loss", "top1", "lr")}
         search.scalars.add(f"iter{iteration + 1}", values, record["epoch"])
+        if iteration == 0 and record["epoch"] == 1 and saved is None:
+            first = time.perf_counter() - started
+            search.log(
+                f"{label}: the first epoch took {first:.0f} s here, so the search's "
+                f"{config.iterations * config.recipe.epochs} epochs of training will take about "
+                f"{duration(first * config.iterations * config.recipe.epochs)}, and its FUR more "
+                "(known after this iteration)"
+            )
 
     model, fit_log = train_network(
         spec, widths, data, config.recipe, seed=seed, label=label, checkpoint=checkpoint,
@@ -377,6 +387,10 @@ def report_step(search: Search, record: IterationRecord) -> None:
         f"train {record.seconds['train']:.0f}s "
         f"fur {record.seconds['fur']:.0f}s | FUR split-half Spearman {agreement['spearman']:.2f}{overlaps}"
     )
+    left = config.iterations - record.iteration - 1
+    if record.iteration == 0 and left:
+        pace = sum(record.seconds.values())
+        search.log(f"{label}: about {duration(pace * left)} more for the other {plural(left, 'iteration')}")
     if not within_budget(next_cost, target, search.tolerance):
         search.log(
             f"{label}: warning: no rounding of the adjusted widths lies within {search.tolerance:.0%} of the "
