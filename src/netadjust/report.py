@@ -123,7 +123,8 @@ def plot_fur(run: Run, path: Path) -> None:
     axes.set_yticks(range(len(rows)))
     axes.set_yticklabels([f"iter {r.iteration + 1}" for r in run.history], fontsize=8)
     bar = figure.colorbar(image, ax=axes, fraction=0.03, pad=0.01)
-    bar.set_label("FUR / max |FUR|  (blue, < 0: the loss fell when dropped: noise)", fontsize=7)
+    # on two lines, so that the label fits beside the bar (one line was cut at the figure's edge)
+    bar.set_label("FUR / max |FUR|\n(blue, < 0: the loss fell when dropped: noise)", fontsize=7)
     axes.set_title("FLOPs utilisation ratio per layer (▲ grown, ▼ shrunk)", pad=18)
     _save(figure, path)
 
@@ -186,7 +187,8 @@ def progress_figure(run: Run):
             axes.legend(fontsize=8)
     for axes in (accuracy, macs, params):  # one x-axis for all three: the iterations, then the result
         axes.set_xticks(iterations + [iterations[-1] + 1])
-        axes.set_xticklabels([str(i) for i in iterations] + ["final"])
+        # an unfinished run's last point is the next iteration's widths, not the search's result
+        axes.set_xticklabels([str(i) for i in iterations] + ["final" if run.final is not None else "next"])
         axes.set_xlim(iterations[0] - 0.5, iterations[-1] + 1.5)
         axes.set_xlabel("iteration")
         axes.grid(alpha=0.3)
@@ -196,7 +198,9 @@ def progress_figure(run: Run):
 
 def _save(figure, path: Path) -> None:
     figure.tight_layout()
-    write_through_path(path, lambda temporary: figure.savefig(temporary, dpi=130, format="png"))
+    write_through_path(
+        path, lambda temporary: figure.savefig(temporary, dpi=130, format="png", bbox_inches="tight")
+    )
     figure.clf()
     import matplotlib.pyplot as plt
 
@@ -212,7 +216,7 @@ def markdown(run: Run) -> str:
     fur = settings["fur"]  # as recorded: runs before the control variate lack it (and ran without)
     last = history[-1]
     final_macs = run.final.macs if run.final else last.next_macs
-    final_params = run.final.params if run.final else None
+    final_params = run.final.params if run.final else last.next_params
     lines = [
         f"# Network Adjustment: {network_name(spec)} on {config.data.dataset}",
         "",
@@ -256,7 +260,7 @@ def markdown(run: Run) -> str:
         + (
             f"params {history[0].params:,} → {final_params:,}."
             if final_params
-            else "params: see the last iteration."
+            else "params of the next widths: not recorded by the netadjust that ran this search."
         ),
         "",
     ]
