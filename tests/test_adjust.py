@@ -153,3 +153,18 @@ def test_the_uniform_baseline_stays_on_the_grid():
     uniform = closest_scaling(INITIAL, macs, int(1.5 * BUDGET), min_width=1, round_to=8)
     assert all(width % 8 == 0 for width in uniform.values())
     assert len({uniform[name] for name in INITIAL if name.startswith("stage3")}) == 1
+
+
+def test_a_step_of_the_current_width_moves_a_starved_width_by_its_own_share():
+    # started at 16 and starved to 4: the paper's step is a share of 16, --step current of 4
+    widths, initial = (
+        {"wide": 40, "starved": 4, "a": 16, "b": 16},
+        dict.fromkeys(("wide", "starved", "a", "b"), 16),
+    )
+    fur = {"starved": 3.0, "a": 2.0, "b": 1.0, "wide": 0.0}
+    paper = AdjustRule(k0=1, k_decay=0, rate=0.5, rate_decay=0, min_width=1)
+    new, grown, shrunk = adjust(widths, fur, initial, 0, paper)
+    assert (grown, shrunk) == (["starved"], ["wide"]) and new["starved"] == 12 and new["wide"] == 32
+    current = AdjustRule(k0=1, k_decay=0, rate=0.5, rate_decay=0, min_width=1, step="current")
+    new, _, _ = adjust(widths, fur, initial, 0, current)
+    assert new["starved"] == 6 and new["wide"] == 20

@@ -34,8 +34,9 @@ def adjust(
     rule: AdjustRule,
     grid: Grid | None = None,
 ) -> tuple[Widths, list[str], list[str]]:
-    """Grow the k widths of highest FUR, shrink the k lowest, by ``a_r * initial``; the
-    reference rounds the new width, ``round(c +- a_r * c_initial)``, not the step. With a
+    """Grow the k widths of highest FUR, shrink the k lowest, by ``a_r * initial`` (with
+    ``rule.step`` "current": ``a_r * c``); the reference rounds the new width,
+    ``round(c +- a_r * c_initial)``, not the step. With a
     ``grid`` step N > 1 (default ``rule.round_to``) the step is a whole number of N (at
     least one, where a_r > 0).
 
@@ -48,7 +49,8 @@ def adjust(
     for sign, group in ((1, grown), (-1, shrunk)):
         for rank, name in enumerate(group):
             n = step_of(rule.round_to if grid is None else grid, name)
-            change = max(rule.rate - rule.rate_decay * rank, 0.0) * initial[name]
+            base = initial[name] if rule.step == "initial" else widths[name]
+            change = max(rule.rate - rule.rate_decay * rank, 0.0) * base
             if n == 1:
                 width = round(widths[name] + sign * change)
             else:
