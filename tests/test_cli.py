@@ -313,6 +313,7 @@ def test_the_paper_preset_is_the_references_cifar_search(tmp_path):
         "k0": 6,
         "k_decay": 0.5,
         "rate": 0.15,
+        "step": "initial",
         "rate_decay": 0.01,
         "min_width": 4,
         "round_to": 1,
@@ -328,6 +329,7 @@ def test_the_fmnist_preset_is_the_search_behind_the_results_table(tmp_path):
     settings = dry_run("--preset", "fmnist", cwd=tmp_path)
     assert recorded["data_sizes"]["train"] == 54000 == recorded["data"].pop("train_limit")  # the whole split
     assert settings["data"].pop("train_limit") is None
+    recorded["rule"].setdefault("step", "initial")  # the step's base, an option added since: the paper's
     for key in ("model", "data", "recipe", "fur", "rule", "iterations", "budget", "initial_widths"):
         assert settings[key] == recorded[key], key
     # and its final training is the comparison's (compare --epochs 5 on the run's recipe)
@@ -346,7 +348,10 @@ def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search():
     assert (recipe["lr"], recipe["batch_size"], recipe["weight_decay"]) == (0.2, 64, 4e-5)
     assert (recipe["label_smoothing"], recipe["drop_rate"], recipe["drop_depth_ramp"]) == (0.0, 0.05, False)
     assert (settings["fur"]["base_rate"], settings["fur"]["repeats"]) == (0.2, 5)
-    assert rule == {"k0": 6, "k_decay": 0.0, "rate": 0.1, "rate_decay": 0.0, "min_width": 4, "round_to": 1}
+    assert rule == {
+        "k0": 6, "k_decay": 0.0, "rate": 0.1, "step": "initial", "rate_decay": 0.0, "min_width": 4,
+        "round_to": 1,
+    }  # fmt: skip
     assert settings["k_schedule"] == [6] * 10
     mine = dry_run(
         "--preset", "paper", "--dataset", "imagenet", "--space", "mobilenetv2", "--lr", "0.05",
