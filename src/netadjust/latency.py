@@ -181,26 +181,34 @@ class LatencyModel:
 
     def calibrate(self, original: Widths) -> tuple[float, float]:
         """Set the overhead from the original network's measured time; return that time and
-        how far its two repeats disagreed. A device that slowed down while it was timed
-        (repeats further apart than ``max_spread``, three times) is refused."""
+        how far the two timings it rests on lie apart. Timings of the original are taken
+        until two agree within ``max_spread``, both steady within themselves (their two
+        repeats agreeing too), and the faster is kept: a slowdown that lasts longer than one
+        timing is outvoted, as a spike within one is by its low percentile. A device whose
+        five timings never agree is refused."""
         limit = self.config.max_spread
         self.measure_network(original)  # the first timing of a process runs cold (measured: +30%)
-        for _ in range(3):  # a moment of noise is not a noisy device: up to two more tries
+        steady: list[float] = []
+        for _ in range(5):
             timing = self.measure_network(original)
             if timing.disagreement <= limit:
+                steady.append(timing.seconds)
+            agreeing = _agreeing_pair(steady, limit)
+            if agreeing is not None:
                 break
-        if timing.disagreement > limit:
-            first, second = (1e3 * seconds for seconds in timing.repeats)
+        if agreeing is None:
+            seen = ", ".join(f"{1e3 * seconds:.3f}" for seconds in sorted(steady)) or "none"
             raise UserError(
-                f"two repeated timings of the original network on {self.table.description} measured "
-                f"{first:.3f} and {second:.3f} ms, {timing.disagreement:.1%} apart, more than "
-                f"--latency-max-spread {limit:.0%} (three tries): this device cannot be timed reliably now "
-                "(other jobs running?); time it idle, raise --latency-max-spread, or use --budget macs"
+                f"five timings of the original network on {self.table.description} did not give two that "
+                f"agree within --latency-max-spread {limit:.0%} (steady ones, ms: {seen}; the last one's two "
+                f"repeats {timing.disagreement:.1%} apart): this device cannot be timed reliably now (other "
+                "jobs running?); time it idle, raise --latency-max-spread, or use --budget macs"
             )
-        self.overhead = timing.seconds - self.layers_sum(original)
-        self.original, self.original_seconds, self._ratios = dict(original), timing.seconds, {}
+        seconds, apart = agreeing
+        self.overhead = seconds - self.layers_sum(original)
+        self.original, self.original_seconds, self._ratios = dict(original), seconds, {}
         self.table.save()
-        return timing.seconds, timing.disagreement
+        return seconds, apart
 
     def seconds(self, widths: Widths) -> float:
         """The time of the network at ``widths``: the original's, times their ratio timed
@@ -374,6 +382,17 @@ def _materialised(meta_module: nn.Module, device: torch.device) -> nn.Module:
             else:
                 tensor.normal_(0, 0.1)
     return module
+
+
+def _agreeing_pair(times: list[float], limit: float) -> tuple[float, float] | None:
+    """The faster of the two closest neighbours among ``times`` when they lie within
+    ``limit`` of each other, and how far apart they lie; None if no two do."""
+    ordered = sorted(times)
+    pairs = [(b / a - 1, a) for a, b in zip(ordered, ordered[1:], strict=False)]
+    if not pairs or min(pairs)[0] > limit:
+        return None
+    apart, faster = min(pairs)
+    return faster, apart
 
 
 def _least_squares_slope(xs: list[int], ys: list[float]) -> float:
