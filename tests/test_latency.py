@@ -160,7 +160,7 @@ def test_the_table_times_each_layer_shape_once_and_keeps_it_on_disk(tmp_path, fa
     assert first.estimate(original) == pytest.approx(measured)
     assert first.layers_sum(original) + first.overhead == pytest.approx(measured)
     recorded = json.loads(table.read_text())
-    assert recorded["device"] == device_description(CPU) and recorded["torch"] == torch.__version__
+    assert recorded["device"] == device_description(CPU, 1) and recorded["torch"] == torch.__version__
     # one entry per distinct layer call: ResNet-20's 19 convs, 19 batch norms, ... share shapes
     calls = first._traced(original)
     assert len(recorded["entries"]) == len({key for key, _, _ in calls}) < len(calls)
@@ -220,9 +220,9 @@ def test_a_table_keeps_each_entrys_spread_retimes_noisy_ones_and_merges_with_ano
     on_disk = json.loads(path.read_text())["entries"]
     assert set(first.table.entries) | set(second.table.entries) <= set(on_disk)
     # a table written by the first version (bare seconds, no spread) is timed anew
-    path.write_text(json.dumps({"version": 1, "device": device_description(CPU), "torch": torch.__version__,
-                                "entries": {key: 1.0 for key in on_disk}}))  # fmt: skip
-    assert LatencyTable(path, CPU).entries == {}
+    old = {"version": 1, "device": device_description(CPU, 1), "torch": torch.__version__}
+    path.write_text(json.dumps({**old, "entries": dict.fromkeys(on_disk, 1.0)}))
+    assert LatencyTable(path, CPU, threads=1).entries == {}
 
 
 def test_a_slope_the_table_cannot_resolve_falls_back_to_the_widths_macs_share(
@@ -284,6 +284,7 @@ def test_a_latency_search_holds_the_timed_budget_and_records_it(tmp_path, fake_m
         "mode": "train",
         "table": str(table),
         "max_spread": 0.1,
+        "threads": 1,
         "timing_precision": "fp32",
     }
     assert config["latency"] == recorded

@@ -264,6 +264,12 @@ class LatencyConfig:
         "disagree by more than this (it slowed down while timed: other jobs running)",
         flag="--latency-max-spread",
     )
+    threads: int = setting(
+        1,
+        "--budget latency: CPU threads the timings use (1: one core, steady on a shared machine; "
+        "0: torch's default, all cores)",
+        flag="--latency-threads",
+    )
     timing_precision: str = setting(
         "fp32",
         "--budget latency: the precision networks are timed in, as deployed (training: the "
@@ -276,6 +282,7 @@ class LatencyConfig:
         check(self.batch >= 1, f"--latency-batch is {self.batch}; give at least 1")
         check(self.mode in LATENCY_MODES, f"--latency-mode is {self.mode!r}; choose infer or train")
         check(self.max_spread >= 0, f"--latency-max-spread is {self.max_spread}; give a value >= 0")
+        check(self.threads >= 0, f"--latency-threads is {self.threads}; give 1 or more (0: torch's default)")
         check(
             self.timing_precision in LATENCY_PRECISIONS,
             f"--latency-precision is {self.timing_precision!r}; "

@@ -38,7 +38,7 @@ from .cost import measure, sensitivities
 from .errors import UserError
 from .rundir import read_json_file
 from .spaces import build
-from .speed import Timing, abba_ratio, time_work
+from .speed import Timing, abba_ratio, time_work, using_threads
 from .store import write_json
 from .train import autocast_dtype
 
@@ -47,8 +47,9 @@ TABLE_VERSION = 2  # 1 kept bare seconds per entry; 2 keeps {"seconds", "spread"
 NOISY_ENTRY = 0.1  # a table entry whose repeats disagreed by more is timed again when used
 
 
-def device_description(device: torch.device) -> str:
-    """What a timing depends on besides the network: the processor and its threads, or the GPU."""
+def device_description(device: torch.device, threads: int = 0) -> str:
+    """What a timing depends on besides the network: the processor and the threads it is
+    timed with (0: torch's current number), or the GPU."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}"
     name = platform.processor() or platform.machine()
@@ -59,12 +60,13 @@ def device_description(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{name}, {torch.get_num_threads()} threads"
+    count = threads or torch.get_num_threads()
+    return f"{name}, {count} thread" + ("s" if count > 1 else "")
 
 
-def default_table_path(device: torch.device) -> Path:
+def default_table_path(device: torch.device, threads: int = 0) -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    slug = "".join(c if c.isalnum() else "-" for c in device_description(device).lower())
+    slug = "".join(c if c.isalnum() else "-" for c in device_description(device, threads).lower())
     return cache / "netadjust" / "latency" / f"{slug}-torch{torch.__version__}.json"
 
 
@@ -75,9 +77,9 @@ class LatencyTable:
     sees one time per layer and a resumed search ranks with the times it saw before. A
     table of an older version is timed anew."""
 
-    def __init__(self, path: Path, device: torch.device):
-        self.path, self.device = path, device
-        self.description = device_description(device)
+    def __init__(self, path: Path, device: torch.device, threads: int = 0):
+        self.path, self.device, self.threads = path, device, threads
+        self.description = device_description(device, threads)
         self.entries: dict[str, dict[str, float]] = {}
         self.added = 0
         self.timed_here: set[str] = set()
@@ -236,7 +238,8 @@ class LatencyModel:
     def ratio(self, widths: Widths, reference: Widths) -> tuple[float, float]:
         """The time of ``widths`` over that of ``reference``, timed in A B B A rounds, and
         the spread of the rounds' ratios."""
-        return abba_ratio(self._network_pass(widths), self._network_pass(reference), self.device)
+        with self._threads():
+            return abba_ratio(self._network_pass(widths), self._network_pass(reference), self.device)
 
     def estimate(self, widths: Widths) -> float:
         """Seconds of one timed pass at ``widths``, from the table."""
@@ -274,7 +277,8 @@ class LatencyModel:
 
     def measure_network(self, widths: Widths) -> Timing:
         """The timing of one pass of the whole network at ``widths``."""
-        return time_work(self._network_pass(widths), self.device)
+        with self._threads():
+            return time_work(self._network_pass(widths), self.device)
 
     def _network_pass(self, widths: Widths) -> Callable[[], None]:
         model = build(self.spec, widths).to(self.device)
@@ -323,7 +327,12 @@ class LatencyModel:
         if hasattr(module, "inplace"):
             module.inplace = False  # an in-place op on a leaf that needs its gradient is refused
         work = self._pass(module, shape, input_grad=not first, input_dtype=None if first else self.dtype)
-        return time_work(work, self.device, blocks=8, block_seconds=0.002)
+        with self._threads():
+            return time_work(work, self.device, blocks=8, block_seconds=0.002)
+
+    def _threads(self):
+        """The timings' CPU threads (``--latency-threads``); a GPU's timings run as they are."""
+        return using_threads(self.config.threads if self.device.type == "cpu" else 0)
 
     def _pass(
         self,
@@ -409,6 +418,7 @@ def timed_precision(config: LatencyConfig, recipe_precision: str) -> str:
 def latency_model(
     spec: ModelSpec, config: LatencyConfig, device: torch.device, recipe_precision: str, channels_last: bool
 ) -> LatencyModel:
-    path = Path(config.table).expanduser() if config.table else default_table_path(device)
+    threads = config.threads if device.type == "cpu" else 0
+    path = Path(config.table).expanduser() if config.table else default_table_path(device, threads)
     precision = timed_precision(config, recipe_precision)
-    return LatencyModel(spec, config, device, precision, channels_last, LatencyTable(path, device))
+    return LatencyModel(spec, config, device, precision, channels_last, LatencyTable(path, device, threads))

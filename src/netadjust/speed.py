@@ -7,6 +7,7 @@ median over rounds is kept with its spread (the range of the middle half of the 
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -122,13 +123,6 @@ def time_work(work: Callable[[], None], device: torch.device, blocks: int = 40, 
     return Timing(low_percentile(first + second), (low_percentile(first), low_percentile(second)))
 
 
-def timed(work: Callable[[], None], device: torch.device, rounds: int, round_seconds: float):
-    """Seconds per call of ``work`` (``time_work``'s estimate over ``rounds`` blocks) and how
-    far its two repeats disagree."""
-    timing = time_work(work, device, blocks=rounds, block_seconds=round_seconds)
-    return timing.seconds, timing.disagreement
-
-
 def block_times(work: Callable[[], None], device: torch.device, calls: int, blocks: int) -> list[float]:
     """Seconds per call of ``work`` in each of ``blocks`` blocks of ``calls`` calls."""
     times = []
@@ -193,6 +187,18 @@ def low_percentile(values: list[float]) -> float:
     below = int(position)
     above = min(below + 1, len(ordered) - 1)
     return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+
+
+@contextlib.contextmanager
+def using_threads(count: int):
+    """torch's intra-op threads set to ``count`` (0: left as they are) while timing."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def relative_spread(values: list[float]) -> float:
