@@ -292,9 +292,11 @@ def test_a_latency_search_holds_the_timed_budget_and_records_it(tmp_path, fake_m
     # takes the widest such widths: the fake machine's time is that of their MACs
     assert record["next_excess"] <= 0.03
     assert record["next_latency"] == pytest.approx(network_seconds(SPEC, record["next_widths"]), rel=1e-3)
-    assert record["next_latency"] <= 1.03 * record["latency"] * (1 + 1e-3)
+    # aimed at the budget itself (timed again, a network at the band's edge lies beyond it as
+    # often as not): the widest scaling at or under the original's time
+    assert record["next_latency"] <= record["latency"] * (1 + 1e-3)
     wider = {name: width + 1 for name, width in record["next_widths"].items()}
-    assert network_seconds(SPEC, wider) > 1.03 * record["latency"] * 0.999
+    assert network_seconds(SPEC, wider) > record["latency"] * 0.999
     assert final["budget"] == "latency" and final["latency_table"] == str(table)
     assert final["original_latency"] == pytest.approx(network_seconds(SPEC, final["original_widths"]))
     assert math.isfinite(final["latency_estimate"])

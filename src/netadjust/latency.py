@@ -225,9 +225,9 @@ class LatencyModel:
 
     def _settled_ratio(self, widths: Widths) -> float:
         """The ratio of ``widths``' time to the original's, timed again (twice at most) while
-        it lies within its own spread of the band's edge, where the rescale decides: the
-        median of the timings, not the one that happened to fall under the edge."""
-        edge, ratios = 1 + LATENCY_TOLERANCE, []
+        it lies within its own spread of 1, the budget, where the rescale decides: the
+        median of the timings, not the one that happened to fall under it."""
+        edge, ratios = 1.0, []
         for _ in range(3):
             ratio, spread = self.ratio(widths, self.original)
             ratios.append(ratio)

@@ -320,9 +320,9 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
     rule, grid = config.rule, width_grid(spec, config.rule.round_to)  # --round-to, grouped layers' multiples
     adjusted, grown, shrunk = adjust(widths, estimate.fur, search.initial, iteration, rule, grid)
     if search.latency is not None:
-        rescaled = widest_within(
-            adjusted, search.cost, target, rule.min_width, search.tolerance, round_to=grid
-        )
+        # aimed at the budget itself, not the band's edge: timed again, a network at the
+        # edge lies beyond it as often as not
+        rescaled = widest_within(adjusted, search.cost, target, rule.min_width, 0.0, round_to=grid)
     else:
         rescaled = rescale(adjusted, search.cost, target, rule.min_width, round_to=grid)
     next_widths = processes.broadcast(rescaled)
