@@ -168,6 +168,18 @@ SETTINGS: dict[str, dict] = {
         "compare": ["--epochs", "8"],
         "originals_from": "resnet18-x0.25-quick",
     },
+    # the same search with the step a share of each width's current size (--step current)
+    "resnet18-x0.25-a0.5-step-current": {
+        "search": [
+            "--space",
+            "resnet18",
+            "--step",
+            "current",
+            *replaced(SEARCH, {"--width-mult": "0.25", "--adjust-rate": "0.5"}),
+        ],
+        "compare": ["--epochs", "8"],
+        "originals_from": "resnet18-x0.25-quick",
+    },
     # a network as a user writes one (bench/models/small_vgg.py: VGG-style stages of 16, 32
     # and 64 channels, 7.3M MACs), searched through --model with the quick preset; run from
     # the repository's root, where the path names the file
