@@ -168,6 +168,19 @@ SETTINGS: dict[str, dict] = {
         "compare": ["--epochs", "8"],
         "originals_from": "resnet18-x0.25-quick",
     },
+    # that search under the parameter budget: the quick preset's params row moved width into
+    # stages 1-3 (+33% MACs at equal parameters, +0.16 +- 0.08); a larger step moves more
+    "resnet18-x0.25-a0.5-params": {
+        "search": [
+            "--space",
+            "resnet18",
+            "--budget",
+            "params",
+            *replaced(SEARCH, {"--width-mult": "0.25", "--adjust-rate": "0.5"}),
+        ],
+        "compare": ["--epochs", "8"],
+        "originals_from": "resnet18-x0.25-quick",
+    },
     # the same search with the step a share of each width's current size (--step current)
     "resnet18-x0.25-a0.5-step-current": {
         "search": [
