@@ -3,6 +3,11 @@ trained at 0.44 of the original's rate on an AVX-512 CPU). Each network's traini
 and inference latency, measured side by side in one process: the networks take turns,
 round after round, so a slower moment of the machine falls on all of them alike, and the
 median over rounds is kept with its spread (the range of the middle half of the rounds).
+
+And the timing ``--budget latency`` rests on, made for a shared, noisy machine: a work timed
+in many short blocks, whose low percentile is its time (``time_work``: interruptions only
+add time), in two repeats whose disagreement shows a lasting slowdown; two works compared
+in A B B A rounds (``abba_ratio``). Every timing reads ``clock``, which tests replace.
 """
 
 from __future__ import annotations
