@@ -12,9 +12,11 @@ much), which is why the table only ranks and the budget is timed.
 Times are of one forward pass in eval mode (``--latency-mode infer``) or one forward and
 backward pass in train mode (``train``), at ``--latency-batch`` images, in
 ``--latency-precision`` (fp32 unless asked: a deployment figure) and the recipe's memory
-format. Every time is a low percentile of many short blocks in two repeats (speed.py):
-sporadic interruptions of a shared machine do not move it, a lasting slowdown makes the
-repeats disagree and is refused. The table records the device and torch version it was
+format, on ``--latency-threads`` CPU threads (one by default: steady on a shared machine).
+Every time is a low percentile of many short blocks in two repeats (speed.py), so sporadic
+interruptions do not move it; the original's time is taken until two timings agree, so a
+slowdown lasting a whole timing is outvoted, and a device whose timings never agree is
+refused. The table records the device and torch version it was
 measured with (a table of another device is refused, not reused) and each entry's spread,
 so a layer timed in a noisy moment is timed again.
 """
