@@ -1,6 +1,7 @@
 """Any model: coupled channels found in models written here (torchvision cannot be imported
 beside the CPU wheel), checked against the same models built natively at other widths."""
 
+import dataclasses
 import json
 import random
 import shutil
@@ -14,10 +15,10 @@ from torch import nn
 
 from conftest import in_process, netadjust
 from netadjust.anymodel import checked_plan, discover, rebuild
-from netadjust.cost import count
+from netadjust.cost import count, model_cost
 from netadjust.errors import UserError
 from netadjust.spaces import ModelSpec, base_widths, build
-from test_cli import assert_user_error
+from test_cli import assert_user_error, dry_run
 
 pytest.importorskip("torch_pruning")
 
@@ -495,6 +496,15 @@ def test_cost_counts_your_model_as_it_counts_a_space(tmp_path):
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)  # at search's default input: Fashion-MNIST's 1x28x28
     assert printed["macs"] == count(residual_from_file(tmp_path, in_channels=1), (1, 28, 28)).macs
+    # inspect counts the same network at the same input, and so does the search's budget
+    inspected = json.loads(in_process("inspect", "--model", reference, "--json").stdout)
+    assert inspected["macs"] == printed["macs"]
+    planned = dry_run("--model", reference)
+    spec = ModelSpec("model", in_channels=planned["model"]["in_channels"], model=reference)
+    assert (
+        model_cost(dataclasses.replace(spec, image_size=planned["model"]["image_size"])).macs
+        == printed["macs"]
+    )
     assert (
         set(printed["sensitivities"]) == set(printed["widths"]) and min(printed["sensitivities"].values()) > 0
     )
