@@ -321,5 +321,5 @@ __all__ = [
 # The package's API names, bound over its submodules of the same name (``search.py``): the
 # package imports this module lazily (``netadjust.__getattr__``), after which importing a
 # submodule rebinds its name on the package.
-for _name in ("build", "cost", "load", "search", "CostReport", "SearchResult"):
+for _name in set(sys.modules[__package__].__all__) - {"__version__"}:
     setattr(sys.modules[__package__], _name, globals()[_name])
