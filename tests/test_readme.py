@@ -1,12 +1,16 @@
-"""The README's Python code runs as copied: each ```python block, in a fresh interpreter,
-in an empty folder, on the Fashion-MNIST the README's set-up installs."""
+"""The README's code runs as copied: each ```python block, in a fresh interpreter, in an
+empty folder, on the Fashion-MNIST the README's set-up installs; every ``netadjust`` line
+of its shell blocks is accepted by the parser, and the own-model commands run."""
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from netadjust.cli import build_parser
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
@@ -22,3 +26,43 @@ def test_each_python_block_of_the_readme_runs_as_copied(block, tmp_path, fashion
         [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+SHELL_BLOCKS = re.findall(r"```sh\n(.*?)```", README.read_text(), flags=re.S)
+TINY_TRAINING = ["--epochs", "1", "--train-limit", "256", "--test-limit", "128"]
+TINY = {"search": ["--iterations", "1", "--val-limit", "128", *TINY_TRAINING], "train": TINY_TRAINING}
+
+
+def netadjust_lines(block: str) -> list[list[str]]:
+    """The block's ``netadjust`` commands as argument lists (comments dropped; a
+    ``torchrun … -m netadjust`` prefix removed)."""
+    commands = []
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        if "netadjust" in words:
+            commands.append(words[words.index("netadjust") + 1 :])
+    return commands
+
+
+def test_every_command_line_of_the_readme_is_accepted_by_the_parser():
+    commands = [words for block in SHELL_BLOCKS for words in netadjust_lines(block) if "--help" not in words]
+    assert len(commands) >= 20
+    parser = build_parser()
+    for words in commands:
+        args, unknown = parser.parse_known_args(words)  # a UserError (bad flag or value) fails the test
+        assert not unknown, f"netadjust {' '.join(words)}: {unknown} unknown"
+
+
+def test_the_own_model_commands_run_as_copied_on_tiny_settings(tmp_path, fashion_dir):
+    """The ``mine.py`` block written where the README says, then each command of the block
+    that uses it, the training ones cut to a few hundred images."""
+    (factory,) = [block for block in BLOCKS if block.startswith("# mine.py")]
+    (tmp_path / "mine.py").write_text(factory)
+    (block,) = [block for block in SHELL_BLOCKS if "mine.py:net" in block]
+    for words in netadjust_lines(block):
+        result = subprocess.run(
+            [sys.executable, "-m", "netadjust", *words, *TINY.get(words[0], [])],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, f"netadjust {' '.join(words)}: {result.stderr[-2000:]}"
+    assert (tmp_path / "runs/mine/final.json").exists()
