@@ -193,8 +193,9 @@ def test_compare_trains_three_networks_and_keeps_its_results(run):
         assert row["train_images_per_s"] > 0 and row["latency_ms"] > 0 and row["speed_spread"] >= 0
     assert "train img/s" in first.stdout and "latency ms" in first.stdout and "spread" in first.stdout
     assert (
-        f"timed in {comparison['latency_precision']}" in first.stdout
+        f"timed in {comparison['latency_precision']} on 1 thread" in first.stdout
         and comparison["latency_precision"] == "fp32"
+        and comparison["latency_threads"] == 1  # the run's --latency-threads default
     )
     assert comparison["searched"]["macs"] == run.final["macs"]
     uniform = comparison["uniform"]

@@ -146,7 +146,8 @@ def compare_run(
     }
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     latency_precision = timed_precision(run.config.latency, recipe.precision)
-    speeds = side_by_side(measured, shape, spec.num_classes, recipe, latency_precision)
+    latency_threads = run.config.latency.threads if torch_device.type == "cpu" else 0
+    speeds = side_by_side(measured, shape, spec.num_classes, recipe, latency_precision, latency_threads)
     for name in NETWORKS:
         speed = speeds[source[name]]
         summary[name] |= {
@@ -166,6 +167,7 @@ def compare_run(
         "data_sizes": expected["data_sizes"],
         "device": str(torch_device),
         "latency_precision": latency_precision,
+        "latency_threads": latency_threads,
     }
     write_json(run_dir / "compare.json", comparison)
     log(comparison_table(comparison))
@@ -287,7 +289,12 @@ def comparison_table(comparison: dict) -> str:
             + f", top-5 {100 * difference['top5']:+.2f}"
         )
     if "latency_precision" in comparison:
-        lines.append(f"latency: one image in eval mode, timed in {comparison['latency_precision']}")
+        threads = comparison.get("latency_threads", 0)
+        lines.append(
+            f"latency: one image in eval mode, timed in {comparison['latency_precision']}"
+            + (f" on {plural(threads, 'thread')} (--latency-threads)" if threads else "")
+            + "; training on torch's threads"
+        )
     if any(comparison[name].get("speed_spread", 0.0) > NOISY_SPEED for name in NETWORKS):
         lines.append(
             f"* speed rounds spread by more than {NOISY_SPEED:.0%}: the machine was busy, these speeds "

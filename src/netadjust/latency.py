@@ -9,10 +9,12 @@ at, kept on disk per device, so a width's f_i is a difference of table sums. On 
 isolated layers do not add up to the network (bench/latency_table.py measures by how
 much), which is why the table only ranks and the budget is timed.
 
-Times are of one forward pass in eval mode (``--latency-mode infer``) or one forward and
-backward pass in train mode (``train``), at ``--latency-batch`` images, in
-``--latency-precision`` (fp32 unless asked: a deployment figure) and the recipe's memory
-format, on ``--latency-threads`` CPU threads (one by default: steady on a shared machine).
+Times are of one forward pass in eval mode (``--latency-mode infer``) or one training step
+in train mode (``train``: forward, backward and the SGD update of the weights), at
+``--latency-batch`` images, in ``--latency-precision`` (fp32 unless asked: a deployment
+figure) and the recipe's memory format, on ``--latency-threads`` CPU threads (one by
+default: steady on a shared machine); bench/latency_train_mode.py checks the train-mode
+figure against the training loop's own rate.
 Every time is a low percentile of many short blocks in two repeats (speed.py), so sporadic
 interruptions do not move it; the original's time is taken until two timings agree, so a
 slowdown lasting a whole timing is outvoted, and a device whose timings never agree is
@@ -371,11 +373,25 @@ class LatencyModel:
             wanted = [x.detach().requires_grad_()]
             x = wanted[0]
 
+        parameters = [p for p in module.parameters() if p.requires_grad]
+        # the training step's update too (momentum and weight decay as the recipe's; a rate of
+        # zero keeps the weights, and so the timings, fixed): its cost is per parameter, not per
+        # image, and a small network's training loop pays it at every step
+        optimizer = (
+            torch.optim.SGD(parameters, lr=0.0, momentum=0.9, weight_decay=5e-4) if parameters else None
+        )
+
         def forward_backward() -> None:
             with autocast():
                 out = module(x)
             # the gradients returned, not added to .grad: no accumulation a network would not do
-            torch.autograd.grad(out, wanted, gradient, allow_unused=True)
+            gradients = torch.autograd.grad(out, wanted, gradient, allow_unused=True)
+            if optimizer is not None:
+                for parameter, grad in zip(
+                    parameters, gradients[len(wanted) - len(parameters) :], strict=True
+                ):
+                    parameter.grad = grad
+                optimizer.step()
 
         return forward_backward
 

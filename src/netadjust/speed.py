@@ -34,11 +34,13 @@ def side_by_side(
     classes: int,
     recipe: Recipe,
     latency_precision: str = "fp32",
+    latency_threads: int = 0,
 ):
     """Per network: ``train_images_per_s`` (SGD steps at ``recipe.batch_size`` in its
-    precision and memory format, random data) and ``latency_ms`` (one image, eval mode, in
-    ``latency_precision``: a deployment figure), medians of ``ROUNDS`` interleaved rounds,
-    and their relative spreads."""
+    precision and memory format, random data, on torch's threads as training runs) and
+    ``latency_ms`` (one image, eval mode, in ``latency_precision`` on ``latency_threads``
+    CPU threads, 0: torch's: a deployment figure), medians of ``ROUNDS`` interleaved
+    rounds, and their relative spreads."""
     device = next(next(iter(models.values())).parameters()).device
     dtype = autocast_dtype(recipe.precision, device)
     latency_dtype = autocast_dtype(latency_precision, device)
@@ -68,10 +70,9 @@ def side_by_side(
             copies[name].eval()(one)
 
     names = list(copies)
-    works = [lambda name=name: train_step(name) for name in names]
-    works += [lambda name=name: infer(name) for name in names]
-    times = timed_together(works, device, ROUNDS, round_seconds=0.05)
-    train, inference = times[: len(names)], times[len(names) :]
+    train = timed_together([lambda name=name: train_step(name) for name in names], device, ROUNDS, 0.05)
+    with using_threads(latency_threads):
+        inference = timed_together([lambda name=name: infer(name) for name in names], device, ROUNDS, 0.05)
     return {
         name: {
             "train_images_per_s": recipe.batch_size / statistics.median(train[index]),
