@@ -164,6 +164,13 @@ def compare_parser(commands) -> None:
     )
     compare.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     compare.add_argument(
+        "--baseline",
+        choices=["pruned"],
+        help="also train the widths a pruning tool gives at the searched cost: the original at 2x "
+        "its widths, trained for the search's epochs, pruned by Torch-Pruning's global L1 magnitude "
+        "(needs netadjust[models]; ResNet-18/34, plain nets and your --model, not the CIFAR ResNets)",
+    )
+    compare.add_argument(
         "--preset",
         choices=sorted(FINAL_TRAINING),
         help="train with a preset's final training instead of the run's recipe (see train --help)",

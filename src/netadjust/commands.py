@@ -280,6 +280,7 @@ def command_compare(args: argparse.Namespace) -> int:
             data_overrides=given(args, DataConfig),
             device=args.device,
             force=args.force,
+            baseline=args.baseline,
         )
     except KeyboardInterrupt:
         print(

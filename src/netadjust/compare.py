@@ -1,6 +1,7 @@
 """Did the search pay off? Train the original widths, the searched widths and a uniformly
 scaled network of the searched cost from scratch with one recipe, for several seeds, and
-compare their test accuracy: the experiment the paper's tables are made of.
+compare their test accuracy: the experiment the paper's tables are made of. With
+``baseline="pruned"`` also the widths a magnitude-pruning tool gives at that cost (pruned.py).
 
 Every trained network is kept in ``RUN_DIR/compare/`` (``<name>-seed<k>.json`` and
 ``.safetensors``), so an interrupted comparison continues where it stopped.
@@ -22,6 +23,7 @@ from .data import prepare_data
 from .errors import UserError
 from .export import save_weights
 from .latency import LATENCY_TOLERANCE, latency_model, timed_precision
+from .pruned import check_prunable, pruned_baseline
 from .retrain import train_on_full
 from .rundir import Run, read_run
 from .spaces import build, width_grid
@@ -31,6 +33,7 @@ from .train import resolve_device
 from .wording import plural
 
 NETWORKS = ("original", "searched", "uniform")
+BASELINES = ("pruned",)  # networks trained only when asked
 MATCHED = ("widths", "seed", "recipe", "dataset", "data_sizes")  # a kept result must agree on these
 
 
@@ -68,15 +71,19 @@ def compare_run(
     data_overrides: dict | None = None,
     device: str | None = None,
     force: bool = False,
+    baseline: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train the three networks for ``seeds`` seeds; write and return ``compare.json``."""
+    """Train the three networks (and the ``baseline``'s, when given) for ``seeds`` seeds;
+    write and return ``compare.json``."""
     run_dir = user_path(run_dir)
     run = read_run(run_dir)
     if run.final is None:
         raise UserError(f"{run_dir} holds no finished search (no final.json); finish it with --resume first")
     if seeds < 1:
         raise UserError(f"--seeds is {seeds}; give at least 1")
+    if baseline not in (None, *BASELINES):
+        raise UserError(f"--baseline is {baseline!r}; choose {' or '.join(BASELINES)}")
     spec, config = run.final.model, run.config
     recipe = configured(Recipe, {**as_settings(config.recipe), **(recipe_overrides or {})})
     recipe.validate()
@@ -86,6 +93,8 @@ def compare_run(
     torch_device = resolve_device(device or config.device)
     cost, tolerance = budget_measure(run, spec)
     networks = candidate_widths(run, spec, cost)
+    if baseline == "pruned":  # refused here, before anything is written, if it cannot be pruned
+        check_prunable(spec, networks["original"], width_grid(spec, config.rule.round_to))
     budget, uniform_cost = cost(networks["searched"]), cost(networks["uniform"])
     if not within_budget(uniform_cost, budget, tolerance):
         log(
@@ -102,11 +111,20 @@ def compare_run(
         "data_sizes": {"train": len(data.train), "test": len(data.test)},
     }
     seed_list = list(range(first_seed, first_seed + seeds))
+    names = NETWORKS + ((baseline,) if baseline else ())
     same_as_original = networks["uniform"] == networks["original"]
     plan = [(name, seed) for name in NETWORKS for seed in seed_list]
     if same_as_original:  # the original network itself: its results serve for both
         plan = [(name, seed) for name, seed in plan if name != "uniform"]
-    kept = _kept_results(folder, plan, networks, expected, force)
+    kept = _kept_results(folder, plan, networks, expected, force)  # stale ones refused before training
+    if baseline == "pruned":
+        pruned = pruned_baseline(
+            spec, networks["original"], width_grid(spec, config.rule.round_to), cost, budget,
+            config.rule.min_width, tolerance, data, config.recipe, first_seed, folder / "pruned.json", log,
+        )  # fmt: skip
+        networks["pruned"] = pruned["widths"]
+        plan += [("pruned", seed) for seed in seed_list]
+        kept |= _kept_results(folder, plan[-len(seed_list) :], networks, expected, force)
     log(
         f"compare: {plural(len(plan), 'training')} ({', '.join(sorted({name for name, _ in plan}))}; "
         f"seeds {seed_list[0]}-{seed_list[-1]}) of {plural(recipe.epochs, 'epoch')} "
@@ -130,25 +148,23 @@ def compare_run(
             f"top-5 {100 * result['test']['top5']:.2f}%"
         )
 
-    source = {
-        "original": "original",
-        "searched": "searched",
-        "uniform": "original" if same_as_original else "uniform",
-    }
+    source = {name: name for name in names} | {"uniform": "original" if same_as_original else "uniform"}
     summary = {
         name: _summarise(networks[name], [results[source[name], seed] for seed in seed_list], spec)
-        for name in NETWORKS
+        for name in names
     }
+    if baseline == "pruned":
+        summary["pruned"]["pruning"] = {
+            key: pruned[key] for key in ("importance", "wide_widths", "pruning_ratio", "pruned_widths")
+        }
     if same_as_original:
         summary["uniform"]["same_as"] = "original"
-    measured = {
-        name: build(spec, networks[name]).to(torch_device) for name in NETWORKS if source[name] == name
-    }
+    measured = {name: build(spec, networks[name]).to(torch_device) for name in names if source[name] == name}
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     latency_precision = timed_precision(run.config.latency, recipe.precision)
     latency_threads = run.config.latency.threads if torch_device.type == "cpu" else 0
     speeds = side_by_side(measured, shape, spec.num_classes, recipe, latency_precision, latency_threads)
-    for name in NETWORKS:
+    for name in names:
         speed = speeds[source[name]]
         summary[name] |= {
             "train_images_per_s": speed["train_images_per_s"],
@@ -160,6 +176,11 @@ def compare_run(
         "difference": {
             "searched_minus_original": _difference(summary["searched"], summary["original"]),
             "searched_minus_uniform": _difference(summary["searched"], summary["uniform"]),
+            **(
+                {f"searched_minus_{baseline}": _difference(summary["searched"], summary[baseline])}
+                if baseline
+                else {}
+            ),
         },
         "seeds": seed_list,
         "recipe": expected["recipe"],
@@ -262,6 +283,11 @@ def speed_cells(row: dict) -> str:
     return f"{row['train_images_per_s']:>12,.0f} {row['latency_ms']:>11.2f} {f'{spread:.0%}':>6}{mark}"
 
 
+def trained_networks(comparison: dict) -> list[str]:
+    """The networks a comparison trained, in table order."""
+    return [name for name in (*NETWORKS, *BASELINES) if name in comparison]
+
+
 def comparison_table(comparison: dict) -> str:
     """The comparison as a plain-text table (mean ± sample std over seeds, in %)."""
     n = len(comparison["seeds"])
@@ -269,7 +295,7 @@ def comparison_table(comparison: dict) -> str:
         f"{'network':<10} {'top-1 (%)':>16} {'top-5 (%)':>16} {'MACs':>14} {'params':>11} "
         f"{'train img/s':>12} {'latency ms':>11} {'spread':>7}   ({n} seed" + ("s)" if n > 1 else ")")
     ]
-    for name in NETWORKS:
+    for name in trained_networks(comparison):
         row = comparison[name]
         note = "  (= original)" if row.get("same_as") else ""
         lines.append(
@@ -277,11 +303,9 @@ def comparison_table(comparison: dict) -> str:
             f"{mean_spread(row['top5_mean'], row['top5_std']):>16} "
             f"{row['macs']:>14,} {row['params']:>11,} {speed_cells(row)}{note}"
         )
-    for key, label in (
-        ("searched_minus_original", "searched − original"),
-        ("searched_minus_uniform", "searched − uniform"),
-    ):
-        difference = comparison["difference"][key]
+    for name in [name for name in trained_networks(comparison) if name != "searched"]:
+        difference = comparison["difference"][f"searched_minus_{name}"]
+        label = f"searched − {name}"
         se = difference.get("top1_se")
         lines.append(
             f"{label}: top-1 {100 * difference['top1']:+.2f} points"
@@ -295,7 +319,7 @@ def comparison_table(comparison: dict) -> str:
             + (f" on {plural(threads, 'thread')} (--latency-threads)" if threads else "")
             + "; training on torch's threads"
         )
-    if any(comparison[name].get("speed_spread", 0.0) > NOISY_SPEED for name in NETWORKS):
+    if any(comparison[name].get("speed_spread", 0.0) > NOISY_SPEED for name in trained_networks(comparison)):
         lines.append(
             f"* speed rounds spread by more than {NOISY_SPEED:.0%}: the machine was busy, these speeds "
             "are its noise, not the networks' difference; measure again on an idle machine"

@@ -7,7 +7,7 @@ import json
 from itertools import groupby
 from pathlib import Path
 
-from .compare import NOISY_SPEED, mean_spread
+from .compare import NOISY_SPEED, mean_spread, trained_networks
 from .config import BUDGET_TOLERANCE
 from .errors import UserError
 from .export import build_call
@@ -331,7 +331,7 @@ def _comparison_section(run_dir: Path) -> list[str]:
         "| network | top-1 (%) | top-5 (%) | MACs | params | train img/s | latency ms | speed spread |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("original", "searched", "uniform"):
+    for name in trained_networks(comparison):
         row = comparison[name]
         same = " (= original)" if row.get("same_as") else ""
         lines.append(
@@ -345,22 +345,32 @@ def _comparison_section(run_dir: Path) -> list[str]:
                 else "| | |"
             )
         )
-    difference = comparison["difference"]["searched_minus_original"]
-    if any(
-        comparison[name].get("speed_spread", 0.0) > NOISY_SPEED
-        for name in ("original", "searched", "uniform")
-    ):
+    if any(comparison[name].get("speed_spread", 0.0) > NOISY_SPEED for name in trained_networks(comparison)):
         lines += [
             "",
             f"\\* the speed rounds spread by more than {NOISY_SPEED:.0%}: the machine's noise, "
             "not a difference.",
         ]
-    lines += [
-        "",
-        f"Searched − original: {100 * difference['top1']:+.2f} points top-1"
-        + (f" (paired standard error {100 * difference['top1_se']:.2f})" if difference.get("top1_se") else "")
-        + f", {100 * difference['top5']:+.2f} top-5.",
-    ]
+    lines.append("")
+    for name in [name for name in trained_networks(comparison) if name != "searched"]:
+        difference = comparison["difference"][f"searched_minus_{name}"]
+        lines.append(
+            f"- Searched − {name}: {100 * difference['top1']:+.2f} points top-1"
+            + (
+                f" (paired standard error {100 * difference['top1_se']:.2f})"
+                if difference.get("top1_se")
+                else ""
+            )
+            + f", {100 * difference['top5']:+.2f} top-5."
+        )
+    if "pruned" in comparison:
+        pruning = comparison["pruned"]["pruning"]
+        lines += [
+            "",
+            f"Pruned: the original at 2× its widths, trained for the search's epochs per iteration, "
+            f"pruned by {pruning['importance']} ({pruning['pruning_ratio']:.1%} of its channels) to the "
+            "searched network's cost, then rescaled onto it in this space.",
+        ]
     return lines
 
 

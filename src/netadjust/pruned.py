@@ -1,0 +1,231 @@
+"""The pruning peer (``compare --baseline pruned``): the widths a magnitude-pruning tool
+would give at the run's budget, so the search is compared with what a user would otherwise do.
+
+The run's original network at twice its widths (a built-in space's unsearched stem doubled
+with them) is trained with the run's recipe for the search's epochs per iteration, then
+pruned globally by Torch-Pruning's ``MetaPruner`` with its L1 magnitude importance (each
+coupled group's scores averaged over its layers and divided by their mean, Torch-Pruning's
+defaults; the classifier's outputs kept), the pruning ratio bisected until the kept widths
+cost the run's budget in the run's space; the search's own rescale then puts them exactly
+on the budget and the width grid. The pruner only chooses channels: its plan is read and
+never applied, so blocks that keep their built shapes still prune. A width must be one
+group of Torch-Pruning's graph whose channels the space couples the same way (checked;
+the CIFAR ResNets' zero-padded stride shortcuts are not, and are refused).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .adjust import rescale, scale_widths
+from .anymodel import require_torch_pruning, sides
+from .config import ModelSpec, Recipe, Widths
+from .errors import UserError
+from .spaces import build, network_name
+from .store import write_json
+from .train import evaluate, train_network
+
+WIDER = 2  # the pruned network starts at this multiple of the run's original widths
+IMPORTANCE = "L1 magnitude (Torch-Pruning MagnitudeImportance(p=1)), global"
+CARRIERS = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.GroupNorm)
+
+
+@dataclasses.dataclass
+class PruningPlan:
+    """A trained network's widths as Torch-Pruning's groups: which layer's outputs carry
+    each width, and the layers the pruner must leave (the classifier, unsearched groups)."""
+
+    model: nn.Module
+    example: torch.Tensor
+    carriers: dict[str, nn.Module]  # width name -> the layer whose outputs are its channels
+    ignored: list[nn.Module]
+
+    def removed(self, ratio: float) -> dict[str, list[int]]:
+        """Per width, the channels the global pruner removes at ``ratio`` of all channels."""
+        tp = require_torch_pruning()
+        pruner = tp.pruner.MetaPruner(
+            self.model,
+            self.example,
+            importance=tp.importance.MagnitudeImportance(p=1),
+            global_pruning=True,
+            pruning_ratio=ratio,
+            ignored_layers=self.ignored,
+        )
+        by_module: dict[nn.Module, list[int]] = {}
+        for group in pruner.step(interactive=True):  # the plan only: group.prune() is never called
+            for dependency, indices in group:
+                if pruner.DG.is_out_channel_pruning_fn(dependency.handler):
+                    by_module[dependency.target.module] = sorted(int(i) for i in indices)
+        return {name: by_module.get(module, []) for name, module in self.carriers.items()}
+
+    def widths(self, ratio: float) -> Widths:
+        """The widths left at ``ratio`` (at least one channel each)."""
+        return {
+            name: max(1, sides(self.carriers[name])["out"] - len(channels))
+            for name, channels in self.removed(ratio).items()
+        }
+
+
+def pruning_plan(model: nn.Module, widths: Widths, example: torch.Tensor, what: str) -> PruningPlan:
+    """The plan of ``model`` built at ``widths``; refused in one line where Torch-Pruning's
+    graph does not couple the widths' channels as the model does."""
+    tp = require_torch_pruning()
+    model = model.eval()
+    modules, sites = dict(model.named_modules()), getattr(model, "drop_sites", {})
+    carriers = {}
+    for name in widths:
+        site = sites.get(name)
+        site = site[0] if isinstance(site, tuple) else site
+        found = [m for m in (modules.get(name), modules.get(site or "")) if isinstance(m, CARRIERS)]
+        if not found:
+            raise UserError(
+                f"--baseline pruned: {what}'s width {name} has no layer of its own whose outputs are its "
+                "channels (a shared tap); this space cannot be pruned here"
+            )
+        carriers[name] = found[0]
+    output = output_layer(model, example)
+    try:
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        groups = list(graph.get_all_groups(ignored_layers=[output], root_module_types=[nn.Conv2d, nn.Linear]))
+    except Exception as error:  # noqa: BLE001 (a graph Torch-Pruning cannot trace: named, refused)
+        raise UserError(f"--baseline pruned: Torch-Pruning cannot trace {what}: {error}") from None
+    group_of, ignored = {}, [output]
+    for index, group in enumerate(groups):
+        produced = [
+            dependency.target.module
+            for dependency, _ in group
+            if graph.is_out_channel_pruning_fn(dependency.handler)
+        ]
+        named = [name for name, carrier in carriers.items() if carrier in produced]
+        for name in named:
+            if name in group_of or widths[name] != len(group[0][1]):
+                raise UserError(
+                    f"--baseline pruned: Torch-Pruning's graph puts {what}'s width {name} ({widths[name]} "
+                    f"channels) in a group of {len(group[0][1])} (it reads zero-padded shortcuts as "
+                    "identities); this space cannot be pruned here (ResNet-18/34, plain nets and --model can)"
+                )
+            group_of[name] = index
+        if not named:  # channels the space does not search (a stem): the pruner leaves them
+            ignored.append(group[0].dep.target.module)
+    missing = [name for name in widths if name not in group_of]
+    if missing:
+        raise UserError(
+            f"--baseline pruned: Torch-Pruning's graph has no group for {what}'s width {missing[0]}"
+        )
+    return PruningPlan(model, example, carriers, ignored)
+
+
+def output_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The layer whose output the model returns (else its last conv or linear layer)."""
+    outputs = {}
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    handles = [m.register_forward_hook(lambda m, i, o: outputs.__setitem__(m, o)) for m in layers]
+    try:
+        with torch.no_grad():
+            result = model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return next((m for m, o in outputs.items() if o is result), layers[-1])
+
+
+def pruned_to_budget(
+    plan: PruningPlan, cost: Callable[[Widths], float], budget: float
+) -> tuple[Widths, float]:
+    """The widths at the least pruning ratio (bisected) whose cost is within the budget."""
+    low, high = 0.0, 1.0
+    best = plan.widths(high)
+    for _ in range(16):
+        middle = (low + high) / 2
+        widths = plan.widths(middle)
+        if cost(widths) > budget:
+            low = middle
+        else:
+            high, best = middle, widths
+    return best, high
+
+
+def wide_network(spec: ModelSpec, original: Widths, grid) -> tuple[ModelSpec, Widths]:
+    """The network pruning starts from: the original widths times ``WIDER`` (on the grid); a
+    built-in space's stem, set by the width multiplier, widened with them."""
+    wide_spec = (
+        spec if spec.model is not None else dataclasses.replace(spec, width_mult=WIDER * spec.width_mult)
+    )
+    return wide_spec, scale_widths(original, WIDER, 1, grid)
+
+
+def check_prunable(spec: ModelSpec, original: Widths, grid) -> None:
+    """Refuse, before any training, a network whose widths the pruner cannot read."""
+    wide_spec, wide = wide_network(spec, original, grid)
+    example = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size)
+    pruning_plan(build(wide_spec, wide), wide, example, network_name(wide_spec))
+
+
+MATCHED = ("wide_widths", "wide_width_mult", "seed", "recipe", "dataset", "data_sizes", "budget")
+
+
+def pruned_baseline(
+    spec: ModelSpec,
+    original: Widths,
+    grid,
+    cost: Callable[[Widths], float],
+    budget: float,
+    min_width: int,
+    tolerance: float,
+    data,
+    recipe: Recipe,
+    seed: int,
+    path: Path,
+    log: Callable[[str], None],
+) -> dict:
+    """Train the wide network, prune it to ``budget`` and rescale into the run's space; the
+    record (kept in ``path`` and reused while its settings match)."""
+    wide_spec, wide = wide_network(spec, original, grid)
+    example = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size, device=data.train.device)
+    what = network_name(wide_spec)
+    wanted = {
+        "wide_widths": wide,
+        "wide_width_mult": wide_spec.width_mult,
+        "seed": seed,
+        "recipe": dataclasses.asdict(recipe),
+        "dataset": data.info.name,
+        "data_sizes": {"train": len(data.train), "test": len(data.test)},
+        "budget": budget,
+    }
+    if path.exists():
+        kept = json.loads(path.read_text())
+        if all(kept.get(key) == wanted[key] for key in MATCHED):
+            log(f"pruned: kept from {path}")
+            return kept
+    log(
+        f"pruned: training {what} at {WIDER}x the original widths for {recipe.epochs} epochs "
+        f"(the search's per iteration), then pruning it to the budget"
+    )
+    start = time.perf_counter()
+    model, _ = train_network(wide_spec, wide, data, recipe, seed=seed, label="pruned: wide")
+    wide_test = evaluate(model, data.test, data.info)
+    plan = pruning_plan(model, wide, example, what)
+    pruned, ratio = pruned_to_budget(plan, cost, budget)
+    widths = rescale(pruned, cost, budget, min_width, tolerance, round_to=grid)
+    record = {
+        **wanted,
+        "importance": IMPORTANCE,
+        "wide_test": wide_test,
+        "pruning_ratio": ratio,
+        "pruned_widths": pruned,
+        "widths": widths,
+        "seconds": time.perf_counter() - start,
+    }
+    write_json(path, record)
+    log(
+        f"pruned: {ratio:.1%} of the wide network's channels removed (its test top-1 "
+        f"{100 * wide_test['top1']:.2f}% before); rescaled onto the budget"
+    )
+    return record
