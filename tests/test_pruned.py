@@ -11,8 +11,10 @@ import netadjust
 from conftest import in_process as cli
 from conftest import write_mnist_like
 from netadjust.cost import measure
-from netadjust.pruned import pruned_to_budget, pruning_plan
+from netadjust.errors import UserError
+from netadjust.pruned import check_prunable, pruned_to_budget, pruning_plan
 from netadjust.rundir import read_run
+from netadjust.spaces import ModelSpec, base_widths, width_grid
 from test_cli import assert_user_error
 
 pytest.importorskip("torch_pruning")
@@ -100,3 +102,22 @@ def test_a_cifar_resnet_is_refused_before_anything_is_written(data, tmp_path):
     result = cli("compare", run_dir, "--baseline", "pruned", "--epochs", "1")
     assert_user_error(result, "--baseline pruned", "zero-padded shortcuts", "cannot be pruned")
     assert not (tmp_path / "run/compare").exists() and not (tmp_path / "run/compare.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("space", "refused_for"),
+    [
+        ("plain20", None),
+        ("resnet34", None),
+        ("densenet40", None),
+        ("pyramidnet20", "zero-padded shortcuts"),
+        ("mobilenetv2", "a shared tap"),
+    ],
+)
+def test_which_built_in_spaces_the_pruner_reads(space, refused_for):
+    spec = ModelSpec(space, 10, 1, 28, 0.25)
+    if refused_for is None:
+        check_prunable(spec, base_widths(spec), width_grid(spec, 1))
+    else:
+        with pytest.raises(UserError, match=refused_for):
+            check_prunable(spec, base_widths(spec), width_grid(spec, 1))
