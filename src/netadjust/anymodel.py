@@ -123,6 +123,32 @@ def refuse_unsupported(model: nn.Module) -> None:
                     )
 
 
+def traced(model: nn.Module, example: torch.Tensor, types: tuple[type, ...]) -> tuple[dict, dict, object]:
+    """One pass of ``model`` on ``example``: each layer of ``types``'s output, how many times
+    it was called, and the model's output."""
+    outputs, calls = {}, {}
+
+    def seen(module, inputs, output) -> None:
+        outputs[module] = output
+        calls[module] = calls.get(module, 0) + 1
+
+    handles = [module.register_forward_hook(seen) for module in model.modules() if isinstance(module, types)]
+    try:
+        with torch.no_grad():
+            output = model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs, calls, output
+
+
+def output_layer(model: nn.Module, outputs: dict, output) -> nn.Module:
+    """The conv or linear layer whose output the model returns (of ``traced``'s), else the
+    model's last one."""
+    returning = [m for m, o in outputs.items() if o is output and isinstance(m, nn.Linear | nn.Conv2d)]
+    return (returning or [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)])[-1]
+
+
 def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     """The groups of ``model`` (its output layer's outputs excluded) traced on ``example``."""
     tp = require_torch_pruning()
@@ -130,19 +156,7 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     refuse_unsupported(model)
     names = {module: name for name, module in model.named_modules()}
     order = {name: index for index, name in enumerate(names.values())}
-    outputs, calls = {}, {}
-
-    def seen(module, inputs, output) -> None:
-        outputs[module] = output
-        calls[module] = calls.get(module, 0) + 1
-
-    handles = [module.register_forward_hook(seen) for module in names if isinstance(module, RESIZABLE)]
-    try:
-        with torch.no_grad():
-            output = model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    outputs, calls, output = traced(model, example, RESIZABLE)
     shared = [module for module, count in calls.items() if count > 1]
     if shared:  # a layer called more than once per pass ties its channels to themselves
         raise UserError(
@@ -150,11 +164,9 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         )
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         raise UserError("the model must return one tensor of logits (N, classes); refusing it")
-    # the layer whose output the model returns keeps its size; else the last conv or linear one
-    output_layers = [m for m, o in outputs.items() if o is output and isinstance(m, nn.Linear | nn.Conv2d)]
-    output_layers = output_layers or [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)][-1:]
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     groups, owned, modules = [], {}, dict(model.named_modules())
+    output_layers = [output_layer(model, outputs, output)]  # the classes: kept
     for found in graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear]):
         members: dict[tuple[str, str], int] = {}
         root_width = len(found[0][1])

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .adjust import rescale, scale_widths
-from .anymodel import require_torch_pruning, sides
+from .anymodel import output_layer, require_torch_pruning, sides, traced
 from .config import ModelSpec, Recipe, Widths
 from .errors import UserError
 from .spaces import build, network_name
@@ -90,7 +90,8 @@ def pruning_plan(model: nn.Module, widths: Widths, example: torch.Tensor, what: 
                 "channels (a shared tap); this space cannot be pruned here"
             )
         carriers[name] = found[0]
-    output = output_layer(model, example)
+    outputs, _, result = traced(model, example, (nn.Conv2d, nn.Linear))
+    output = output_layer(model, outputs, result)
     try:
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         groups = list(graph.get_all_groups(ignored_layers=[output], root_module_types=[nn.Conv2d, nn.Linear]))
@@ -120,20 +121,6 @@ def pruning_plan(model: nn.Module, widths: Widths, example: torch.Tensor, what: 
             f"--baseline pruned: Torch-Pruning's graph has no group for {what}'s width {missing[0]}"
         )
     return PruningPlan(model, example, carriers, ignored)
-
-
-def output_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """The layer whose output the model returns (else its last conv or linear layer)."""
-    outputs = {}
-    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    handles = [m.register_forward_hook(lambda m, i, o: outputs.__setitem__(m, o)) for m in layers]
-    try:
-        with torch.no_grad():
-            result = model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return next((m for m, o in outputs.items() if o is result), layers[-1])
 
 
 def pruned_to_budget(
