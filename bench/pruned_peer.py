@@ -56,12 +56,22 @@ def run_row(name: str, data_dir: str | None) -> dict:
     if {"train": len(data.train), "test": len(data.test)} != comparison["data_sizes"]:
         raise SystemExit(f"{name}: the data differ from its comparison's")
     cost, tolerance = budget_measure(run, spec)
-    budget = cost(run.final.widths)
     start = time.perf_counter()
     pruned = pruned_baseline(
-        spec, run.final.original_widths, width_grid(spec, config.rule.round_to), cost, budget,
-        config.rule.min_width, tolerance, data, config.recipe, seeds[0], folder / "pruned.json", print,
-    )  # fmt: skip
+        spec,
+        original=run.final.original_widths,
+        target=run.final.widths,
+        measure=run.budget,
+        grid=width_grid(spec, config.rule.round_to),
+        cost=cost,
+        min_width=config.rule.min_width,
+        tolerance=tolerance,
+        data=data,
+        recipe=config.recipe,
+        seed=seeds[0],
+        path=folder / "pruned.json",
+        log=print,
+    )
     results = {}
     for seed in seeds:
         path = folder / f"pruned-seed{seed}.json"

@@ -119,9 +119,20 @@ def compare_run(
     kept = _kept_results(folder, plan, networks, expected, force)  # stale ones refused before training
     if baseline == "pruned":
         pruned = pruned_baseline(
-            spec, networks["original"], width_grid(spec, config.rule.round_to), cost, budget,
-            config.rule.min_width, tolerance, data, config.recipe, first_seed, folder / "pruned.json", log,
-        )  # fmt: skip
+            spec,
+            original=networks["original"],
+            target=networks["searched"],
+            measure=run.budget,
+            grid=width_grid(spec, config.rule.round_to),
+            cost=cost,
+            min_width=config.rule.min_width,
+            tolerance=tolerance,
+            data=data,
+            recipe=config.recipe,  # the search's own: its epochs per iteration
+            seed=first_seed,
+            path=folder / "pruned.json",
+            log=log,
+        )
         networks["pruned"] = pruned["widths"]
         plan += [("pruned", seed) for seed in seed_list]
         kept |= _kept_results(folder, plan[-len(seed_list) :], networks, expected, force)

@@ -155,15 +155,18 @@ def check_prunable(spec: ModelSpec, original: Widths, grid) -> None:
     pruning_plan(build(wide_spec, wide), wide, example, network_name(wide_spec))
 
 
-MATCHED = ("wide_widths", "wide_width_mult", "seed", "recipe", "dataset", "data_sizes", "budget")
+# what a kept pruning must agree on (the target's widths, not its cost: a timed cost varies)
+MATCHED = ("wide_widths", "wide_width_mult", "seed", "recipe", "dataset", "data_sizes", "target", "measure")
 
 
 def pruned_baseline(
     spec: ModelSpec,
+    *,
     original: Widths,
+    target: Widths,
+    measure: str,
     grid,
     cost: Callable[[Widths], float],
-    budget: float,
     min_width: int,
     tolerance: float,
     data,
@@ -172,8 +175,9 @@ def pruned_baseline(
     path: Path,
     log: Callable[[str], None],
 ) -> dict:
-    """Train the wide network, prune it to ``budget`` and rescale into the run's space; the
-    record (kept in ``path`` and reused while its settings match)."""
+    """Train the wide network, prune it to the ``cost`` of ``target`` (the searched widths;
+    ``measure`` names the cost) and rescale into the run's space; the record (kept in
+    ``path`` and reused while its settings match)."""
     wide_spec, wide = wide_network(spec, original, grid)
     example = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size, device=data.train.device)
     what = network_name(wide_spec)
@@ -184,7 +188,8 @@ def pruned_baseline(
         "recipe": dataclasses.asdict(recipe),
         "dataset": data.info.name,
         "data_sizes": {"train": len(data.train), "test": len(data.test)},
-        "budget": budget,
+        "target": target,
+        "measure": measure,
     }
     if path.exists():
         kept = json.loads(path.read_text())
@@ -195,7 +200,7 @@ def pruned_baseline(
         f"pruned: training {what} at {WIDER}x the original widths for {recipe.epochs} epochs "
         f"(the search's per iteration), then pruning it to the budget"
     )
-    start = time.perf_counter()
+    start, budget = time.perf_counter(), cost(target)
     model, _ = train_network(wide_spec, wide, data, recipe, seed=seed, label="pruned: wide")
     wide_test = evaluate(model, data.test, data.info)
     plan = pruning_plan(model, wide, example, what)
@@ -203,6 +208,7 @@ def pruned_baseline(
     widths = rescale(pruned, cost, budget, min_width, tolerance, round_to=grid)
     record = {
         **wanted,
+        "budget": budget,
         "importance": IMPORTANCE,
         "wide_test": wide_test,
         "pruning_ratio": ratio,
