@@ -13,7 +13,7 @@ import torch
 
 from conftest import in_process, write_mnist_like
 from netadjust import speed
-from netadjust.adjust import widest_within
+from netadjust.adjust import filled, widest_within
 from netadjust.config import LatencyConfig, ModelSpec
 from netadjust.cost import measure, sensitivities
 from netadjust.errors import UserError
@@ -260,6 +260,21 @@ def test_the_timed_rescale_takes_the_widest_widths_within_the_band():
     assert 56 <= max(widest.values()) <= 64
     on_grid = widest_within(grown, linear, budget, min_width=1, tolerance=0.03, round_to=8)
     assert all(width % 8 == 0 for width in on_grid.values()) and linear(on_grid) <= 1.03 * budget
+
+
+def test_the_slack_a_step_of_the_time_leaves_goes_to_the_most_useful_widths():
+    # "c" runs in blocks of 8 channels (its time steps), "a" and "b" cost by the channel
+    time = lambda w: 10 * w["a"] + 10 * w["b"] + 100 * -(-w["c"] // 8)  # noqa: E731
+    budget = 640
+    scaled = widest_within({"a": 4, "b": 8, "c": 40}, time, budget, min_width=1, tolerance=0.0)
+    assert scaled == {"a": 4, "b": 8, "c": 40} and time(scaled) == 620  # one more "c" steps to 720
+    result = filled(scaled, time, budget, ["c", "a", "b"], slack=0.01)
+    assert result == {"a": 5, "b": 9, "c": 40} and time(result) == budget  # "c" did not fit; "a", "b" did
+    assert filled(result, time, budget, ["c", "a", "b"], slack=0.01) == result
+    # within the slack of the budget already: nothing moves
+    assert filled(scaled, time, 625, ["a", "b"], slack=0.01) == scaled
+    on_grid = filled(scaled, time, budget, ["b"], slack=0.01, round_to={"a": 1, "b": 2, "c": 1})
+    assert on_grid == {"a": 4, "b": 10, "c": 40}
 
 
 def test_a_latency_search_holds_the_timed_budget_and_records_it(tmp_path, fake_machine):

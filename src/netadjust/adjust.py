@@ -155,6 +155,28 @@ def widest_within(
     return scale_widths(widths, low, min_width, round_to)
 
 
+def filled(
+    widths: Widths,
+    cost: Callable[[Widths], int],
+    budget: int,
+    order: list[str],
+    slack: float,
+    round_to: Grid = 1,
+) -> Widths:
+    """``widths`` with single widths grown by one step each, in ``order`` (the most useful
+    first), while the cost lies more than ``slack`` under the budget and stays within it:
+    where the cost steps with the widths (a measured time), the widest single scaling can
+    stop one step short, several percent under the budget."""
+    current = dict(widths)
+    for name in order:
+        if cost(current) >= budget * (1 - slack):
+            break
+        candidate = {**current, name: current[name] + step_of(round_to, name)}
+        if cost(candidate) <= budget:
+            current = candidate
+    return current
+
+
 def closest_scaling(
     widths: Widths,
     cost: Callable[[Widths], int],

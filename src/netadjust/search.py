@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from .adjust import adjust, excess, layers_to_move, rescale, widest_within, within_budget
+from .adjust import adjust, excess, filled, layers_to_move, rescale, widest_within, within_budget
 from .config import BUDGET_TOLERANCE, UNITS, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
 from .data import DATASETS, FOLDER_DATASETS, PreparedData, model_spec_for, prepare_data
 from .distributed import SINGLE, Processes
 from .errors import UserError
 from .fur import estimate_fur, stability
-from .latency import LATENCY_TOLERANCE, LatencyModel, latency_model
+from .latency import LATENCY_FILL_SLACK, LATENCY_TOLERANCE, LatencyModel, latency_model
 from .outcome import LOW_STABILITY, duration, outcome_lines
 from .rundir import (
     FinalResult,
@@ -321,8 +321,11 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
     adjusted, grown, shrunk = adjust(widths, estimate.fur, search.initial, iteration, rule, grid)
     if search.latency is not None:
         # aimed at the budget itself, not the band's edge: timed again, a network at the
-        # edge lies beyond it as often as not
+        # edge lies beyond it as often as not; the slack a step of the time leaves under it
+        # goes to the widths of highest FUR
         rescaled = widest_within(adjusted, search.cost, target, rule.min_width, 0.0, round_to=grid)
+        by_fur = sorted(widths, key=lambda name: -estimate.fur[name])
+        rescaled = filled(rescaled, search.cost, target, by_fur, LATENCY_FILL_SLACK, round_to=grid)
     else:
         rescaled = rescale(adjusted, search.cost, target, rule.min_width, round_to=grid)
     next_widths = processes.broadcast(rescaled)
