@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import in_process
 from netadjust.cli import build_parser
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -60,9 +61,6 @@ def test_the_own_model_commands_run_as_copied_on_tiny_settings(tmp_path, fashion
     (tmp_path / "mine.py").write_text(factory)
     (block,) = [block for block in SHELL_BLOCKS if "mine.py:net" in block]
     for words in netadjust_lines(block):
-        result = subprocess.run(
-            [sys.executable, "-m", "netadjust", *words, *TINY.get(words[0], [])],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+        result = in_process(*words, *TINY.get(words[0], []), cwd=tmp_path)  # the CLI's own main()
         assert result.returncode == 0, f"netadjust {' '.join(words)}: {result.stderr[-2000:]}"
     assert (tmp_path / "runs/mine/final.json").exists()
