@@ -168,7 +168,8 @@ def compare_parser(commands) -> None:
         choices=["pruned"],
         help="also train the widths a pruning tool gives at the searched cost: the original at 2x "
         "its widths, trained for the search's epochs, pruned by Torch-Pruning's global L1 magnitude "
-        "(needs netadjust[models]; ResNet-18/34, plain nets and your --model, not the CIFAR ResNets)",
+        "(needs netadjust[models]; ResNet-18/34, plain nets, DenseNet and your --model; not the CIFAR "
+        "ResNets, PyramidNets or MobileNets)",
     )
     compare.add_argument(
         "--preset",

@@ -110,7 +110,8 @@ def pruning_plan(model: nn.Module, widths: Widths, example: torch.Tensor, what: 
                 raise UserError(
                     f"--baseline pruned: Torch-Pruning's graph puts {what}'s width {name} ({widths[name]} "
                     f"channels) in a group of {len(group[0][1])} (it reads zero-padded shortcuts as "
-                    "identities); this space cannot be pruned here (ResNet-18/34, plain nets and --model can)"
+                    "identities); this space cannot be pruned here (ResNet-18/34, plain nets, DenseNet "
+                    "and --model can)"
                 )
             group_of[name] = index
         if not named:  # channels the space does not search (a stem): the pruner leaves them
