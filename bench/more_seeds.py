@@ -16,7 +16,6 @@ standard error.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
@@ -24,36 +23,27 @@ from pathlib import Path
 
 import torch
 
-from netadjust.config import DataConfig, configured
-from netadjust.data import prepare_data
+from _rows import row_setting
 from netadjust.retrain import train_on_full
-from netadjust.rundir import read_run
 from netadjust.store import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NETWORKS = ("original", "searched", "uniform", "pruned")
 
 
-def row_networks(out: Path) -> tuple[dict, dict]:
-    """The row's widths per network and its comparison record."""
-    run, comparison = read_run(out), json.loads((out / "compare.json").read_text())
+def row_networks(comparison: dict, out: Path) -> dict:
+    """The row's widths per network (the pruning peer's when it was trained)."""
     networks = {name: comparison[name]["widths"] for name in ("original", "searched", "uniform")}
     pruned = out / "compare" / "pruned.json"
     if pruned.exists():
         networks["pruned"] = json.loads(pruned.read_text())["widths"]
-    return run, comparison, networks
+    return networks
 
 
 def train_seeds(name: str, seeds: list[int], data_dir: str | None) -> None:
     out = RESULTS / "runs" / name
-    run, comparison, networks = row_networks(out)
-    recipe = dataclasses.replace(run.config.recipe, epochs=comparison["recipe"]["epochs"])
-    if dataclasses.asdict(recipe) != comparison["recipe"]:
-        raise SystemExit(f"{name}: its comparison's recipe is not the run's with other epochs")
-    settings = {"dataset": run.config.data.dataset, "data_dir": data_dir or run.config.data.data_dir}
-    data = prepare_data(configured(DataConfig, settings), 0, torch.device("cpu"), hold_out=False)
-    if {"train": len(data.train), "test": len(data.test)} != comparison["data_sizes"]:
-        raise SystemExit(f"{name}: the data differ from its comparison's")
+    run, comparison, recipe, data = row_setting(name, data_dir)
+    networks = row_networks(comparison, out)
     for seed in seeds:
         for network, widths in networks.items():
             path = out / "compare" / f"{network}-seed{seed}.json"
@@ -68,7 +58,8 @@ def train_seeds(name: str, seeds: list[int], data_dir: str | None) -> None:
 
 def summarise(name: str) -> dict:
     out = RESULTS / "runs" / name
-    _, comparison, networks = row_networks(out)
+    comparison = json.loads((out / "compare.json").read_text())
+    networks = row_networks(comparison, out)
     found = {network: {} for network in networks}
     for network in networks:
         for path in sorted((out / "compare").glob(f"{network}-seed*.json")):

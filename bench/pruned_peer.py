@@ -15,7 +15,6 @@ searched − pruned as a paired difference with its standard error, its MACs and
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import fcntl
 import json
 import math
@@ -26,52 +25,23 @@ from pathlib import Path
 
 import torch
 
-from netadjust.compare import budget_measure
-from netadjust.config import DataConfig, configured
+from _rows import RUNS, row_setting
+from netadjust.compare import budget_measure, pruned_of_run
 from netadjust.cost import model_cost
-from netadjust.data import prepare_data
 from netadjust.export import save_weights
-from netadjust.pruned import pruned_baseline
 from netadjust.retrain import train_on_full
-from netadjust.rundir import read_run
-from netadjust.spaces import width_grid
 from netadjust.store import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RUNS = RESULTS / "runs"
 
 
 def run_row(name: str, data_dir: str | None) -> dict:
-    out = RUNS / name
-    run = read_run(out)
-    spec, config, folder = run.final.model, run.config, out / "compare"
-    comparison = json.loads((out / "compare.json").read_text())
-    seeds = comparison["seeds"]
+    run, comparison, recipe, data = row_setting(name, data_dir)
+    spec, folder, seeds = run.final.model, RUNS / name / "compare", comparison["seeds"]
     searched = {seed: json.loads((folder / f"searched-seed{seed}.json").read_text()) for seed in seeds}
-    recipe = dataclasses.replace(config.recipe, epochs=comparison["recipe"]["epochs"])
-    if dataclasses.asdict(recipe) != comparison["recipe"]:
-        raise SystemExit(f"{name}: its comparison's recipe is not the run's with other epochs")
-    settings = {"dataset": config.data.dataset, "data_dir": data_dir or config.data.data_dir}
-    data = prepare_data(configured(DataConfig, settings), seeds[0], torch.device("cpu"), hold_out=False)
-    if {"train": len(data.train), "test": len(data.test)} != comparison["data_sizes"]:
-        raise SystemExit(f"{name}: the data differ from its comparison's")
     cost, tolerance = budget_measure(run, spec)
     start = time.perf_counter()
-    pruned = pruned_baseline(
-        spec,
-        original=run.final.original_widths,
-        target=run.final.widths,
-        measure=run.budget,
-        grid=width_grid(spec, config.rule.round_to),
-        cost=cost,
-        min_width=config.rule.min_width,
-        tolerance=tolerance,
-        data=data,
-        recipe=config.recipe,
-        seed=seeds[0],
-        path=folder / "pruned.json",
-        log=print,
-    )
+    pruned = pruned_of_run(run, cost, tolerance, data, seeds[0], folder, print)
     results = {}
     for seed in seeds:
         path = folder / f"pruned-seed{seed}.json"

@@ -52,6 +52,27 @@ def budget_measure(run: Run, spec: ModelSpec) -> tuple[Callable[[Widths], int], 
     return model.nanoseconds, LATENCY_TOLERANCE
 
 
+def pruned_of_run(run: Run, cost, tolerance: float, data, seed: int, folder: Path, log) -> dict:
+    """The pruning peer of a finished run at its searched network's cost (pruned.py), trained
+    with the search's own recipe (its epochs per iteration); kept in ``folder/pruned.json``."""
+    spec, config = run.final.model, run.config
+    return pruned_baseline(
+        spec,
+        original=run.final.original_widths,
+        target=run.final.widths,
+        measure=run.budget,
+        grid=width_grid(spec, config.rule.round_to),
+        cost=cost,
+        min_width=config.rule.min_width,
+        tolerance=tolerance,
+        data=data,
+        recipe=config.recipe,
+        seed=seed,
+        path=folder / "pruned.json",
+        log=log,
+    )
+
+
 def candidate_widths(run: Run, spec: ModelSpec, cost: Callable[[Widths], int]) -> dict[str, Widths]:
     """The three networks: the uniform one is the original scaled by one factor to the
     searched network's ``cost`` in the run's budget measure (the original itself when
@@ -118,21 +139,7 @@ def compare_run(
         plan = [(name, seed) for name, seed in plan if name != "uniform"]
     kept = _kept_results(folder, plan, networks, expected, force)  # stale ones refused before training
     if baseline == "pruned":
-        pruned = pruned_baseline(
-            spec,
-            original=networks["original"],
-            target=networks["searched"],
-            measure=run.budget,
-            grid=width_grid(spec, config.rule.round_to),
-            cost=cost,
-            min_width=config.rule.min_width,
-            tolerance=tolerance,
-            data=data,
-            recipe=config.recipe,  # the search's own: its epochs per iteration
-            seed=first_seed,
-            path=folder / "pruned.json",
-            log=log,
-        )
+        pruned = pruned_of_run(run, cost, tolerance, data, first_seed, folder, log)
         networks["pruned"] = pruned["widths"]
         plan += [("pruned", seed) for seed in seed_list]
         kept |= _kept_results(folder, plan[-len(seed_list) :], networks, expected, force)
