@@ -1,14 +1,16 @@
 """The pruning peer (``compare --baseline pruned``): the widths a magnitude-pruning tool
-would give at the run's budget, so the search is compared with what a user would otherwise do.
+would give at the searched network's cost, so the search is compared with what a user would
+otherwise do.
 
 The run's original network at twice its widths (a built-in space's unsearched stem doubled
 with them) is trained with the run's recipe for the search's epochs per iteration, then
 pruned globally by Torch-Pruning's ``MetaPruner`` with its L1 magnitude importance (each
 coupled group's scores averaged over its layers and divided by their mean, Torch-Pruning's
 defaults; the classifier's outputs kept), the pruning ratio bisected until the kept widths
-cost the run's budget in the run's space; the search's own rescale then puts them exactly
-on the budget and the width grid. The pruner only chooses channels: its plan is read and
-never applied, so blocks that keep their built shapes still prune. A width must be one
+cost no more than the searched network in the run's space and budget measure; the search's
+own rescale then puts them on that cost and the width grid. The pruner only chooses
+channels: its plan is read and never applied, so blocks that keep their built shapes still
+prune. A width must be one
 group of Torch-Pruning's graph whose channels the space couples the same way (checked;
 the CIFAR ResNets' zero-padded stride shortcuts are not, and are refused).
 """
@@ -95,7 +97,7 @@ def pruning_plan(model: nn.Module, widths: Widths, example: torch.Tensor, what: 
     try:
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         groups = list(graph.get_all_groups(ignored_layers=[output], root_module_types=[nn.Conv2d, nn.Linear]))
-    except Exception as error:  # noqa: BLE001 (a graph Torch-Pruning cannot trace: named, refused)
+    except Exception as error:  # a graph Torch-Pruning cannot trace: named in one line, refused
         raise UserError(f"--baseline pruned: Torch-Pruning cannot trace {what}: {error}") from None
     group_of, ignored = {}, [output]
     for index, group in enumerate(groups):
