@@ -10,9 +10,8 @@ defaults; the classifier's outputs kept), the pruning ratio bisected until the k
 cost no more than the searched network in the run's space and budget measure; the search's
 own rescale then puts them on that cost and the width grid. The pruner only chooses
 channels: its plan is read and never applied, so blocks that keep their built shapes still
-prune. A width must be one
-group of Torch-Pruning's graph whose channels the space couples the same way (checked;
-the CIFAR ResNets' zero-padded stride shortcuts are not, and are refused).
+prune. A width must be one group of Torch-Pruning's graph whose channels the space couples
+the same way (checked; the CIFAR ResNets' zero-padded stride shortcuts are not: refused).
 """
 
 from __future__ import annotations
