@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 
 from _rows import RUNS, row_setting
-from netadjust.compare import budget_measure, pruned_of_run
+from netadjust.compare import budget_measure
 from netadjust.cost import model_cost
 from netadjust.export import save_weights
+from netadjust.pruned import pruned_baseline
 from netadjust.retrain import train_on_full
 from netadjust.store import write_json
 
@@ -41,7 +42,7 @@ def run_row(name: str, data_dir: str | None) -> dict:
     searched = {seed: json.loads((folder / f"searched-seed{seed}.json").read_text()) for seed in seeds}
     cost, tolerance = budget_measure(run, spec)
     start = time.perf_counter()
-    pruned = pruned_of_run(run, cost, tolerance, data, seeds[0], folder, print)
+    pruned = pruned_baseline(run, cost, tolerance, data, seeds[0], folder / "pruned.json", print)
     results = {}
     for seed in seeds:
         path = folder / f"pruned-seed{seed}.json"

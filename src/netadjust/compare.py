@@ -22,7 +22,7 @@ from .cost import measure, model_cost
 from .data import prepare_data
 from .errors import UserError
 from .export import save_weights
-from .latency import LATENCY_TOLERANCE, latency_model, timed_precision
+from .latency import LATENCY_TOLERANCE, latency_model, timed_precision, timing_threads
 from .pruned import check_prunable, pruned_baseline
 from .retrain import train_on_full
 from .rundir import Run, read_run
@@ -50,27 +50,6 @@ def budget_measure(run: Run, spec: ModelSpec) -> tuple[Callable[[Widths], int], 
     )
     model.calibrate(run.final.original_widths)  # refuses a device too noisy to time
     return model.nanoseconds, LATENCY_TOLERANCE
-
-
-def pruned_of_run(run: Run, cost, tolerance: float, data, seed: int, folder: Path, log) -> dict:
-    """The pruning peer of a finished run at its searched network's cost (pruned.py), trained
-    with the search's own recipe (its epochs per iteration); kept in ``folder/pruned.json``."""
-    spec, config = run.final.model, run.config
-    return pruned_baseline(
-        spec,
-        original=run.final.original_widths,
-        target=run.final.widths,
-        measure=run.budget,
-        grid=width_grid(spec, config.rule.round_to),
-        cost=cost,
-        min_width=config.rule.min_width,
-        tolerance=tolerance,
-        data=data,
-        recipe=config.recipe,
-        seed=seed,
-        path=folder / "pruned.json",
-        log=log,
-    )
 
 
 def candidate_widths(run: Run, spec: ModelSpec, cost: Callable[[Widths], int]) -> dict[str, Widths]:
@@ -139,7 +118,7 @@ def compare_run(
         plan = [(name, seed) for name, seed in plan if name != "uniform"]
     kept = _kept_results(folder, plan, networks, expected, force)  # stale ones refused before training
     if baseline == "pruned":
-        pruned = pruned_of_run(run, cost, tolerance, data, first_seed, folder, log)
+        pruned = pruned_baseline(run, cost, tolerance, data, first_seed, folder / "pruned.json", log)
         networks["pruned"] = pruned["widths"]
         plan += [("pruned", seed) for seed in seed_list]
         kept |= _kept_results(folder, plan[-len(seed_list) :], networks, expected, force)
@@ -180,7 +159,7 @@ def compare_run(
     measured = {name: build(spec, networks[name]).to(torch_device) for name in names if source[name] == name}
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     latency_precision = timed_precision(run.config.latency, recipe.precision)
-    latency_threads = run.config.latency.threads if torch_device.type == "cpu" else 0
+    latency_threads = timing_threads(run.config.latency, torch_device)
     speeds = side_by_side(measured, shape, spec.num_classes, recipe, latency_precision, latency_threads)
     for name in names:
         speed = speeds[source[name]]
@@ -306,6 +285,13 @@ def trained_networks(comparison: dict) -> list[str]:
     return [name for name in (*NETWORKS, *BASELINES) if name in comparison]
 
 
+def noisy_speeds(comparison: dict) -> bool:
+    """Whether any network's speed rounds spread beyond ``NOISY_SPEED`` (a busy machine)."""
+    return any(
+        comparison[name].get("speed_spread", 0.0) > NOISY_SPEED for name in trained_networks(comparison)
+    )
+
+
 def comparison_table(comparison: dict) -> str:
     """The comparison as a plain-text table (mean ± sample std over seeds, in %)."""
     n = len(comparison["seeds"])
@@ -321,9 +307,8 @@ def comparison_table(comparison: dict) -> str:
             f"{mean_spread(row['top5_mean'], row['top5_std']):>16} "
             f"{row['macs']:>14,} {row['params']:>11,} {speed_cells(row)}{note}"
         )
-    for name in [name for name in trained_networks(comparison) if name != "searched"]:
-        difference = comparison["difference"][f"searched_minus_{name}"]
-        label = f"searched − {name}"
+    for key, difference in comparison["difference"].items():
+        label = f"searched − {key.removeprefix('searched_minus_')}"
         se = difference.get("top1_se")
         lines.append(
             f"{label}: top-1 {100 * difference['top1']:+.2f} points"
@@ -337,7 +322,7 @@ def comparison_table(comparison: dict) -> str:
             + (f" on {plural(threads, 'thread')} (--latency-threads)" if threads else "")
             + "; training on torch's threads"
         )
-    if any(comparison[name].get("speed_spread", 0.0) > NOISY_SPEED for name in trained_networks(comparison)):
+    if noisy_speeds(comparison):
         lines.append(
             f"* speed rounds spread by more than {NOISY_SPEED:.0%}: the machine was busy, these speeds "
             "are its noise, not the networks' difference; measure again on an idle machine"

@@ -336,8 +336,7 @@ class LatencyModel:
             return time_work(work, self.device, blocks=8, block_seconds=0.002)
 
     def _threads(self):
-        """The timings' CPU threads (``--latency-threads``); a GPU's timings run as they are."""
-        return using_threads(self.config.threads if self.device.type == "cpu" else 0)
+        return using_threads(timing_threads(self.config, self.device))
 
     def _pass(
         self,
@@ -369,12 +368,12 @@ class LatencyModel:
             return forward
         with autocast():
             gradient = torch.ones_like(module(x))
-        wanted = [*([x] if input_grad else []), *(p for p in module.parameters() if p.requires_grad)]
+        parameters = [p for p in module.parameters() if p.requires_grad]
+        wanted = [*([x] if input_grad else []), *parameters]
         if not wanted:  # a first layer without weights: its input's gradient stands in
             wanted = [x.detach().requires_grad_()]
             x = wanted[0]
 
-        parameters = [p for p in module.parameters() if p.requires_grad]
         # the training step's update too (momentum and weight decay as the recipe's; a rate of
         # zero keeps the weights, and so the timings, fixed): its cost is per parameter, not per
         # image, and a small network's training loop pays it at every step
@@ -434,10 +433,15 @@ def timed_precision(config: LatencyConfig, recipe_precision: str) -> str:
     return recipe_precision if config.timing_precision == "training" else config.timing_precision
 
 
+def timing_threads(config: LatencyConfig, device: torch.device) -> int:
+    """The CPU threads timings use (``--latency-threads``); 0 (as they are) on a GPU."""
+    return config.threads if device.type == "cpu" else 0
+
+
 def latency_model(
     spec: ModelSpec, config: LatencyConfig, device: torch.device, recipe_precision: str, channels_last: bool
 ) -> LatencyModel:
-    threads = config.threads if device.type == "cpu" else 0
+    threads = timing_threads(config, device)
     path = Path(config.table).expanduser() if config.table else default_table_path(device, threads)
     precision = timed_precision(config, recipe_precision)
     return LatencyModel(spec, config, device, precision, channels_last, LatencyTable(path, device, threads))

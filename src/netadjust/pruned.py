@@ -27,9 +27,10 @@ from torch import nn
 
 from .adjust import rescale, scale_widths
 from .anymodel import output_layer, require_torch_pruning, sides, traced
-from .config import ModelSpec, Recipe, Widths
+from .config import ModelSpec, Widths
 from .errors import UserError
-from .spaces import build, network_name
+from .rundir import Run
+from .spaces import build, network_name, width_grid
 from .store import write_json
 from .train import evaluate, train_network
 
@@ -157,30 +158,23 @@ def check_prunable(spec: ModelSpec, original: Widths, grid) -> None:
     pruning_plan(build(wide_spec, wide), wide, example, network_name(wide_spec))
 
 
-# what a kept pruning must agree on (the target's widths, not its cost: a timed cost varies)
-MATCHED = ("wide_widths", "wide_width_mult", "seed", "recipe", "dataset", "data_sizes", "target", "measure")
-
-
 def pruned_baseline(
-    spec: ModelSpec,
-    *,
-    original: Widths,
-    target: Widths,
-    measure: str,
-    grid,
+    run: Run,
     cost: Callable[[Widths], float],
-    min_width: int,
     tolerance: float,
     data,
-    recipe: Recipe,
     seed: int,
     path: Path,
     log: Callable[[str], None],
 ) -> dict:
-    """Train the wide network, prune it to the ``cost`` of ``target`` (the searched widths;
-    ``measure`` names the cost) and rescale into the run's space; the record (kept in
-    ``path`` and reused while its settings match)."""
-    wide_spec, wide = wide_network(spec, original, grid)
+    """The pruning peer of a finished run: its original network widened, trained with the
+    search's own recipe (its epochs per iteration), pruned to the ``cost`` of the searched
+    widths and rescaled into the run's space; the record, kept in ``path`` and reused while
+    everything it was made from matches (the searched widths, not their cost: a timed cost
+    varies)."""
+    spec, recipe, rule = run.final.model, run.config.recipe, run.config.rule
+    grid = width_grid(spec, rule.round_to)
+    wide_spec, wide = wide_network(spec, run.final.original_widths, grid)
     example = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size, device=data.train.device)
     what = network_name(wide_spec)
     wanted = {
@@ -190,24 +184,24 @@ def pruned_baseline(
         "recipe": dataclasses.asdict(recipe),
         "dataset": data.info.name,
         "data_sizes": {"train": len(data.train), "test": len(data.test)},
-        "target": target,
-        "measure": measure,
+        "target": run.final.widths,
+        "measure": run.budget,
     }
     if path.exists():
         kept = json.loads(path.read_text())
-        if all(kept.get(key) == wanted[key] for key in MATCHED):
+        if all(kept.get(key) == value for key, value in wanted.items()):
             log(f"pruned: kept from {path}")
             return kept
     log(
         f"pruned: training {what} at {WIDER}x the original widths for {recipe.epochs} epochs "
         f"(the search's per iteration), then pruning it to the budget"
     )
-    start, budget = time.perf_counter(), cost(target)
+    start, budget = time.perf_counter(), cost(run.final.widths)
     model, _ = train_network(wide_spec, wide, data, recipe, seed=seed, label="pruned: wide")
     wide_test = evaluate(model, data.test, data.info)
     plan = pruning_plan(model, wide, example, what)
     pruned, ratio = pruned_to_budget(plan, cost, budget)
-    widths = rescale(pruned, cost, budget, min_width, tolerance, round_to=grid)
+    widths = rescale(pruned, cost, budget, rule.min_width, tolerance, round_to=grid)
     record = {
         **wanted,
         "budget": budget,

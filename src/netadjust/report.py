@@ -7,7 +7,7 @@ import json
 from itertools import groupby
 from pathlib import Path
 
-from .compare import NOISY_SPEED, mean_spread, trained_networks
+from .compare import NOISY_SPEED, mean_spread, noisy_speeds, trained_networks
 from .config import BUDGET_TOLERANCE
 from .errors import UserError
 from .export import build_call
@@ -345,17 +345,17 @@ def _comparison_section(run_dir: Path) -> list[str]:
                 else "| | |"
             )
         )
-    if any(comparison[name].get("speed_spread", 0.0) > NOISY_SPEED for name in trained_networks(comparison)):
+    if noisy_speeds(comparison):
         lines += [
             "",
             f"\\* the speed rounds spread by more than {NOISY_SPEED:.0%}: the machine's noise, "
             "not a difference.",
         ]
     lines.append("")
-    for name in [name for name in trained_networks(comparison) if name != "searched"]:
-        difference = comparison["difference"][f"searched_minus_{name}"]
+    for key, difference in comparison["difference"].items():
+        other = key.removeprefix("searched_minus_")
         lines.append(
-            f"- Searched − {name}: {100 * difference['top1']:+.2f} points top-1"
+            f"- Searched − {other}: {100 * difference['top1']:+.2f} points top-1"
             + (
                 f" (paired standard error {100 * difference['top1_se']:.2f})"
                 if difference.get("top1_se")
