@@ -304,6 +304,13 @@ class SearchConfig:
         "the cost held constant: MACs (the paper's), parameters, or latency measured on this device",
         choices=BUDGETS,
     )
+    inherit: float | None = setting(
+        None,
+        "iterations after the first start from the previous one's trained weights carried into "
+        "the new widths and train this many epochs (below 1: one pass over that share of the "
+        "training images) instead of training from scratch (the paper's); faster, see docs/inherit.md",
+        kind=float,
+    )
     initial_widths: Widths | None = None  # None: the space's base widths (--widths reads a file)
     seed: int = setting(0, "seed of weights, data order, augmentation and masks")
     device: str = setting("cpu", "cpu, cuda or cuda:N (the command line's default: cuda if present)")
@@ -317,6 +324,10 @@ class SearchConfig:
         self.latency.validate()
         check(self.iterations >= 1, f"--iterations is {self.iterations}; give at least 1")
         check(self.budget in BUDGETS, f"--budget is {self.budget!r}; choose one of {', '.join(BUDGETS)}")
+        check(
+            self.inherit is None or (0 < self.inherit < 1 or self.inherit == int(self.inherit) >= 1),
+            f"--inherit is {self.inherit}; give whole epochs (e.g. 1) or a share of one below 1 (e.g. 0.5)",
+        )
 
 
 @dataclass(frozen=True)

@@ -154,9 +154,9 @@ def config_from_settings(settings: dict, out: str) -> SearchConfig:
 
 
 SEARCH_FIELDS = {f.name for f in dataclasses.fields(SearchConfig)}
-# what a config.json must hold: runs of earlier versions lack the budget (then MACs) and the
-# latency settings; out is the folder
-SETTINGS_KEYS = (SEARCH_FIELDS - {"budget", "latency", "out"}) | {"data_sizes", "provenance"}
+# what a config.json must hold: runs of earlier versions lack the budget (then MACs), the
+# latency settings and inherit (then none); out is the folder
+SETTINGS_KEYS = (SEARCH_FIELDS - {"budget", "latency", "inherit", "out"}) | {"data_sizes", "provenance"}
 
 
 @dataclass
@@ -237,6 +237,7 @@ def comparable(settings: dict) -> dict:
     kept["data"] = {k: v for k, v in data.items() if k != "workers"}
     kept["recipe"] = {**dataclasses.asdict(Recipe()), **kept.get("recipe", {})}
     kept["rule"] = {**dataclasses.asdict(AdjustRule()), **kept.get("rule", {})}
+    kept.setdefault("inherit", None)
     kept["latency"] = {**dataclasses.asdict(LatencyConfig()), **kept.get("latency", {})}
     # runs before the control variate existed ran without it, whatever today's default
     kept["fur"] = {**dataclasses.asdict(FurConfig()), "control_variate": False, **kept.get("fur", {})}

@@ -13,15 +13,17 @@ from pathlib import Path
 import torch
 
 from .adjust import adjust, excess, filled, layers_to_move, rescale, widest_within, within_budget
-from .config import BUDGET_TOLERANCE, UNITS, SearchConfig, Widths
+from .config import BUDGET_TOLERANCE, UNITS, Recipe, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
 from .data import DATASETS, FOLDER_DATASETS, PreparedData, model_spec_for, prepare_data
 from .distributed import SINGLE, Processes
 from .errors import UserError
 from .fur import estimate_fur, stability
+from .inherit import inherit
 from .latency import LATENCY_FILL_SLACK, LATENCY_TOLERANCE, LatencyModel, latency_model
 from .outcome import LOW_STABILITY, duration, outcome_lines
 from .rundir import (
+    CHECKPOINT,
     FinalResult,
     IterationRecord,
     append_record,
@@ -32,9 +34,9 @@ from .rundir import (
     write_final,
 )
 from .scalars import ScalarLog, require_tensorboard
-from .spaces import ModelSpec, base_widths, check_widths, network_name, width_grid
+from .spaces import ModelSpec, base_widths, build, check_widths, network_name, width_grid
 from .store import check_writable, user_path, write_json
-from .train import autocast_dtype, evaluate, resolve_device, train_network
+from .train import autocast_dtype, evaluate, fit, resolve_device
 from .wording import plural
 
 
@@ -64,6 +66,25 @@ def settings_record(config: SearchConfig, spec: ModelSpec, initial: Widths, worl
 def starting_widths(config: SearchConfig, spec: ModelSpec) -> Widths:
     """The widths the search starts from: the given ones, checked, or the space's base widths."""
     return base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
+
+
+def iteration_recipe(config: SearchConfig, iteration: int) -> tuple[Recipe, float]:
+    """The recipe an iteration trains with, and the share of the training images one epoch
+    of it sees: with ``--inherit`` every iteration after the first restarts the cosine
+    schedule at the full rate without warm-up (a warm restart: the weights are trained) for
+    the inherited epochs; the optimizer's momentum starts at zero (its old buffers have
+    the old widths' shapes)."""
+    if config.inherit is None or iteration == 0:
+        return config.recipe, 1.0
+    short = dataclasses.replace(config.recipe, epochs=max(1, int(config.inherit)), warmup_epochs=0.0)
+    return short, min(1.0, config.inherit)
+
+
+def training_epochs(config: SearchConfig, iterations: int) -> float:
+    """Epochs of training (in whole passes over the training images) of ``iterations``."""
+    return sum(
+        recipe.epochs * share for recipe, share in (iteration_recipe(config, i) for i in range(iterations))
+    )
 
 
 def dry_run(config: SearchConfig, world_size: int = 1) -> dict:
@@ -210,7 +231,7 @@ def run_search(
     widths = history[-1].next_widths if history else initial
     try:
         for iteration in range(len(history), config.iterations):
-            record = step(search, iteration, widths)
+            record = step(search, iteration, widths, history[-1].widths if history else None)
             if processes.is_main:
                 append_record(out, record)
             history.append(record)
@@ -238,7 +259,7 @@ def run_search(
     log(widths_table(initial, widths))
     log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
     # compare trains 3 networks x 5 seeds on the training and validation images together
-    trained_images = config.recipe.epochs * len(data.train) * len(history)
+    trained_images = training_epochs(config, len(history)) * len(data.train)
     per_image = sum(record.seconds["train"] for record in history) / trained_images
     compare_seconds = per_image * config.recipe.epochs * (len(data.train) + len(data.val)) * 3 * 5
     for line in outcome_lines(history, str(out), compare_seconds):
@@ -272,11 +293,13 @@ def measured_latency(latency: LatencyModel, original: Widths, searched: Widths, 
     }
 
 
-def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
-    """One iteration: train ``widths``, measure their FUR, adjust and rescale them."""
+def step(search: Search, iteration: int, widths: Widths, parent: Widths | None = None) -> IterationRecord:
+    """One iteration: train ``widths``, measure their FUR, adjust and rescale them.
+    ``parent``: the previous iteration's widths, whose trained weights ``--inherit`` carries."""
     config, spec, data, processes = search.config, search.spec, search.data, search.processes
     seed = config.seed + 1000 * iteration
     label = f"iter {iteration + 1}/{config.iterations}"
+    recipe, share = iteration_recipe(config, iteration)
     saved = processes.agree(lambda: load_checkpoint(search.out, iteration, widths))
     if saved is not None:
         search.log(
@@ -285,7 +308,7 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
 
     def checkpoint(state: dict) -> None:
         if processes.is_main:
-            phase = "fur" if len(state["history"]) == config.recipe.epochs else "train"
+            phase = "fur" if len(state["history"]) == recipe.epochs else "train"
             save_checkpoint(search.out, iteration, widths, phase, state)
 
     started = time.perf_counter()
@@ -295,15 +318,23 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
         search.scalars.add(f"iter{iteration + 1}", values, record["epoch"])
         if iteration == 0 and record["epoch"] == 1 and saved is None:
             first = time.perf_counter() - started
+            epochs = training_epochs(config, config.iterations)
             search.log(
                 f"{label}: the first epoch took {first:.0f} s here, so the search's "
-                f"{config.iterations * config.recipe.epochs} epochs of training will take about "
-                f"{duration(first * config.iterations * config.recipe.epochs)}, and its FUR more "
-                "(known after this iteration)"
+                f"{epochs:g} epochs of training will take about "
+                f"{duration(first * epochs)}, and its FUR more (known after this iteration)"
             )
 
-    model, fit_log = train_network(
-        spec, widths, data, config.recipe, seed=seed, label=label, checkpoint=checkpoint,
+    torch.manual_seed(seed)
+    model = build(spec, widths).to(data.train.device)
+    if recipe is not config.recipe and saved is None:
+        inherit_weights(search, iteration, parent, model, widths, label)
+    train_set = data.train
+    if share < 1:  # a share of the images, drawn per iteration
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))
+        train_set = train_set.subset(order[: max(1, round(share * len(train_set)))].sort().values)
+    fit_log = fit(
+        model, train_set, data.info, recipe, seed=seed, label=label, checkpoint=checkpoint,
         resume_from=saved, on_epoch=on_epoch, processes=processes,
     )  # fmt: skip
     val = evaluate(model, data.val, data.info, processes=processes)
@@ -359,6 +390,36 @@ def step(search: Search, iteration: int, widths: Widths) -> IterationRecord:
         latency=search.latency.seconds(widths) if search.latency else None,
         next_latency=search.latency.seconds(next_widths) if search.latency else None,
         seconds={"train": fit_log["seconds"], "fur": seconds_fur, "adjust": seconds_adjust},
+    )
+
+
+def inherit_weights(
+    search: Search, iteration: int, parent: Widths, model, widths: Widths, label: str
+) -> None:
+    """Carry the previous iteration's trained weights, read back from its checkpoint (so a
+    resumed search starts from the very same tensors), into ``model`` at ``widths``."""
+    trained = search.processes.agree(lambda: load_checkpoint(search.out, iteration - 1, parent))
+    if trained is None:
+        raise UserError(
+            f"{label}: --inherit needs the previous iteration's trained weights, but "
+            f"{search.out / CHECKPOINT} no longer holds them; start again with --force"
+        )
+    carried = inherit(trained["model"], parent, model, search.spec, widths)
+    short, share = iteration_recipe(search.config, iteration)
+    search.log(
+        f"{label}: starts from iteration {iteration}'s weights"
+        + (
+            f"; shrunk widths kept their largest-|gamma| channels: {len(carried.by_importance)}"
+            if carried.by_importance
+            else ""
+        )
+        + (
+            f", their first (index-aligned with others): {len(carried.first_channels)}"
+            if carried.first_channels
+            else ""
+        )
+        + f"; training {plural(short.epochs, 'epoch')}"
+        + (f" over {share:.0%} of the training images" if share < 1 else "")
     )
 
 

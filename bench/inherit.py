@@ -1,0 +1,164 @@
+"""``--inherit`` against the from-scratch search, on finished rows of ``bench/quality.py``
+(issue 36): the same search (the row's recorded settings, seed and start) with every
+iteration after the first starting from the previous one's weights and training E epochs.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py search ROW E   # runs/ROW-inheritE
+    OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW E    # its final widths, 5 seeds
+    OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py rerun ROW      # from scratch again: runs/ROW-rerun
+    .venv/bin/python bench/inherit.py summary
+
+Searches are resumable (run again after an interruption). ``train`` trains the inheriting
+search's final widths as the row's comparison trained its searched network (recipe, data
+and seeds checked by ``_rows``), kept as ``compare/searched-seed<k>.json`` in the inheriting
+run, paired by seed with the row's own. ``summary`` writes ``bench/results/inherit.json``
+and ``.md``: each search's time (the sum of its iterations' train, FUR and adjust seconds;
+the from-scratch side is the rerun where there is one, beside the inheriting search on this
+machine), per iteration the Spearman correlation between the two searches' FUR of the
+widths, the final widths' distance (sum |a - b| / sum b), and top-1 of both finals over
+the seeds with their paired difference and its standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import statistics
+from pathlib import Path
+
+import torch
+
+from _rows import RUNS, row_setting
+from netadjust.fur import spearman
+from netadjust.retrain import train_on_full
+from netadjust.rundir import read_run
+from netadjust.search import run_search
+from netadjust.store import write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def inheriting(row: str, epochs: float) -> Path:
+    return RUNS / f"{row}-inherit{epochs:g}"
+
+
+def search(row: str, epochs: float | None, out: Path) -> None:
+    """The row's search again, from its recorded settings, inheriting or not."""
+    config = dataclasses.replace(read_run(RUNS / row).config, inherit=epochs, out=str(out))
+    run_search(config)
+
+
+def train(row: str, epochs: float, data_dir: str | None) -> None:
+    out = inheriting(row, epochs)
+    run, _, recipe, data = row_setting(row, data_dir)
+    widths = read_run(out).final.widths
+    for seed in SEEDS:
+        path = out / "compare" / f"searched-seed{seed}.json"
+        if not path.exists():
+            _, result = train_on_full(run.final.model, widths, data, recipe, seed, torch.device("cpu"))
+            write_json(path, result)
+            print(f"{out.name}: seed {seed}: test top-1 {100 * result['test']['top1']:.2f}%", flush=True)
+
+
+def search_seconds(run) -> float:
+    return sum(sum(record.seconds.values()) for record in run.history)
+
+
+def seed_top1(out: Path, widths: dict) -> dict[int, float]:
+    found = {}
+    for path in sorted((out / "compare").glob("searched-seed*.json")):
+        result = json.loads(path.read_text())
+        if result["widths"] == widths:
+            found[result["seed"]] = result["test"]["top1"]
+    return found
+
+
+def compared(row: str, out: Path) -> dict:
+    scratch, fast = read_run(RUNS / row), read_run(out)
+    rerun = RUNS / f"{row}-rerun"
+    timed = read_run(rerun) if (rerun / "final.json").exists() else scratch
+    entry = {
+        "row": row,
+        "inherit": fast.config.inherit,
+        "seconds": search_seconds(fast),
+        "scratch_seconds": search_seconds(timed),
+        "scratch_timed_by": "rerun beside it" if timed is not scratch else "the row's recorded search",
+        "fur_spearman": [
+            spearman([a.fur[name] for name in a.fur], [b.fur[name] for name in a.fur])
+            for a, b in zip(scratch.history, fast.history, strict=True)
+        ],
+        "widths": fast.final.widths,
+        "widths_distance": sum(abs(fast.final.widths[n] - w) for n, w in scratch.final.widths.items())
+        / sum(scratch.final.widths.values()),
+    }
+    entry["ratio"] = entry["seconds"] / entry["scratch_seconds"]
+    if timed is not scratch:  # the rerun repeats the row's search: same widths if deterministic
+        entry["rerun_same_widths"] = timed.final.widths == scratch.final.widths
+    mine, theirs = seed_top1(out, fast.final.widths), seed_top1(RUNS / row, scratch.final.widths)
+    seeds = sorted(set(mine) & set(theirs))
+    if len(seeds) >= 2:
+        paired = [mine[seed] - theirs[seed] for seed in seeds]
+        entry.update(
+            seeds=seeds,
+            top1=[mine[seed] for seed in seeds],
+            scratch_top1=[theirs[seed] for seed in seeds],
+            difference={
+                "mean": statistics.fmean(paired),
+                "se": statistics.stdev(paired) / math.sqrt(len(seeds)),
+            },
+        )
+    return entry
+
+
+def summary() -> None:
+    entries = [
+        compared(out.name.rsplit("-inherit", 1)[0], out)
+        for out in sorted(RUNS.glob("*-inherit*"))
+        if (out / "final.json").exists()
+    ]
+    write_json(
+        RESULTS / "inherit.json", {"machine": platform.processor() or platform.machine(), "rows": entries}
+    )
+    lines = [
+        "| row | --inherit | search s | from scratch s | ratio | FUR Spearman per iteration "
+        "| widths distance | top-1 inherit − scratch (seeds) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        accuracy = (
+            f"{100 * e['difference']['mean']:+.2f} ± {100 * e['difference']['se']:.2f} SE ({len(e['seeds'])})"
+            if "difference" in e
+            else "not trained"
+        )
+        lines.append(
+            f"| {e['row']} | {e['inherit']:g} | {e['seconds']:.0f} | {e['scratch_seconds']:.0f} "
+            f"({e['scratch_timed_by']}) | {e['ratio']:.2f} | "
+            f"{', '.join(f'{value:.2f}' for value in e['fur_spearman'])} | "
+            f"{e['widths_distance']:.2f} | {accuracy} |"
+        )
+    (RESULTS / "inherit.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("search", "train", "rerun", "summary"))
+    parser.add_argument("row", nargs="?")
+    parser.add_argument("epochs", nargs="?", type=float)
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    if args.action == "search":
+        search(args.row, args.epochs, inheriting(args.row, args.epochs))
+    elif args.action == "rerun":
+        search(args.row, None, RUNS / f"{args.row}-rerun")
+    elif args.action == "train":
+        train(args.row, args.epochs, args.data_dir)
+    else:
+        summary()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""``--inherit``: an iteration starts from the previous iteration's trained weights carried
+into its new widths, and trains briefly, instead of training from scratch (the paper's).
+
+Where each width's channels sit in the network is read from the shapes alone: every
+state entry's dimension whose size moves with a width, found by building the network (on
+the meta device) with that width one step wider. A dimension that moves with several
+widths additively is their concatenation, in the widths' order after the channels no
+width owns (a DenseNet's inputs, a flatten's channel-major features); one that does not
+(a residual stream zero-padded to its widest addend) is index-aligned: entry p stays p.
+
+A shrunk width keeps its most important channels, by the batch-norm scale |gamma| of its
+drop site (Liu et al. 2017, network slimming: after the norm a channel's size is gamma;
+free, no data pass), or the L1 norm of the site layer's weights where no norm is. Only if
+the selection is free: reordering the width's channels must leave the network's output
+unchanged (checked on a random batch), which fails where channels are index-aligned with
+others (the addends of a zero-padded residual stream): such a width keeps its first
+channels. A grown width's new channels keep their fresh initialisation, and every layer
+reading them gets zero weights for them, so the network computes what it did (except
+where a new channel is added into an existing stream channel) and training resumes from
+where it stood.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .channel_drop import site_modules
+from .spaces import ModelSpec, Widths, build, width_grid
+
+Key = tuple[str, int]  # (state entry, dimension)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The channels along one dimension: ``fixed`` entries no width owns, then per width of
+    ``segments`` (name, entries per channel) its channels in order; ``segments`` None:
+    index-aligned."""
+
+    fixed: int
+    segments: tuple[tuple[str, int], ...] | None
+
+
+def _shapes(spec: ModelSpec, widths: Widths) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        return {name: tuple(tensor.shape) for name, tensor in build(spec, widths).state_dict().items()}
+
+
+def layouts(spec: ModelSpec, widths: Widths) -> dict[Key, Layout]:
+    """How every dimension that moves with a width holds the widths' channels at ``widths``."""
+    steps = width_grid(spec, 1)
+    base = _shapes(spec, widths)
+    moved: dict[Key, dict[str, int]] = {}
+    for name in widths:
+        grown = _shapes(spec, {**widths, name: widths[name] + steps[name]})
+        for entry, shape in base.items():
+            for dim, (before, after) in enumerate(zip(shape, grown[entry], strict=True)):
+                if after != before:
+                    moved.setdefault((entry, dim), {})[name] = after - before
+    together = _shapes(spec, {name: width + steps[name] for name, width in widths.items()})
+    result = {}
+    for (entry, dim), changes in moved.items():
+        size = base[entry][dim]
+        per_channel = {name: change // steps[name] for name, change in changes.items()}
+        owned = sum(per * widths[name] for name, per in per_channel.items())
+        additive = together[entry][dim] - size == sum(changes.values())
+        exact = all(change % steps[name] == 0 for name, change in changes.items())
+        if additive and exact and 0 <= owned <= size:
+            result[(entry, dim)] = Layout(size - owned, tuple(per_channel.items()))
+        else:
+            result[(entry, dim)] = Layout(0, None)
+    return result
+
+
+def source_index(
+    old: Layout | None, new: Layout | None, sizes: tuple[int, int], widths: tuple[Widths, Widths], kept: dict
+) -> torch.Tensor | None:
+    """For each entry of the new dimension, the old entry it takes (-1: a new channel's);
+    None where the dimension is unchanged and no kept channel moves."""
+    old_size, new_size = sizes
+    if old is not None and new is not None and old.segments is not None and old == new:
+        old_widths, new_widths = widths
+        parts, offset = [torch.arange(old.fixed)], old.fixed
+        for name, per in old.segments:
+            channels = torch.full((new_widths[name],), -1)
+            source = kept[name]
+            channels[: len(source)] = source
+            entries = channels[:, None] * per + torch.arange(per)
+            parts.append(torch.where(channels[:, None] >= 0, offset + entries, -1).flatten())
+            offset += per * old_widths[name]
+        return torch.cat(parts)
+    if old_size == new_size and (old is None or old.segments is None):
+        return None
+    aligned = torch.arange(new_size)
+    return torch.where(aligned < old_size, aligned, -1)
+
+
+def reading_weights(model: nn.Module) -> set[str]:
+    """The state entries whose dimension 1 reads channels: the weights of convs and linears."""
+    return {
+        f"{name}.weight"
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d | nn.Linear)
+    }
+
+
+@torch.no_grad()
+def carried(
+    parent: dict[str, torch.Tensor],
+    model: nn.Module,
+    spec: ModelSpec,
+    widths: tuple[Widths, Widths],
+    kept: dict[str, torch.Tensor],
+    maps: tuple[dict[Key, Layout], dict[Key, Layout]],
+) -> None:
+    """Copy ``parent`` (a state at ``widths[0]``) into ``model`` (at ``widths[1]``, freshly
+    initialised): width ``w``'s new channel j is old channel ``kept[w][j]``, channels beyond
+    ``kept`` are new; a new channel read by a conv or linear is read with zero weights."""
+    readers = reading_weights(model)
+    for entry, fresh in model.state_dict().items():
+        old = parent.get(entry)
+        if old is None or old.dim() != fresh.dim():
+            continue
+        sources = [
+            source_index(
+                maps[0].get((entry, dim)), maps[1].get((entry, dim)), (old.shape[dim], size), widths, kept
+            )
+            for dim, size in enumerate(fresh.shape)
+        ]
+        if all(source is None for source in sources):
+            fresh.copy_(old)
+            continue
+        sources = [
+            torch.arange(size) if s is None else s for s, size in zip(sources, fresh.shape, strict=True)
+        ]
+        known = [torch.nonzero(source >= 0).flatten() for source in sources]
+        gathered = old.to(fresh.device)
+        for dim, (source, where) in enumerate(zip(sources, known, strict=True)):
+            gathered = gathered.index_select(dim, source[where].to(fresh.device))
+        fresh[torch.meshgrid(*[where.to(fresh.device) for where in known], indexing="ij")] = gathered
+        if entry in readers and len(known[1]) < fresh.shape[1]:
+            new_inputs = torch.nonzero(sources[1] < 0).flatten().to(fresh.device)
+            fresh.index_fill_(1, new_inputs, 0.0)
+
+
+def channel_importance(model: nn.Module, name: str, channels: int) -> torch.Tensor | None:
+    """Per channel of width ``name``: |gamma| of its drop site's norms, else the L1 norm of
+    the site layers' weights for it; None where the site has neither."""
+    scores = []
+    for module, on_input in site_modules(model, name, model.drop_sites[name]):
+        weight = getattr(module, "weight", None)
+        if weight is None:
+            continue
+        weight = weight.detach().float()
+        if isinstance(module, nn.BatchNorm2d | nn.GroupNorm):
+            scores.append(weight.abs())
+        elif isinstance(module, nn.Conv2d | nn.Linear) and not (
+            on_input and getattr(module, "groups", 1) > 1
+        ):
+            dim = 1 if on_input else 0
+            scores.append(weight.abs().transpose(0, dim).flatten(1).sum(1))
+    scores = [score for score in scores if len(score) == channels]
+    return torch.stack(scores).sum(0) if scores else None
+
+
+def same_output(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Equal up to the rounding of a reordered sum."""
+    return bool(torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max())))
+
+
+@dataclass(frozen=True)
+class Inheritance:
+    """What was carried: per shrunk width, whether it kept its most important channels."""
+
+    by_importance: tuple[str, ...]
+    first_channels: tuple[str, ...]
+
+
+@torch.no_grad()
+def inherit(
+    parent: dict[str, torch.Tensor], parent_widths: Widths, model: nn.Module, spec: ModelSpec, widths: Widths
+):
+    """Carry ``parent`` (trained weights at ``parent_widths``) into ``model`` (built at
+    ``widths``, freshly initialised) in place; return which shrunk widths kept their most
+    important channels."""
+    old_model = build(spec, parent_widths).eval()
+    old_model.load_state_dict(parent)
+    old_maps = layouts(spec, parent_widths)
+    same = (parent_widths, parent_widths)
+    example = torch.randn(
+        4, spec.in_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)
+    )
+    expected = old_model(example)
+    identity = {name: torch.arange(width) for name, width in parent_widths.items()}
+    kept, by_importance, first = dict(identity), [], []
+    for name, width in widths.items():
+        old_width = parent_widths[name]
+        if width >= old_width:
+            continue
+        scores = channel_importance(old_model, name, old_width)
+        if scores is not None:
+            reversed_order = {**identity, name: torch.arange(old_width - 1, -1, -1)}
+            probe = copy.deepcopy(old_model)
+            carried(parent, probe, spec, same, reversed_order, (old_maps, old_maps))
+            if same_output(probe(example), expected):
+                kept[name] = scores.topk(width).indices.sort().values
+                by_importance.append(name)
+                continue
+        kept[name] = torch.arange(width)
+        first.append(name)
+    carried(parent, model, spec, (parent_widths, widths), kept, (old_maps, layouts(spec, widths)))
+    return Inheritance(tuple(by_importance), tuple(first))
