@@ -111,13 +111,15 @@ def search_args(out, *extra):
 
 
 def test_two_process_search_writes_a_run_and_resumes_exactly(data_dir, tmp_path):
-    common = ["--dataset", "mnist", "--data-dir", data_dir]
+    # a second iteration that inherits the first's weights: every process carries the same
+    common = ["--dataset", "mnist", "--data-dir", data_dir, "--iterations", 2, "--inherit", 1]
     whole = cli(*search_args(tmp_path / "whole", *common))
     assert whole.returncode == 0, whole.stderr
     assert "2 processes, batch 128 per process = 256" in whole.stdout
     assert whole.stdout.count("search: resnet20") == 1  # only rank 0 prints
     run = read_run(tmp_path / "whole")
-    assert run.settings["processes"] == 2 and len(run.history) == 1 and run.final is not None
+    assert run.settings["processes"] == 2 and len(run.history) == 2 and run.final is not None
+    assert "iter 2/2: starts from iteration 1's weights" in whole.stdout
     assert not (tmp_path / "whole" / "checkpoint.pt").exists()
 
     # stop the launcher with SIGTERM once the first epoch's checkpoint exists, then resume

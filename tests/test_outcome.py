@@ -23,6 +23,9 @@ def test_a_stable_search_reports_its_accuracy_and_no_warning():
     assert "about 3 minutes here" in "\n".join(outcome_lines([record(0, 0.9, 0.9)], "r", 180))
     assert "Spearman 0.90 on average (lowest 0.85)" in text and "agreed 100% and 50%" in text
     assert "warning" not in text
+    inherited = "\n".join(outcome_lines([record(0, 0.90, 0.95), record(1, 0.88, 0.9)], "r", inherited=True))
+    assert "original widths 90.00% after a whole training" in inherited and "88.00%" in inherited
+    assert "points" not in inherited  # no difference drawn between a training and a fine-tuning
 
 
 def test_a_noisy_ranking_is_called_noise_with_what_to_change():

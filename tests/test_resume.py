@@ -37,15 +37,15 @@ def start(out: Path, fashion_dir: Path, *extra) -> subprocess.Popen:
     )
 
 
-def wait_for_checkpoint(out: Path, process: subprocess.Popen, epochs: int) -> dict:
-    """Poll until iteration 0's checkpoint holds ``epochs`` epochs (writes are atomic)."""
+def wait_for_checkpoint(out: Path, process: subprocess.Popen, epochs: int, iteration: int = 0) -> dict:
+    """Poll until ``iteration``'s checkpoint holds ``epochs`` epochs (writes are atomic)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         path = out / "checkpoint.pt"
         if path.exists():
             saved = torch.load(path, weights_only=True)
-            if saved["iteration"] == 0 and len(saved["train"]["history"]) >= epochs:
+            if saved["iteration"] == iteration and len(saved["train"]["history"]) >= epochs:
                 return saved
         time.sleep(0.02)
     raise AssertionError("no checkpoint appeared")
@@ -57,15 +57,27 @@ def results(out: Path) -> tuple[dict, list[dict]]:
     return final, history
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, request):
+def whole_search(tmp_path_factory, *extra):
     fashion = Path("/usr/share/datasets/fashion-mnist")
     if not (fashion / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("Fashion-MNIST not installed")
     out = tmp_path_factory.mktemp("whole") / "run"
-    process = start(out, fashion)
+    process = start(out, fashion, *extra)
     assert process.wait(timeout=300) == 0, process.communicate()
     return results(out)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return whole_search(tmp_path_factory)
+
+
+INHERIT = ("--inherit", "2")  # the second iteration starts from the first's weights, 2 epochs
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_inheriting(tmp_path_factory):
+    return whole_search(tmp_path_factory, *INHERIT)
 
 
 def assert_same_search(out: Path, uninterrupted):
@@ -104,6 +116,25 @@ def test_killed_during_fur_resumes_to_the_same_result(tmp_path, fashion_dir, uni
     resumed = netadjust("search", "--data-dir", fashion_dir, "--out", out, *SEARCH)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_search(out, uninterrupted)
+
+
+def test_an_inheriting_search_killed_between_iterations_resumes_to_the_same_result(
+    tmp_path, fashion_dir, uninterrupted, uninterrupted_inheriting
+):
+    final, history = uninterrupted_inheriting
+    assert history[0] == {**uninterrupted[1][0], "seconds": history[0]["seconds"]}  # trained alike
+    assert len(history[1]["train"]) and history[1]["widths"] == uninterrupted[1][1]["widths"]
+    assert history[1]["test"] != uninterrupted[1][1]["test"]  # the second network was not
+    # killed in iteration 0's FUR: the resumed process carries the weights from the disk
+    out = tmp_path / "before"
+    process = start(out, fashion_dir, *INHERIT)
+    wait_for_checkpoint(out, process, epochs=3)
+    process.kill()
+    process.wait()
+    resumed = netadjust("search", "--resume", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "iter 2/2: starts from iteration 1's weights" in resumed.stdout
+    assert_same_search(out, uninterrupted_inheriting)
 
 
 # both signals end in the same clause, which keeps the checkpoint; the resume is checked once
@@ -149,7 +180,7 @@ def test_resume_ignores_the_worker_count_and_fills_settings_older_runs_lack(tmp_
 
     settings = json.loads(json.dumps(dataclasses.asdict(SearchConfig())))
     older = json.loads(json.dumps(settings))
-    del older["data"]["image_size"], older["data"]["workers"]  # written before they existed
+    del older["data"]["image_size"], older["data"]["workers"], older["inherit"]  # written before they existed
     (tmp_path / "config.json").write_text(json.dumps(older))
     done = IterationRecord(
         iteration=0, widths={}, macs=0, params=0, train={}, val={}, test={}, fur={}, fur_method="fast", k=0,

@@ -23,6 +23,7 @@ where it stood.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +51,15 @@ def _shapes(spec: ModelSpec, widths: Widths) -> dict[str, tuple[int, ...]]:
 
 
 def layouts(spec: ModelSpec, widths: Widths) -> dict[Key, Layout]:
-    """How every dimension that moves with a width holds the widths' channels at ``widths``."""
+    """How every dimension that moves with a width holds the widths' channels at ``widths``
+    (a network of N widths is built N + 2 times: an iteration's new widths are kept for the
+    next, where they are the old)."""
+    return _layouts(spec, tuple(widths.items()))
+
+
+@functools.lru_cache(maxsize=2)
+def _layouts(spec: ModelSpec, items: tuple[tuple[str, int], ...]) -> dict[Key, Layout]:
+    widths = dict(items)
     steps = width_grid(spec, 1)
     base = _shapes(spec, widths)
     moved: dict[Key, dict[str, int]] = {}
@@ -73,6 +82,18 @@ def layouts(spec: ModelSpec, widths: Widths) -> dict[Key, Layout]:
         else:
             result[(entry, dim)] = Layout(0, None)
     return result
+
+
+def part(layout: Layout | None, name: str, widths: Widths) -> tuple[int, int] | None:
+    """Where width ``name``'s channels start along a dimension, and entries per channel."""
+    if layout is None or layout.segments is None:
+        return None
+    offset = layout.fixed
+    for other, per in layout.segments:
+        if other == name:
+            return offset, per
+        offset += per * widths[other]
+    return None
 
 
 def source_index(
@@ -146,24 +167,41 @@ def carried(
             fresh.index_fill_(1, new_inputs, 0.0)
 
 
-def channel_importance(model: nn.Module, name: str, channels: int) -> torch.Tensor | None:
+def channel_importance(
+    model: nn.Module, name: str, widths: Widths, maps: dict[Key, Layout]
+) -> torch.Tensor | None:
     """Per channel of width ``name``: |gamma| of its drop site's norms, else the L1 norm of
-    the site layers' weights for it; None where the site has neither."""
-    scores = []
+    the site layers' weights for it (the width's own part where the site reads a
+    concatenation); None where the site has neither."""
+    scores, names = [], {module: qualified for qualified, module in model.named_modules()}
     for module, on_input in site_modules(model, name, model.drop_sites[name]):
-        weight = getattr(module, "weight", None)
-        if weight is None:
+        weight, entry = getattr(module, "weight", None), f"{names[module]}.weight"
+        if weight is None or (on_input and getattr(module, "groups", 1) > 1):
             continue
-        weight = weight.detach().float()
-        if isinstance(module, nn.BatchNorm2d | nn.GroupNorm):
-            scores.append(weight.abs())
-        elif isinstance(module, nn.Conv2d | nn.Linear) and not (
-            on_input and getattr(module, "groups", 1) > 1
-        ):
-            dim = 1 if on_input else 0
-            scores.append(weight.abs().transpose(0, dim).flatten(1).sum(1))
-    scores = [score for score in scores if len(score) == channels]
+        dim = 1 if on_input and isinstance(module, nn.Conv2d | nn.Linear) else 0
+        per_entry = weight.detach().float().abs()
+        if per_entry.dim() > 1:  # a layer's weights: summed over all but the channels
+            per_entry = per_entry.transpose(0, dim).flatten(1).sum(1)
+        where = part(maps.get((entry, dim)), name, widths)
+        if where is not None:
+            offset, per = where
+            scores.append(per_entry[offset : offset + per * widths[name]].view(widths[name], per).sum(1))
     return torch.stack(scores).sum(0) if scores else None
+
+
+def reversed_channels(parent: dict, name: str, widths: Widths, maps: dict[Key, Layout]) -> dict:
+    """The entries of ``parent`` that hold width ``name``'s channels, with them reversed."""
+    changed, width = {}, widths[name]
+    for (entry, dim), layout in maps.items():
+        where = part(layout, name, widths)
+        if where is not None:
+            offset, per = where
+            tensor = changed.get(entry, parent[entry])
+            index = torch.arange(tensor.shape[dim])
+            reverse = torch.arange(width - 1, -1, -1)[:, None] * per + torch.arange(per)
+            index[offset : offset + per * width] = offset + reverse.flatten()
+            changed[entry] = tensor.index_select(dim, index)
+    return changed
 
 
 def same_output(got: torch.Tensor, expected: torch.Tensor) -> bool:
@@ -189,7 +227,7 @@ def inherit(
     old_model = build(spec, parent_widths).eval()
     old_model.load_state_dict(parent)
     old_maps = layouts(spec, parent_widths)
-    same = (parent_widths, parent_widths)
+    probe = copy.deepcopy(old_model)
     example = torch.randn(
         4, spec.in_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)
     )
@@ -200,11 +238,9 @@ def inherit(
         old_width = parent_widths[name]
         if width >= old_width:
             continue
-        scores = channel_importance(old_model, name, old_width)
-        if scores is not None:
-            reversed_order = {**identity, name: torch.arange(old_width - 1, -1, -1)}
-            probe = copy.deepcopy(old_model)
-            carried(parent, probe, spec, same, reversed_order, (old_maps, old_maps))
+        scores = channel_importance(old_model, name, parent_widths, old_maps)
+        if scores is not None:  # free if reversing the width's channels leaves the output as it was
+            probe.load_state_dict({**parent, **reversed_channels(parent, name, parent_widths, old_maps)})
             if same_output(probe(example), expected):
                 kept[name] = scores.topk(width).indices.sort().values
                 by_importance.append(name)

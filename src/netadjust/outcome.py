@@ -46,13 +46,24 @@ def reversals(history: list[IterationRecord]) -> tuple[int, int, float]:
 
 
 def outcome_lines(
-    history: list[IterationRecord], run_dir: str, compare_seconds: float | None = None
+    history: list[IterationRecord],
+    run_dir: str,
+    compare_seconds: float | None = None,
+    inherited: bool = False,
 ) -> list[str]:
     """Sentences on the search in ``history``;
-    ``compare_seconds``: the expected time of ``netadjust compare --seeds 5``, if known."""
+    ``compare_seconds``: the expected time of ``netadjust compare --seeds 5``, if known;
+    ``inherited``: the iterations after the first fine-tuned briefly (``--inherit``)."""
     first, last = history[0], history[-1]
     lines = []
-    if len(history) > 1:
+    if len(history) > 1 and inherited:
+        lines.append(
+            "validation top-1 of the networks the search trained: original widths "
+            f"{100 * first.val['top1']:.2f}% after a whole training; the later iterations only "
+            "fine-tuned (--inherit), so theirs "
+            f"(iteration {len(history)}'s {100 * last.val['top1']:.2f}%) say nothing about the widths."
+        )
+    elif len(history) > 1:
         best = max(history, key=lambda record: record.val["top1"])
         change = 100 * (last.val["top1"] - first.val["top1"])
         lines.append(

@@ -300,7 +300,12 @@ def markdown(run: Run) -> str:
         "",
     ]
     lines += (
-        ["## Did it pay off?", ""] + [f"- {line}" for line in outcome_lines(history, str(run.path))] + [""]
+        ["## Did it pay off?", ""]
+        + [
+            f"- {line}"
+            for line in outcome_lines(history, str(run.path), inherited=run.config.inherit is not None)
+        ]
+        + [""]
     )
     lines += _comparison_section(run.path)
     return "\n".join(lines) + "\n"

@@ -262,7 +262,7 @@ def run_search(
     trained_images = training_epochs(config, len(history)) * len(data.train)
     per_image = sum(record.seconds["train"] for record in history) / trained_images
     compare_seconds = per_image * config.recipe.epochs * (len(data.train) + len(data.val)) * 3 * 5
-    for line in outcome_lines(history, str(out), compare_seconds):
+    for line in outcome_lines(history, str(out), compare_seconds, inherited=config.inherit is not None):
         log(line)
     log(f"wrote {out / 'final.json'}")
     return final

@@ -1,0 +1,143 @@
+"""--inherit: trained weights carried into new widths (channels kept by importance where
+that is free, new channels read with zero weights), and a search that uses them."""
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import in_process
+from netadjust.inherit import inherit
+from netadjust.spaces import ModelSpec, base_widths, build, width_grid
+from test_cli import assert_user_error
+
+DENSE_NET = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    '''Two dense layers concatenated to the stem, a 1x1 transition, a flatten of 2x2 maps.'''
+
+    def __init__(self, num_classes, in_channels):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, 6, 3, 1, 1, bias=False)
+        self.layer1 = nn.Sequential(nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 4, 3, 1, 1, bias=False))
+        self.layer2 = nn.Sequential(nn.BatchNorm2d(10), nn.ReLU(), nn.Conv2d(10, 5, 3, 1, 1, bias=False))
+        self.transition = nn.Sequential(nn.BatchNorm2d(15), nn.ReLU(), nn.Conv2d(15, 8, 1))
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32, 12), nn.ReLU(), nn.Linear(12, num_classes))
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.cat([x, self.layer1(x)], 1)
+        x = torch.cat([x, self.layer2(x)], 1)
+        return self.head(self.pool(self.transition(x)))
+"""
+
+EXAMPLE = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def trained_looking(spec: ModelSpec, widths: dict) -> nn.Module:
+    """A network at ``widths`` whose norms are not at their initial values, in eval mode."""
+    torch.manual_seed(0)
+    model = build(spec, widths).eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.data.uniform_(0.2, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def carried_into(spec: ModelSpec, parent: nn.Module, old: dict, new: dict):
+    torch.manual_seed(1)
+    model = build(spec, new).eval()
+    return model, inherit(parent.state_dict(), old, model, spec, new)
+
+
+def user_spec(tmp_path) -> ModelSpec:
+    (tmp_path / "dense.py").write_text(DENSE_NET)
+    return ModelSpec(model=f"{tmp_path / 'dense.py'}:Net", in_channels=1, image_size=28)
+
+
+@pytest.mark.parametrize(
+    "space, width_mult",
+    [("plain20", 0.25), ("resnet18", 0.25), ("densenet40", 0.25), ("mobilenetv2", 0.25), ("own", 1.0)],
+)
+def test_growing_every_width_keeps_what_the_network_computes(space, width_mult, tmp_path):
+    # concatenations (DenseNet, the user's net) and a flatten included; the ImageNet
+    # ResNet's shortcuts are convolutions, so its streams hold no index-aligned channels
+    spec = user_spec(tmp_path) if space == "own" else ModelSpec(space, 10, 1, 28, width_mult)
+    old = base_widths(spec)
+    grid = width_grid(spec, 1)
+    new = {name: width + 2 * grid[name] for name, width in old.items()}
+    parent = trained_looking(spec, old)
+    model, carried = carried_into(spec, parent, old, new)
+    assert carried.by_importance == carried.first_channels == ()
+    with torch.no_grad():
+        assert torch.allclose(model(EXAMPLE), parent(EXAMPLE), atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(model(EXAMPLE), build(spec, new).eval()(EXAMPLE), atol=1e-3)  # not by chance
+
+
+def test_a_shrunk_width_keeps_its_largest_gamma_channels_in_every_layer_that_reads_them():
+    spec = ModelSpec("plain20", 10, 1, 28, 0.5)
+    old = base_widths(spec)
+    name = "stage2.block1.conv1"
+    parent = trained_looking(spec, old)
+    gamma = torch.tensor(
+        [0.3, -2.0, 0.1, 0.5, 1.5, -0.05, 0.9, 0.2, 0.4, 0.6, 0.7, 0.01, 0.8, 0.02, 1.2, 0.03]
+    )
+    parent.get_submodule("stage2.block1.bn1").weight.data.copy_(gamma)
+    model, carried = carried_into(spec, parent, old, {**old, name: 5})
+    kept = torch.tensor([1, 4, 6, 12, 14])  # the five largest |gamma|, in their order
+    assert carried.by_importance == (name,) and carried.first_channels == ()
+    for layer, dim in (("stage2.block1.conv1.weight", 0), ("stage2.block1.conv2.weight", 1)):
+        assert torch.equal(model.state_dict()[layer], parent.state_dict()[layer].index_select(dim, kept))
+    for entry in ("weight", "bias", "running_mean", "running_var"):
+        key = f"stage2.block1.bn1.{entry}"
+        assert torch.equal(model.state_dict()[key], parent.state_dict()[key][kept])
+    assert torch.equal(
+        model.state_dict()["stage3.block0.conv1.weight"], parent.state_dict()["stage3.block0.conv1.weight"]
+    )
+
+
+def test_a_residual_streams_addend_keeps_its_first_channels_an_inner_width_its_best():
+    spec = ModelSpec("resnet20", 10, 1, 28, 0.5)
+    old = base_widths(spec)
+    parent = trained_looking(spec, old)
+    new = {**old, "stage2.block1.conv1": 12, "stage2.block1.conv2": 12}
+    model, carried = carried_into(spec, parent, old, new)
+    # conv2's channel p is added to the stream's channel p: any other choice breaks the sum
+    assert carried.by_importance == ("stage2.block1.conv1",)
+    assert carried.first_channels == ("stage2.block1.conv2",)
+    weight = "stage2.block1.conv2.weight"
+    kept = parent.get_submodule("stage2.block1.bn1").weight.abs().topk(12).indices.sort().values
+    assert torch.equal(model.state_dict()[weight], parent.state_dict()[weight][:12][:, kept])
+
+
+def test_a_dense_layer_shrunk_drops_its_own_part_of_every_concatenation(tmp_path):
+    # the width's drop sites are the norms that read the concatenations, its channels' part
+    # of them; the two channels of least |gamma| there carry nothing (zero weights, the
+    # norms zero-mean and unshifted there), so without them the network computes what it
+    # did: only if every reader's part of the concatenations (norms, convs) was matched
+    spec = user_spec(tmp_path)
+    old = base_widths(spec)
+    assert old == {"stem": 6, "layer1.2": 4, "layer2.2": 5, "transition.2": 8, "head.1": 12}
+    parent = trained_looking(spec, old)
+    dropped = [0, 2]  # of layer1's 4 channels: 6 and 8 of both concatenations
+    parent.get_submodule("layer1.2").weight.data[dropped] = 0
+    for reader in ("layer2.0", "transition.0"):
+        norm = parent.get_submodule(reader)
+        norm.weight.data[[6, 8]], norm.bias.data[[6, 8]], norm.running_mean[[6, 8]] = 0.1, 0.0, 0.0
+    model, carried = carried_into(spec, parent, old, {**old, "layer1.2": 2})
+    assert carried.by_importance == ("layer1.2",)
+    with torch.no_grad():
+        assert torch.allclose(model(EXAMPLE), parent(EXAMPLE), atol=1e-6, rtol=1e-5)
+
+
+def test_inherit_takes_whole_epochs_or_a_share_of_one(tmp_path):
+    for value in ("0", "1.5", "-1"):
+        result = in_process("search", "--dry-run", "--inherit", value, "--out", tmp_path / "run")
+        assert_user_error(result, "--inherit")
+    assert in_process("search", "--dry-run", "--inherit", "0.25", "--out", tmp_path / "run").returncode == 0
