@@ -5,17 +5,19 @@ iteration after the first starting from the previous one's weights and training 
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py search ROW E   # runs/ROW-inheritE
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW E    # its final widths, 5 seeds
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py rerun ROW      # from scratch again: runs/ROW-rerun
+    OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW      # the rerun's final widths
     .venv/bin/python bench/inherit.py summary
 
-Searches are resumable (run again after an interruption). ``train`` trains the inheriting
-search's final widths as the row's comparison trained its searched network (recipe, data
-and seeds checked by ``_rows``), kept as ``compare/searched-seed<k>.json`` in the inheriting
-run, paired by seed with the row's own. ``summary`` writes ``bench/results/inherit.json``
-and ``.md``: each search's time (the sum of its iterations' train, FUR and adjust seconds;
-the from-scratch side is the rerun where there is one, beside the inheriting search on this
-machine), per iteration the Spearman correlation between the two searches' FUR of the
-widths, the final widths' distance (sum |a - b| / sum b), and top-1 of both finals over
-the seeds with their paired difference and its standard error.
+Searches are resumable (run again after an interruption). ``train`` trains a search's final
+widths as the row's comparison trained its searched network (recipe, data and seeds
+checked by ``_rows``), kept as ``compare/searched-seed<k>.json`` in that run. The
+from-scratch side is the rerun where it has finished (this code, this machine: the row's
+recorded search may have run under other code or threads), else the row's own search.
+``summary`` writes ``bench/results/inherit.json`` and ``.md``: each search's time (the sum
+of its iterations' train, FUR and adjust seconds), per iteration the Spearman correlation
+between the two searches' FUR of the widths, the final widths' distance (sum |a - b| /
+sum b), and top-1 of both finals over the seeds, paired by seed, with the difference's
+standard error.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ def search(row: str, epochs: float | None, out: Path) -> None:
     run_search(config)
 
 
-def train(row: str, epochs: float, data_dir: str | None) -> None:
-    out = inheriting(row, epochs)
+def train(row: str, out: Path, data_dir: str | None) -> None:
+    """The final widths of run ``out`` trained as ``row``'s comparison trained its searched
+    network, per seed (kept: an interrupted run continues)."""
     run, _, recipe, data = row_setting(row, data_dir)
     widths = read_run(out).final.widths
     for seed in SEEDS:
@@ -76,28 +79,36 @@ def seed_top1(out: Path, widths: dict) -> dict[int, float]:
     return found
 
 
-def compared(row: str, out: Path) -> dict:
-    scratch, fast = read_run(RUNS / row), read_run(out)
+def scratch_of(row: str):
+    """The from-scratch search to compare with: the rerun beside the inheriting searches
+    where it has finished, else the row's recorded one; and where its finals' seeds are."""
     rerun = RUNS / f"{row}-rerun"
-    timed = read_run(rerun) if (rerun / "final.json").exists() else scratch
+    if (rerun / "final.json").exists():
+        return read_run(rerun), rerun, "rerun with this code"
+    return read_run(RUNS / row), RUNS / row, "the row's recorded search"
+
+
+def compared(row: str, out: Path) -> dict:
+    (scratch, scratch_dir, which), fast = scratch_of(row), read_run(out)
     entry = {
         "row": row,
         "inherit": fast.config.inherit,
+        "scratch": which,
         "seconds": search_seconds(fast),
-        "scratch_seconds": search_seconds(timed),
-        "scratch_timed_by": "rerun beside it" if timed is not scratch else "the row's recorded search",
+        "scratch_seconds": search_seconds(scratch),
         "fur_spearman": [
             spearman([a.fur[name] for name in a.fur], [b.fur[name] for name in a.fur])
             for a, b in zip(scratch.history, fast.history, strict=True)
         ],
         "widths": fast.final.widths,
+        "scratch_widths": scratch.final.widths,
         "widths_distance": sum(abs(fast.final.widths[n] - w) for n, w in scratch.final.widths.items())
         / sum(scratch.final.widths.values()),
     }
     entry["ratio"] = entry["seconds"] / entry["scratch_seconds"]
-    if timed is not scratch:  # the rerun repeats the row's search: same widths if deterministic
-        entry["rerun_same_widths"] = timed.final.widths == scratch.final.widths
-    mine, theirs = seed_top1(out, fast.final.widths), seed_top1(RUNS / row, scratch.final.widths)
+    mine, theirs = seed_top1(out, fast.final.widths), seed_top1(scratch_dir, scratch.final.widths)
+    if not theirs and scratch.final.widths == read_run(RUNS / row).final.widths:
+        theirs = seed_top1(RUNS / row, scratch.final.widths)  # the rerun found the recorded widths
     seeds = sorted(set(mine) & set(theirs))
     if len(seeds) >= 2:
         paired = [mine[seed] - theirs[seed] for seed in seeds]
@@ -135,7 +146,7 @@ def summary() -> None:
         )
         lines.append(
             f"| {e['row']} | {e['inherit']:g} | {e['seconds']:.0f} | {e['scratch_seconds']:.0f} "
-            f"({e['scratch_timed_by']}) | {e['ratio']:.2f} | "
+            f"({e['scratch']}) | {e['ratio']:.2f} | "
             f"{', '.join(f'{value:.2f}' for value in e['fur_spearman'])} | "
             f"{e['widths_distance']:.2f} | {accuracy} |"
         )
@@ -154,8 +165,9 @@ def main() -> None:
         search(args.row, args.epochs, inheriting(args.row, args.epochs))
     elif args.action == "rerun":
         search(args.row, None, RUNS / f"{args.row}-rerun")
-    elif args.action == "train":
-        train(args.row, args.epochs, args.data_dir)
+    elif args.action == "train":  # without E: the rerun's finals
+        out = inheriting(args.row, args.epochs) if args.epochs else RUNS / f"{args.row}-rerun"
+        train(args.row, out, args.data_dir)
     else:
         summary()
 
