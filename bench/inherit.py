@@ -6,6 +6,7 @@ iteration after the first starting from the previous one's weights and training 
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW E    # its final widths, 5 seeds
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py rerun ROW      # from scratch again: runs/ROW-rerun
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW      # the rerun's final widths
+    OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py time ROW E     # ROW-inheritE again: runs/...-timed
     .venv/bin/python bench/inherit.py summary
 
 Searches are resumable (run again after an interruption). ``train`` trains a search's final
@@ -28,6 +29,7 @@ import json
 import math
 import platform
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -48,9 +50,15 @@ def inheriting(row: str, epochs: float) -> Path:
 
 
 def search(row: str, epochs: float | None, out: Path) -> None:
-    """The row's search again, from its recorded settings, inheriting or not."""
+    """The row's search again, from its recorded settings, inheriting or not; its wall time
+    (data, model and evaluations included) kept in ``wall.json`` when it ran uninterrupted."""
     config = dataclasses.replace(read_run(RUNS / row).config, inherit=epochs, out=str(out))
+    fresh, start = not (out / "config.json").exists(), time.perf_counter()
     run_search(config)
+    if fresh:
+        write_json(
+            out / "wall.json", {"seconds": time.perf_counter() - start, "threads": torch.get_num_threads()}
+        )
 
 
 def train(row: str, out: Path, data_dir: str | None) -> None:
@@ -68,6 +76,11 @@ def train(row: str, out: Path, data_dir: str | None) -> None:
 
 def search_seconds(run) -> float:
     return sum(sum(record.seconds.values()) for record in run.history)
+
+
+def wall_seconds(out: Path) -> float | None:
+    wall = out / "wall.json"
+    return json.loads(wall.read_text())["seconds"] if wall.exists() else None
 
 
 def seed_top1(out: Path, widths: dict) -> dict[int, float]:
@@ -105,7 +118,14 @@ def compared(row: str, out: Path) -> dict:
         "widths_distance": sum(abs(fast.final.widths[n] - w) for n, w in scratch.final.widths.items())
         / sum(scratch.final.widths.values()),
     }
-    entry["ratio"] = entry["seconds"] / entry["scratch_seconds"]
+    timed = out.with_name(out.name + "-timed")  # the same search again, side by side with nothing
+    walls = wall_seconds(timed if timed.exists() else out), wall_seconds(scratch_dir)
+    if timed.exists() and (timed / "final.json").exists():
+        entry["timed_copy_same_widths"] = read_run(timed).final.widths == fast.final.widths
+    if None not in walls:  # both timed whole: data, models and evaluations included
+        entry.update(wall_seconds=walls[0], scratch_wall_seconds=walls[1], ratio=walls[0] / walls[1])
+    else:
+        entry["ratio"] = entry["seconds"] / entry["scratch_seconds"]
     mine, theirs = seed_top1(out, fast.final.widths), seed_top1(scratch_dir, scratch.final.widths)
     if not theirs and scratch.final.widths == read_run(RUNS / row).final.widths:
         theirs = seed_top1(RUNS / row, scratch.final.widths)  # the rerun found the recorded widths
@@ -128,13 +148,14 @@ def summary() -> None:
     entries = [
         compared(out.name.rsplit("-inherit", 1)[0], out)
         for out in sorted(RUNS.glob("*-inherit*"))
-        if (out / "final.json").exists()
+        if (out / "final.json").exists() and not out.name.endswith("-timed")
     ]
     write_json(
         RESULTS / "inherit.json", {"machine": platform.processor() or platform.machine(), "rows": entries}
     )
     lines = [
-        "| row | --inherit | search s | from scratch s | ratio | FUR Spearman per iteration "
+        "| row | --inherit | search s | from scratch s | ratio (wall where both timed whole) "
+        "| FUR Spearman per iteration "
         "| widths distance | top-1 inherit − scratch (seeds) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -145,7 +166,8 @@ def summary() -> None:
             else "not trained"
         )
         lines.append(
-            f"| {e['row']} | {e['inherit']:g} | {e['seconds']:.0f} | {e['scratch_seconds']:.0f} "
+            f"| {e['row']} | {e['inherit']:g} | {e.get('wall_seconds', e['seconds']):.0f} | "
+            f"{e.get('scratch_wall_seconds', e['scratch_seconds']):.0f} "
             f"({e['scratch']}) | {e['ratio']:.2f} | "
             f"{', '.join(f'{value:.2f}' for value in e['fur_spearman'])} | "
             f"{e['widths_distance']:.2f} | {accuracy} |"
@@ -156,13 +178,16 @@ def summary() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("search", "train", "rerun", "summary"))
+    parser.add_argument("action", choices=("search", "time", "train", "rerun", "summary"))
     parser.add_argument("row", nargs="?")
     parser.add_argument("epochs", nargs="?", type=float)
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     if args.action == "search":
         search(args.row, args.epochs, inheriting(args.row, args.epochs))
+    elif args.action == "time":  # the same inheriting search again, for its wall time alone
+        out = inheriting(args.row, args.epochs)
+        search(args.row, args.epochs, out.with_name(out.name + "-timed"))
     elif args.action == "rerun":
         search(args.row, None, RUNS / f"{args.row}-rerun")
     elif args.action == "train":  # without E: the rerun's finals

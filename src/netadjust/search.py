@@ -327,8 +327,11 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
 
     torch.manual_seed(seed)
     model = build(spec, widths).to(data.train.device)
+    carrying = {}  # the seconds the carry took, when it ran
     if recipe is not config.recipe and saved is None:
+        timer = time.perf_counter()
         inherit_weights(search, iteration, parent, model, widths, label)
+        carrying["inherit"] = time.perf_counter() - timer
     train_set = data.train
     if share < 1:  # a share of the images, drawn per iteration
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))
@@ -389,7 +392,7 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
         next_excess=excess(search.cost(next_widths), target),  # (cost - budget) / cost
         latency=search.latency.seconds(widths) if search.latency else None,
         next_latency=search.latency.seconds(next_widths) if search.latency else None,
-        seconds={"train": fit_log["seconds"], "fur": seconds_fur, "adjust": seconds_adjust},
+        seconds={"train": fit_log["seconds"], "fur": seconds_fur, "adjust": seconds_adjust, **carrying},
     )
 
 
