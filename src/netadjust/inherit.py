@@ -132,7 +132,6 @@ def reading_weights(model: nn.Module) -> set[str]:
 def carried(
     parent: dict[str, torch.Tensor],
     model: nn.Module,
-    spec: ModelSpec,
     widths: tuple[Widths, Widths],
     kept: dict[str, torch.Tensor],
     maps: tuple[dict[Key, Layout], dict[Key, Layout]],
@@ -220,7 +219,7 @@ class Inheritance:
 @torch.no_grad()
 def inherit(
     parent: dict[str, torch.Tensor], parent_widths: Widths, model: nn.Module, spec: ModelSpec, widths: Widths
-):
+) -> Inheritance:
     """Carry ``parent`` (trained weights at ``parent_widths``) into ``model`` (built at
     ``widths``, freshly initialised) in place; return which shrunk widths kept their most
     important channels."""
@@ -247,5 +246,5 @@ def inherit(
                 continue
         kept[name] = torch.arange(width)
         first.append(name)
-    carried(parent, model, spec, (parent_widths, widths), kept, (old_maps, layouts(spec, widths)))
+    carried(parent, model, (parent_widths, widths), kept, (old_maps, layouts(spec, widths)))
     return Inheritance(tuple(by_importance), tuple(first))
