@@ -75,6 +75,9 @@ def test_growing_every_width_keeps_what_the_network_computes(space, width_mult, 
     parent = trained_looking(spec, old)
     model, carried = carried_into(spec, parent, old, new)
     assert carried.by_importance == carried.first_channels == ()
+    assert set(carried.split) | set(carried.fresh) == set(old) and carried.split
+    if space != "resnet18":  # its blocks' second convs add into zero-padded streams: fresh there
+        assert carried.fresh == ()
     with torch.no_grad():
         assert torch.allclose(model(EXAMPLE), parent(EXAMPLE), atol=1e-5, rtol=1e-4)
     assert not torch.allclose(model(EXAMPLE), build(spec, new).eval()(EXAMPLE), atol=1e-3)  # not by chance
@@ -99,6 +102,30 @@ def test_a_shrunk_width_keeps_its_largest_gamma_channels_in_every_layer_that_rea
         assert torch.equal(model.state_dict()[key], parent.state_dict()[key][kept])
     assert torch.equal(
         model.state_dict()["stage3.block0.conv1.weight"], parent.state_dict()["stage3.block0.conv1.weight"]
+    )
+
+
+def test_a_grown_width_splits_old_channels_and_its_readers_share_their_weights():
+    spec = ModelSpec("plain20", 10, 1, 28, 0.5)
+    old = base_widths(spec)
+    name = "stage2.block1.conv1"  # 16 channels, read by stage2.block1.conv2
+    parent = trained_looking(spec, old)
+    model, carried = carried_into(spec, parent, old, {**old, name: 22})
+    assert carried.split == (name,) and carried.fresh == ()
+    rows, old_rows = model.state_dict()[f"{name}.weight"], parent.state_dict()[f"{name}.weight"]
+    assert torch.equal(rows[:16], old_rows)
+    copied = [next(c for c in range(16) if torch.equal(rows[j], old_rows[c])) for j in range(16, 22)]
+    assert len(set(copied)) == 6  # six different channels split, each once
+    reads, old_reads = (
+        model.state_dict()["stage2.block1.conv2.weight"],
+        parent.state_dict()["stage2.block1.conv2.weight"],
+    )
+    for j, c in zip(range(16, 22), copied, strict=True):
+        assert torch.allclose(reads[:, c] + reads[:, j], old_reads[:, c])
+        assert not torch.allclose(reads[:, c], reads[:, j])  # unequal shares: the copies can drift apart
+    assert torch.equal(
+        model.state_dict()["stage2.block1.bn1.running_var"][16:],
+        parent.state_dict()["stage2.block1.bn1.running_var"][copied],
     )
 
 

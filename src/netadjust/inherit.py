@@ -135,10 +135,13 @@ def carried(
     widths: tuple[Widths, Widths],
     kept: dict[str, torch.Tensor],
     maps: tuple[dict[Key, Layout], dict[Key, Layout]],
+    generator: torch.Generator | None = None,
 ) -> None:
     """Copy ``parent`` (a state at ``widths[0]``) into ``model`` (at ``widths[1]``, freshly
     initialised): width ``w``'s new channel j is old channel ``kept[w][j]``, channels beyond
-    ``kept`` are new; a new channel read by a conv or linear is read with zero weights."""
+    ``kept`` are new; a new channel read by a conv or linear is read with zero weights, and
+    an old channel that ``kept`` lists several times (a split) is read by each copy with a
+    random share of its old weights (``generator``), the shares summing to one."""
     readers = reading_weights(model)
     for entry, fresh in model.state_dict().items():
         old = parent.get(entry)
@@ -164,6 +167,21 @@ def carried(
         if entry in readers and len(known[1]) < fresh.shape[1]:
             new_inputs = torch.nonzero(sources[1] < 0).flatten().to(fresh.device)
             fresh.index_fill_(1, new_inputs, 0.0)
+        if entry in readers and len(sources[1][known[1]].unique()) < len(known[1]):
+            fresh.mul_(split_shares(sources[1], generator).to(fresh).view(1, -1, *[1] * (fresh.dim() - 2)))
+
+
+def split_shares(source: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Per entry of a reading dimension, its share of the old weights it copies: 1 for an
+    entry copied once, random positive shares summing to one among copies of the same (so
+    that the copies, whose inputs are equal, differ in their gradients and drift apart)."""
+    shares = torch.ones(len(source))
+    for old in source[source >= 0].unique():
+        copies = torch.nonzero(source == old).flatten()
+        if len(copies) > 1:
+            draws = 0.5 + torch.rand(len(copies), generator=generator)
+            shares[copies] = draws / draws.sum()
+    return shares
 
 
 def channel_importance(
@@ -210,19 +228,32 @@ def same_output(got: torch.Tensor, expected: torch.Tensor) -> bool:
 
 @dataclass(frozen=True)
 class Inheritance:
-    """What was carried: per shrunk width, whether it kept its most important channels."""
+    """What was carried: the shrunk widths that kept their most important channels and
+    those that kept their first; the grown widths whose new channels split old ones and
+    those whose new channels are fresh (read with zero weights)."""
 
     by_importance: tuple[str, ...]
     first_channels: tuple[str, ...]
+    split: tuple[str, ...] = ()
+    fresh: tuple[str, ...] = ()
 
 
 @torch.no_grad()
 def inherit(
-    parent: dict[str, torch.Tensor], parent_widths: Widths, model: nn.Module, spec: ModelSpec, widths: Widths
+    parent: dict[str, torch.Tensor],
+    parent_widths: Widths,
+    model: nn.Module,
+    spec: ModelSpec,
+    widths: Widths,
+    seed: int = 0,
 ) -> Inheritance:
     """Carry ``parent`` (trained weights at ``parent_widths``) into ``model`` (built at
-    ``widths``, freshly initialised) in place; return which shrunk widths kept their most
-    important channels."""
+    ``widths``, freshly initialised) in place. Where a width's channels can be chosen freely
+    (reversing them leaves the output as it was), shrinking keeps its largest-|gamma|
+    channels and growing splits old channels (Net2Net: a copy of a random old channel, the
+    readers' weights for it shared among the copies), so the network computes what it did;
+    elsewhere shrinking keeps the first channels and growing adds fresh ones read with zero
+    weights. ``seed`` draws the channels split and the shares."""
     old_model = build(spec, parent_widths).eval()
     old_model.load_state_dict(parent)
     old_maps = layouts(spec, parent_widths)
@@ -231,20 +262,32 @@ def inherit(
         4, spec.in_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)
     )
     expected = old_model(example)
-    identity = {name: torch.arange(width) for name, width in parent_widths.items()}
-    kept, by_importance, first = dict(identity), [], []
+    generator = torch.Generator().manual_seed(seed)
+
+    def free(name: str) -> bool:
+        probe.load_state_dict({**parent, **reversed_channels(parent, name, parent_widths, old_maps)})
+        return same_output(probe(example), expected)
+
+    kept = {name: torch.arange(width) for name, width in parent_widths.items()}
+    chosen: dict[str, list[str]] = {"by_importance": [], "first_channels": [], "split": [], "fresh": []}
     for name, width in widths.items():
         old_width = parent_widths[name]
-        if width >= old_width:
-            continue
-        scores = channel_importance(old_model, name, parent_widths, old_maps)
-        if scores is not None:  # free if reversing the width's channels leaves the output as it was
-            probe.load_state_dict({**parent, **reversed_channels(parent, name, parent_widths, old_maps)})
-            if same_output(probe(example), expected):
+        if width > old_width:
+            splits = free(name)
+            if splits:
+                extra = torch.cat(
+                    [torch.randperm(old_width, generator=generator) for _ in range(width // old_width)]
+                )
+                kept[name] = torch.cat([kept[name], extra[: width - old_width]])
+            chosen["split" if splits else "fresh"].append(name)
+        elif width < old_width:
+            scores = channel_importance(old_model, name, parent_widths, old_maps)
+            if scores is not None and free(name):
                 kept[name] = scores.topk(width).indices.sort().values
-                by_importance.append(name)
-                continue
-        kept[name] = torch.arange(width)
-        first.append(name)
-    carried(parent, model, (parent_widths, widths), kept, (old_maps, layouts(spec, widths)))
-    return Inheritance(tuple(by_importance), tuple(first))
+                chosen["by_importance"].append(name)
+            else:
+                kept[name] = kept[name][:width]
+                chosen["first_channels"].append(name)
+    maps = (old_maps, layouts(spec, widths))
+    carried(parent, model, (parent_widths, widths), kept, maps, generator)
+    return Inheritance(**{kind: tuple(names) for kind, names in chosen.items()})

@@ -407,21 +407,19 @@ def inherit_weights(
             f"{label}: --inherit needs the previous iteration's trained weights, but "
             f"{search.out / CHECKPOINT} no longer holds them; start again with --force"
         )
-    carried = inherit(trained["model"], parent, model, search.spec, widths)
+    seed = search.config.seed + 1000 * iteration
+    carried = inherit(trained["model"], parent, model, search.spec, widths, seed=seed)
     short, share = iteration_recipe(search.config, iteration)
+    kinds = (
+        (carried.by_importance, "shrunk keeping their largest-|gamma| channels"),
+        (carried.first_channels, "shrunk keeping their first (index-aligned with others)"),
+        (carried.split, "grown by splitting channels"),
+        (carried.fresh, "grown by fresh channels read with zero weights"),
+    )
+    moved = "; ".join(f"{plural(len(names), 'width')} {what}" for names, what in kinds if names)
     search.log(
-        f"{label}: starts from iteration {iteration}'s weights"
-        + (
-            f"; shrunk widths kept their largest-|gamma| channels: {len(carried.by_importance)}"
-            if carried.by_importance
-            else ""
-        )
-        + (
-            f", their first (index-aligned with others): {len(carried.first_channels)}"
-            if carried.first_channels
-            else ""
-        )
-        + f"; training {plural(short.epochs, 'epoch')}"
+        f"{label}: starts from iteration {iteration}'s weights ({moved or 'the same widths'}), "
+        f"training {plural(short.epochs, 'epoch')}"
         + (f" over {share:.0%} of the training images" if share < 1 else "")
     )
 
