@@ -6,7 +6,6 @@ iteration after the first starting from the previous one's weights and training 
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW E    # its final widths, 5 seeds
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py rerun ROW      # from scratch again: runs/ROW-rerun
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW      # the rerun's final widths
-    OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py time ROW E     # ROW-inheritE again: runs/...-timed
     .venv/bin/python bench/inherit.py summary
 
 Searches are resumable (run again after an interruption). ``train`` trains a search's final
@@ -18,7 +17,9 @@ recorded search may have run under other code or threads), else the row's own se
 of its iterations' train, FUR and adjust seconds), per iteration the Spearman correlation
 between the two searches' FUR of the widths, the final widths' distance (sum |a - b| /
 sum b), and top-1 of both finals over the seeds, paired by seed, with the difference's
-standard error.
+standard error. A run folder ``ROW-inheritE-NAME`` holds an earlier variant of the carry
+(``zeroread``: grown widths got fresh channels read with zero weights, no splitting; the
+code of commit 462cb9e).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def compared(row: str, out: Path) -> dict:
     entry = {
         "row": row,
         "inherit": fast.config.inherit,
+        "variant": out.name.split("-inherit", 1)[1],  # E, and a suffix naming an earlier variant
         "scratch": which,
         "seconds": search_seconds(fast),
         "scratch_seconds": search_seconds(scratch),
@@ -118,10 +120,7 @@ def compared(row: str, out: Path) -> dict:
         "widths_distance": sum(abs(fast.final.widths[n] - w) for n, w in scratch.final.widths.items())
         / sum(scratch.final.widths.values()),
     }
-    timed = out.with_name(out.name + "-timed")  # the same search again, side by side with nothing
-    walls = wall_seconds(timed if timed.exists() else out), wall_seconds(scratch_dir)
-    if timed.exists() and (timed / "final.json").exists():
-        entry["timed_copy_same_widths"] = read_run(timed).final.widths == fast.final.widths
+    walls = wall_seconds(out), wall_seconds(scratch_dir)
     if None not in walls:  # both timed whole: data, models and evaluations included
         entry.update(wall_seconds=walls[0], scratch_wall_seconds=walls[1], ratio=walls[0] / walls[1])
     else:
@@ -148,7 +147,7 @@ def summary() -> None:
     entries = [
         compared(out.name.rsplit("-inherit", 1)[0], out)
         for out in sorted(RUNS.glob("*-inherit*"))
-        if (out / "final.json").exists() and not out.name.endswith("-timed")
+        if (out / "final.json").exists()
     ]
     write_json(
         RESULTS / "inherit.json", {"machine": platform.processor() or platform.machine(), "rows": entries}
@@ -166,7 +165,7 @@ def summary() -> None:
             else "not trained"
         )
         lines.append(
-            f"| {e['row']} | {e['inherit']:g} | {e.get('wall_seconds', e['seconds']):.0f} | "
+            f"| {e['row']} | {e['variant']} | {e.get('wall_seconds', e['seconds']):.0f} | "
             f"{e.get('scratch_wall_seconds', e['scratch_seconds']):.0f} "
             f"({e['scratch']}) | {e['ratio']:.2f} | "
             f"{', '.join(f'{value:.2f}' for value in e['fur_spearman'])} | "
@@ -178,16 +177,13 @@ def summary() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("search", "time", "train", "rerun", "summary"))
+    parser.add_argument("action", choices=("search", "train", "rerun", "summary"))
     parser.add_argument("row", nargs="?")
     parser.add_argument("epochs", nargs="?", type=float)
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     if args.action == "search":
         search(args.row, args.epochs, inheriting(args.row, args.epochs))
-    elif args.action == "time":  # the same inheriting search again, for its wall time alone
-        out = inheriting(args.row, args.epochs)
-        search(args.row, args.epochs, out.with_name(out.name + "-timed"))
     elif args.action == "rerun":
         search(args.row, None, RUNS / f"{args.row}-rerun")
     elif args.action == "train":  # without E: the rerun's finals
