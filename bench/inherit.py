@@ -93,22 +93,37 @@ def seed_top1(out: Path, widths: dict) -> dict[int, float]:
     return found
 
 
-def scratch_of(row: str):
-    """The from-scratch search to compare with: the rerun beside the inheriting searches
-    where it has finished, else the row's recorded one; and where its finals' seeds are."""
-    rerun = RUNS / f"{row}-rerun"
-    if (rerun / "final.json").exists():
-        return read_run(rerun), rerun, "rerun with this code"
-    return read_run(RUNS / row), RUNS / row, "the row's recorded search"
+def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
+    """a − b over the seeds both have: mean, standard error, and the values."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    differences = [a[seed] - b[seed] for seed in seeds]
+    return {
+        "mean": statistics.fmean(differences),
+        "se": statistics.stdev(differences) / math.sqrt(len(seeds)),
+        "seeds": seeds,
+        "top1": [a[seed] for seed in seeds],
+        "other_top1": [b[seed] for seed in seeds],
+    }
+
+
+def distance(a: dict, b: dict) -> float:
+    return sum(abs(a[name] - width) for name, width in b.items()) / sum(b.values())
 
 
 def compared(row: str, out: Path) -> dict:
-    (scratch, scratch_dir, which), fast = scratch_of(row), read_run(out)
+    """Run ``out`` against the from-scratch searches of ``row``: time, FUR and widths
+    against the rerun (this code, beside it) where it has finished, else the recorded one;
+    top-1 against each whose finals were trained."""
+    recorded, rerun_dir, fast = read_run(RUNS / row), RUNS / f"{row}-rerun", read_run(out)
+    rerun = read_run(rerun_dir) if (rerun_dir / "final.json").exists() else None
+    scratch, scratch_dir = (rerun, rerun_dir) if rerun else (recorded, RUNS / row)
     entry = {
         "row": row,
         "inherit": fast.config.inherit,
         "variant": out.name.split("-inherit", 1)[1],  # E, and a suffix naming an earlier variant
-        "scratch": which,
+        "scratch": "rerun with this code" if rerun else "the row's recorded search",
         "seconds": search_seconds(fast),
         "scratch_seconds": search_seconds(scratch),
         "fur_spearman": [
@@ -116,31 +131,40 @@ def compared(row: str, out: Path) -> dict:
             for a, b in zip(scratch.history, fast.history, strict=True)
         ],
         "widths": fast.final.widths,
-        "scratch_widths": scratch.final.widths,
-        "widths_distance": sum(abs(fast.final.widths[n] - w) for n, w in scratch.final.widths.items())
-        / sum(scratch.final.widths.values()),
+        "widths_distance": distance(fast.final.widths, scratch.final.widths),
     }
     walls = wall_seconds(out), wall_seconds(scratch_dir)
     if None not in walls:  # both timed whole: data, models and evaluations included
         entry.update(wall_seconds=walls[0], scratch_wall_seconds=walls[1], ratio=walls[0] / walls[1])
     else:
         entry["ratio"] = entry["seconds"] / entry["scratch_seconds"]
-    mine, theirs = seed_top1(out, fast.final.widths), seed_top1(scratch_dir, scratch.final.widths)
-    if not theirs and scratch.final.widths == read_run(RUNS / row).final.widths:
-        theirs = seed_top1(RUNS / row, scratch.final.widths)  # the rerun found the recorded widths
-    seeds = sorted(set(mine) & set(theirs))
-    if len(seeds) >= 2:
-        paired = [mine[seed] - theirs[seed] for seed in seeds]
-        entry.update(
-            seeds=seeds,
-            top1=[mine[seed] for seed in seeds],
-            scratch_top1=[theirs[seed] for seed in seeds],
-            difference={
-                "mean": statistics.fmean(paired),
-                "se": statistics.stdev(paired) / math.sqrt(len(seeds)),
-            },
-        )
+    mine = seed_top1(out, fast.final.widths)
+    for name, run, folder in (("rerun", rerun, rerun_dir), ("recorded", recorded, RUNS / row)):
+        if run is not None:
+            entry[f"minus_{name}"] = paired(mine, seed_top1(folder, run.final.widths))
     return entry
+
+
+def scratch_twice(row: str) -> dict | None:
+    """The two from-scratch searches of ``row`` against each other: how far one search's
+    result lies from another's when only the arithmetic's rounding differs."""
+    rerun_dir = RUNS / f"{row}-rerun"
+    if not (rerun_dir / "final.json").exists():
+        return None
+    recorded, rerun = read_run(RUNS / row), read_run(rerun_dir)
+    return {
+        "row": row,
+        "widths_distance": distance(rerun.final.widths, recorded.final.widths),
+        "rerun_minus_recorded": paired(
+            seed_top1(rerun_dir, rerun.final.widths), seed_top1(RUNS / row, recorded.final.widths)
+        ),
+    }
+
+
+def cell(difference: dict | None) -> str:
+    if difference is None:
+        return "not trained"
+    return f"{100 * difference['mean']:+.2f} ± {100 * difference['se']:.2f} ({len(difference['seeds'])})"
 
 
 def summary() -> None:
@@ -149,28 +173,27 @@ def summary() -> None:
         for out in sorted(RUNS.glob("*-inherit*"))
         if (out / "final.json").exists()
     ]
+    twice = [found for found in map(scratch_twice, sorted({e["row"] for e in entries})) if found]
     write_json(
-        RESULTS / "inherit.json", {"machine": platform.processor() or platform.machine(), "rows": entries}
+        RESULTS / "inherit.json",
+        {"machine": platform.processor() or platform.machine(), "rows": entries, "scratch_twice": twice},
     )
     lines = [
-        "| row | --inherit | search s | from scratch s | ratio (wall where both timed whole) "
-        "| FUR Spearman per iteration "
-        "| widths distance | top-1 inherit − scratch (seeds) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| row | --inherit | search s | from scratch s | ratio | FUR Spearman per iteration "
+        "| widths distance | top-1 − rerun | top-1 − recorded |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for e in entries:
-        accuracy = (
-            f"{100 * e['difference']['mean']:+.2f} ± {100 * e['difference']['se']:.2f} SE ({len(e['seeds'])})"
-            if "difference" in e
-            else "not trained"
-        )
         lines.append(
             f"| {e['row']} | {e['variant']} | {e.get('wall_seconds', e['seconds']):.0f} | "
-            f"{e.get('scratch_wall_seconds', e['scratch_seconds']):.0f} "
-            f"({e['scratch']}) | {e['ratio']:.2f} | "
+            f"{e.get('scratch_wall_seconds', e['scratch_seconds']):.0f} | {e['ratio']:.2f} | "
             f"{', '.join(f'{value:.2f}' for value in e['fur_spearman'])} | "
-            f"{e['widths_distance']:.2f} | {accuracy} |"
+            f"{e['widths_distance']:.2f} | {cell(e.get('minus_rerun'))} | {cell(e.get('minus_recorded'))} |"
         )
+    lines += ["", "| row | from scratch twice: widths distance | top-1 rerun − recorded |", "|---|---:|---:|"]
+    lines += [
+        f"| {t['row']} | {t['widths_distance']:.2f} | {cell(t['rerun_minus_recorded'])} |" for t in twice
+    ]
     (RESULTS / "inherit.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
