@@ -328,7 +328,7 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
     torch.manual_seed(seed)
     model = build(spec, widths).to(data.train.device)
     carrying = {}  # the seconds the carry took, when it ran
-    if recipe is not config.recipe and saved is None:
+    if config.inherit is not None and iteration > 0 and saved is None:
         timer = time.perf_counter()
         inherit_weights(search, iteration, parent, model, widths, label)
         carrying["inherit"] = time.perf_counter() - timer
