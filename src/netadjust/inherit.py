@@ -8,16 +8,18 @@ widths additively is their concatenation, in the widths' order after the channel
 width owns (a DenseNet's inputs, a flatten's channel-major features); one that does not
 (a residual stream zero-padded to its widest addend) is index-aligned: entry p stays p.
 
-A shrunk width keeps its most important channels, by the batch-norm scale |gamma| of its
-drop site (Liu et al. 2017, network slimming: after the norm a channel's size is gamma;
-free, no data pass), or the L1 norm of the site layer's weights where no norm is. Only if
-the selection is free: reordering the width's channels must leave the network's output
-unchanged (checked on a random batch), which fails where channels are index-aligned with
-others (the addends of a zero-padded residual stream): such a width keeps its first
-channels. A grown width's new channels keep their fresh initialisation, and every layer
-reading them gets zero weights for them, so the network computes what it did (except
-where a new channel is added into an existing stream channel) and training resumes from
-where it stood.
+A width's channels are chosen freely only where that is free: reversing them must leave
+the network's output unchanged (checked on a random batch), which fails where they are
+index-aligned with others (the addends of a zero-padded residual stream). There a shrunk
+width keeps its most important channels, by the batch-norm scale |gamma| of its drop site
+(Liu et al. 2017, network slimming: after the norm a channel's size is gamma; free, no data
+pass), or the L1 norm of the site's weights where no norm is; and a grown width splits old
+channels (Chen et al. 2016, Net2Net: copies of random old channels, every reader's weights
+for a channel shared among its copies in random shares summing to one), so the network
+computes what it did and the new channels carry something from the start. Elsewhere a
+shrunk width keeps its first channels and a grown one gets fresh channels read with zero
+weights (the output then moves only where a new channel is added into an existing stream
+channel).
 """
 
 from __future__ import annotations
