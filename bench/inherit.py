@@ -13,8 +13,9 @@ widths as the row's comparison trained its searched network (recipe, data and se
 checked by ``_rows``), kept as ``compare/searched-seed<k>.json`` in that run. The
 from-scratch side is the rerun where it has finished (this code, this machine: the row's
 recorded search may have run under other code or threads), else the row's own search.
-``summary`` writes ``bench/results/inherit.json`` and ``.md``: each search's time (the sum
-of its iterations' train, FUR and adjust seconds), per iteration the Spearman correlation
+``summary`` writes ``bench/results/inherit.json`` and ``.md``: each search's time (its wall
+time where both searches ran whole under this script, ``wall.json``; else the sum of its
+iterations' seconds), per iteration the Spearman correlation
 between the two searches' FUR of the widths, the final widths' distance (sum |a - b| /
 sum b), and top-1 of both finals over the seeds, paired by seed, with the difference's
 standard error. A run folder ``ROW-inheritE-NAME`` holds an earlier variant of the carry
