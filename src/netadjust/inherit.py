@@ -236,8 +236,8 @@ class Inheritance:
 
     by_importance: tuple[str, ...]
     first_channels: tuple[str, ...]
-    split: tuple[str, ...] = ()
-    fresh: tuple[str, ...] = ()
+    split: tuple[str, ...]
+    fresh: tuple[str, ...]
 
 
 @torch.no_grad()

@@ -330,7 +330,7 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
     carrying = {}  # the seconds the carry took, when it ran
     if config.inherit is not None and iteration > 0 and saved is None:
         timer = time.perf_counter()
-        inherit_weights(search, iteration, parent, model, widths, label)
+        inherit_weights(search, iteration, parent, model, widths, label, seed)
         carrying["inherit"] = time.perf_counter() - timer
     train_set = data.train
     if share < 1:  # a share of the images, drawn per iteration
@@ -397,7 +397,7 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
 
 
 def inherit_weights(
-    search: Search, iteration: int, parent: Widths, model, widths: Widths, label: str
+    search: Search, iteration: int, parent: Widths, model, widths: Widths, label: str, seed: int
 ) -> None:
     """Carry the previous iteration's trained weights, read back from its checkpoint (so a
     resumed search starts from the very same tensors), into ``model`` at ``widths``."""
@@ -407,7 +407,6 @@ def inherit_weights(
             f"{label}: --inherit needs the previous iteration's trained weights, but "
             f"{search.out / CHECKPOINT} no longer holds them; start again with --force"
         )
-    seed = search.config.seed + 1000 * iteration
     carried = inherit(trained["model"], parent, model, search.spec, widths, seed=seed)
     short, share = iteration_recipe(search.config, iteration)
     kinds = (
