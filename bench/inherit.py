@@ -4,6 +4,7 @@ iteration after the first starting from the previous one's weights and training 
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py search ROW E   # runs/ROW-inheritE
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW E    # its final widths, 5 seeds
+    ... search ROW E --repeats T / train ROW E --repeats T             # runs/ROW-inheritE-repeatsT
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py rerun ROW      # from scratch again: runs/ROW-rerun
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW      # the rerun's final widths
     .venv/bin/python bench/inherit.py summary
@@ -20,7 +21,8 @@ between the two searches' FUR of the widths, the final widths' distance (sum |a 
 sum b), and top-1 of both finals over the seeds, paired by seed, with the difference's
 standard error. A run folder ``ROW-inheritE-NAME`` holds an earlier variant of the carry
 (``zeroread``: grown widths got fresh channels read with zero weights, no splitting; the
-code of commit 462cb9e).
+code of commit 462cb9e); ``ROW-inheritE-repeatsT`` the inheriting search with FUR's masks
+per width set to T in every iteration (cheaper FUR; the row's own T otherwise).
 """
 
 from __future__ import annotations
@@ -47,14 +49,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2, 3, 4)
 
 
-def inheriting(row: str, epochs: float) -> Path:
-    return RUNS / f"{row}-inherit{epochs:g}"
+def inheriting(row: str, epochs: float, repeats: int | None = None) -> Path:
+    return RUNS / (f"{row}-inherit{epochs:g}" + (f"-repeats{repeats}" if repeats else ""))
 
 
-def search(row: str, epochs: float | None, out: Path) -> None:
-    """The row's search again, from its recorded settings, inheriting or not; its wall time
-    (data, model and evaluations included) kept in ``wall.json`` when it ran uninterrupted."""
-    config = dataclasses.replace(read_run(RUNS / row).config, inherit=epochs, out=str(out))
+def search(row: str, epochs: float | None, out: Path, repeats: int | None = None) -> None:
+    """The row's search again, from its recorded settings (FUR's ``repeats`` replaced where
+    given), inheriting or not; its wall time (data, model and evaluations included) kept in
+    ``wall.json`` when it ran uninterrupted."""
+    config = read_run(RUNS / row).config
+    if repeats:
+        config = dataclasses.replace(config, fur=dataclasses.replace(config.fur, repeats=repeats))
+    config = dataclasses.replace(config, inherit=epochs, out=str(out))
     fresh, start = not (out / "config.json").exists(), time.perf_counter()
     run_search(config)
     if fresh:
@@ -123,6 +129,8 @@ def compared(row: str, out: Path) -> dict:
     entry = {
         "row": row,
         "inherit": fast.config.inherit,
+        "repeats": fast.config.fur.repeats,
+        "scratch_repeats": scratch.config.fur.repeats,
         "variant": out.name.split("-inherit", 1)[1],  # E, and a suffix naming an earlier variant
         "scratch": "rerun with this code" if rerun else "the row's recorded search",
         "seconds": search_seconds(fast),
@@ -205,13 +213,14 @@ def main() -> None:
     parser.add_argument("row", nargs="?")
     parser.add_argument("epochs", nargs="?", type=float)
     parser.add_argument("--data-dir")
+    parser.add_argument("--repeats", type=int, help="FUR's masks per width (default: the row's)")
     args = parser.parse_args()
     if args.action == "search":
-        search(args.row, args.epochs, inheriting(args.row, args.epochs))
+        search(args.row, args.epochs, inheriting(args.row, args.epochs, args.repeats), args.repeats)
     elif args.action == "rerun":
         search(args.row, None, RUNS / f"{args.row}-rerun")
     elif args.action == "train":  # without E: the rerun's finals
-        out = inheriting(args.row, args.epochs) if args.epochs else RUNS / f"{args.row}-rerun"
+        out = inheriting(args.row, args.epochs, args.repeats) if args.epochs else RUNS / f"{args.row}-rerun"
         train(args.row, out, args.data_dir)
     else:
         summary()
