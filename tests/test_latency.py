@@ -283,14 +283,19 @@ def test_a_latency_search_holds_the_timed_budget_and_records_it(tmp_path, fake_m
     out, table = tmp_path / "run", tmp_path / "latency.json"
     result = in_process(
         "search", "--dataset", "mnist", "--data-dir", data, "--width-mult", 0.25, "--epochs", 1,
-        "--repeats", 1, "--iterations", 1, "--k", 2, "--batch-size", 100, "--precision", "bf16",
+        "--repeats", 1, "--iterations", 2, "--k", 2, "--batch-size", 100, "--precision", "bf16",
         "--budget", "latency", "--latency-mode", "train", "--latency-batch", 32,
-        "--latency-table", table, "--out", out,
+        "--latency-table", table, "--inherit", 0.5, "--out", out,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "latency: original" in result.stdout and "latency measured: original" in result.stdout
     assert "pass of 32 in fp32" in result.stdout  # timed as deployed, not in the training's bf16
-    (record,) = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    first, record = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    # the second iteration carried the first one's weights into the widths its timed rescale made
+    assert "inherit" in record["seconds"] and "inherit" not in first["seconds"]
+    assert record["widths"] == first["next_widths"]
+    budget = first["latency"]  # the original's time
+    assert first["next_latency"] <= budget * (1 + 1e-3)
     final = json.loads((out / "final.json").read_text())
     config = json.loads((out / "config.json").read_text())
     assert config["budget"] == "latency"
@@ -309,9 +314,9 @@ def test_a_latency_search_holds_the_timed_budget_and_records_it(tmp_path, fake_m
     assert record["next_latency"] == pytest.approx(network_seconds(SPEC, record["next_widths"]), rel=1e-3)
     # aimed at the budget itself (timed again, a network at the band's edge lies beyond it as
     # often as not): the widest scaling at or under the original's time
-    assert record["next_latency"] <= record["latency"] * (1 + 1e-3)
+    assert record["next_latency"] <= budget * (1 + 1e-3)
     wider = {name: width + 1 for name, width in record["next_widths"].items()}
-    assert network_seconds(SPEC, wider) > record["latency"] * 0.999
+    assert network_seconds(SPEC, wider) > budget * 0.999
     assert final["budget"] == "latency" and final["latency_table"] == str(table)
     assert final["original_latency"] == pytest.approx(network_seconds(SPEC, final["original_widths"]))
     assert math.isfinite(final["latency_estimate"])
