@@ -135,6 +135,8 @@ def compared(row: str, out: Path) -> dict:
         "scratch": "rerun with this code" if rerun else "the row's recorded search",
         "seconds": search_seconds(fast),
         "scratch_seconds": search_seconds(scratch),
+        # the same training in both searches: how fast the machine ran each
+        "first_training_seconds": [fast.history[0].seconds["train"], scratch.history[0].seconds["train"]],
         "fur_spearman": [
             spearman([a.fur[name] for name in a.fur], [b.fur[name] for name in a.fur])
             for a, b in zip(scratch.history, fast.history, strict=True)
@@ -188,14 +190,15 @@ def summary() -> None:
         {"machine": platform.processor() or platform.machine(), "rows": entries, "scratch_twice": twice},
     )
     lines = [
-        "| row | --inherit | search s | from scratch s | ratio | FUR Spearman per iteration "
-        "| widths distance | top-1 − rerun | top-1 − recorded |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+        "| row | --inherit | search s | from scratch s | ratio | first training s "
+        "| FUR Spearman per iteration | widths distance | top-1 − rerun | top-1 − recorded |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for e in entries:
         lines.append(
             f"| {e['row']} | {e['variant']} | {e.get('wall_seconds', e['seconds']):.0f} | "
             f"{e.get('scratch_wall_seconds', e['scratch_seconds']):.0f} | {e['ratio']:.2f} | "
+            f"{e['first_training_seconds'][0]:.0f} / {e['first_training_seconds'][1]:.0f} | "
             f"{', '.join(f'{value:.2f}' for value in e['fur_spearman'])} | "
             f"{e['widths_distance']:.2f} | {cell(e.get('minus_rerun'))} | {cell(e.get('minus_recorded'))} |"
         )

@@ -410,10 +410,10 @@ def inherit_weights(
     carried = inherit(trained["model"], parent, model, search.spec, widths, seed=seed)
     short, share = iteration_recipe(search.config, iteration)
     kinds = (
-        (carried.by_importance, "shrunk keeping their largest-|gamma| channels"),
-        (carried.first_channels, "shrunk keeping their first (index-aligned with others)"),
+        (carried.by_importance, "shrunk, the largest-|gamma| channels kept"),
+        (carried.first_channels, "shrunk, the first channels kept (index-aligned with others)"),
         (carried.split, "grown by splitting channels"),
-        (carried.fresh, "grown by fresh channels read with zero weights"),
+        (carried.fresh, "grown with fresh channels read with zero weights"),
     )
     moved = "; ".join(f"{plural(len(names), 'width')} {what}" for names, what in kinds if names)
     search.log(
