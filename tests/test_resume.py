@@ -106,33 +106,23 @@ def test_killed_during_training_resumes_to_the_same_result(tmp_path, fashion_dir
     assert_same_search(out, uninterrupted)
 
 
-def test_killed_during_fur_resumes_to_the_same_result(tmp_path, fashion_dir, uninterrupted):
+def test_killed_during_fur_resumes_to_the_same_result_and_carries_the_weights_from_the_disk(
+    tmp_path, fashion_dir, uninterrupted, uninterrupted_inheriting
+):
+    # an inheriting search: its first iteration trains as a from-scratch search's does
+    final, history = uninterrupted_inheriting
+    assert history[0]["val"] == uninterrupted[1][0]["val"]
+    assert history[1]["train"]["epoch"] == 2 and uninterrupted[1][1]["train"]["epoch"] == 3
+    assert all(width % 2 == 0 for width in final["widths"].values())
     out = tmp_path / "run"
-    process = start(out, fashion_dir)
+    process = start(out, fashion_dir, *INHERIT)
     assert wait_for_checkpoint(out, process, epochs=3)["phase"] == "fur"  # evaluation and FUR follow
     process.kill()
     process.wait()
     assert not (out / "history.jsonl").exists()  # it died before iteration 0 was recorded
-    # a plain re-run with the same settings continues too
-    resumed = netadjust("search", "--data-dir", fashion_dir, "--out", out, *SEARCH)
-    assert resumed.returncode == 0, resumed.stderr
-    assert_same_search(out, uninterrupted)
-
-
-def test_an_inheriting_search_killed_between_iterations_resumes_to_the_same_result(
-    tmp_path, fashion_dir, uninterrupted, uninterrupted_inheriting
-):
-    final, history = uninterrupted_inheriting
-    assert history[0]["val"] == uninterrupted[1][0]["val"]  # the first iteration trained alike
-    assert history[1]["train"]["epoch"] == 2 and uninterrupted[1][1]["train"]["epoch"] == 3
-    assert all(width % 2 == 0 for width in final["widths"].values())
-    # killed in iteration 0's FUR: the resumed process carries the weights from the disk
-    out = tmp_path / "before"
-    process = start(out, fashion_dir, *INHERIT)
-    wait_for_checkpoint(out, process, epochs=3)
-    process.kill()
-    process.wait()
-    resumed = netadjust("search", "--resume", out)
+    # a plain re-run with the same settings continues too; the next iteration's carry reads
+    # iteration 0's weights from the disk, not from the process that trained them
+    resumed = netadjust("search", "--data-dir", fashion_dir, "--out", out, *SEARCH, *INHERIT)
     assert resumed.returncode == 0, resumed.stderr
     assert "iter 2/2: starts from iteration 1's weights" in resumed.stdout
     assert_same_search(out, uninterrupted_inheriting)
