@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (a quick search) and `make test` (lint + tests).
+# Two entry points: `make demo` (a quick search) and `make test` (lint + tests: two
+# pytest-xdist workers, each file on one of them, one torch thread each: tests/conftest.py).
 # Both set up .venv, the package and Fashion-MNIST first.
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ demo: setup data
 test: setup data
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 setup: $(VENV)/.installed
 

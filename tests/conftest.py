@@ -23,6 +23,15 @@ settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+# With pytest-xdist's workers (make test runs two), every worker and every process its tests
+# start computes on one thread: two torch processes of two threads each on two cores slow
+# each other many times over.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
