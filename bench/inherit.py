@@ -18,8 +18,9 @@ recorded search may have run under other code or threads), else the row's own se
 time where both searches ran whole under this script, ``wall.json``; else the sum of its
 iterations' seconds), per iteration the Spearman correlation
 between the two searches' FUR of the widths, the final widths' distance (sum |a - b| /
-sum b), and top-1 of both finals over the seeds, paired by seed, with the difference's
-standard error. A run folder ``ROW-inheritE-NAME`` holds an earlier variant of the carry
+sum b), and top-1 of the final against each from-scratch search's final and against the
+row's original network over the seeds, paired by seed, with the difference's standard
+error; both searches' first training (the same one) times the machine's speed. A run folder ``ROW-inheritE-NAME`` holds an earlier variant of the carry
 (``zeroread``: grown widths got fresh channels read with zero weights, no splitting; the
 code of commit 462cb9e); ``ROW-inheritE-repeatsT`` the inheriting search with FUR's masks
 per width set to T in every iteration (cheaper FUR; the row's own T otherwise).
@@ -91,9 +92,9 @@ def wall_seconds(out: Path) -> float | None:
     return json.loads(wall.read_text())["seconds"] if wall.exists() else None
 
 
-def seed_top1(out: Path, widths: dict) -> dict[int, float]:
+def seed_top1(out: Path, widths: dict, network: str = "searched") -> dict[int, float]:
     found = {}
-    for path in sorted((out / "compare").glob("searched-seed*.json")):
+    for path in sorted((out / "compare").glob(f"{network}-seed*.json")):
         result = json.loads(path.read_text())
         if result["widths"] == widths:
             found[result["seed"]] = result["test"]["top1"]
@@ -153,6 +154,8 @@ def compared(row: str, out: Path) -> dict:
     for name, run, folder in (("rerun", rerun, rerun_dir), ("recorded", recorded, RUNS / row)):
         if run is not None:
             entry[f"minus_{name}"] = paired(mine, seed_top1(folder, run.final.widths))
+    # what the search found: its final against the network it started from
+    entry["minus_original"] = paired(mine, seed_top1(RUNS / row, recorded.final.original_widths, "original"))
     return entry
 
 
@@ -191,8 +194,9 @@ def summary() -> None:
     )
     lines = [
         "| row | --inherit | search s | from scratch s | ratio | first training s "
-        "| FUR Spearman per iteration | widths distance | top-1 − rerun | top-1 − recorded |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| FUR Spearman per iteration | widths distance | top-1 − rerun | top-1 − recorded "
+        "| top-1 − original |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for e in entries:
         lines.append(
@@ -200,7 +204,8 @@ def summary() -> None:
             f"{e.get('scratch_wall_seconds', e['scratch_seconds']):.0f} | {e['ratio']:.2f} | "
             f"{e['first_training_seconds'][0]:.0f} / {e['first_training_seconds'][1]:.0f} | "
             f"{', '.join(f'{value:.2f}' for value in e['fur_spearman'])} | "
-            f"{e['widths_distance']:.2f} | {cell(e.get('minus_rerun'))} | {cell(e.get('minus_recorded'))} |"
+            f"{e['widths_distance']:.2f} | {cell(e.get('minus_rerun'))} | {cell(e.get('minus_recorded'))} | "
+            f"{cell(e['minus_original'])} |"
         )
     lines += ["", "| row | from scratch twice: widths distance | top-1 rerun − recorded |", "|---|---:|---:|"]
     lines += [
