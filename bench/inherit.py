@@ -20,7 +20,8 @@ iterations' seconds), per iteration the Spearman correlation
 between the two searches' FUR of the widths, the final widths' distance (sum |a - b| /
 sum b), and top-1 of the final against each from-scratch search's final and against the
 row's original network over the seeds, paired by seed, with the difference's standard
-error; both searches' first training (the same one) times the machine's speed. A run folder ``ROW-inheritE-NAME`` holds an earlier variant of the carry
+error; both searches' first training (the same one) times the machine's speed. A run
+folder ``ROW-inheritE-NAME`` holds an earlier variant of the carry
 (``zeroread``: grown widths got fresh channels read with zero weights, no splitting; the
 code of commit 462cb9e); ``ROW-inheritE-repeatsT`` the inheriting search with FUR's masks
 per width set to T in every iteration (cheaper FUR; the row's own T otherwise).
@@ -166,12 +167,17 @@ def scratch_twice(row: str) -> dict | None:
     if not (rerun_dir / "final.json").exists():
         return None
     recorded, rerun = read_run(RUNS / row), read_run(rerun_dir)
+    rerun_top1, recorded_top1 = (
+        seed_top1(rerun_dir, rerun.final.widths),
+        seed_top1(RUNS / row, recorded.final.widths),
+    )
+    original = seed_top1(RUNS / row, recorded.final.original_widths, "original")
     return {
         "row": row,
         "widths_distance": distance(rerun.final.widths, recorded.final.widths),
-        "rerun_minus_recorded": paired(
-            seed_top1(rerun_dir, rerun.final.widths), seed_top1(RUNS / row, recorded.final.widths)
-        ),
+        "rerun_minus_recorded": paired(rerun_top1, recorded_top1),
+        "recorded_minus_original": paired(recorded_top1, original),
+        "rerun_minus_original": paired(rerun_top1, original),
     }
 
 
@@ -207,9 +213,16 @@ def summary() -> None:
             f"{e['widths_distance']:.2f} | {cell(e.get('minus_rerun'))} | {cell(e.get('minus_recorded'))} | "
             f"{cell(e['minus_original'])} |"
         )
-    lines += ["", "| row | from scratch twice: widths distance | top-1 rerun − recorded |", "|---|---:|---:|"]
     lines += [
-        f"| {t['row']} | {t['widths_distance']:.2f} | {cell(t['rerun_minus_recorded'])} |" for t in twice
+        "",
+        "| row | from scratch twice: widths distance | top-1 rerun − recorded | recorded − original "
+        "| rerun − original |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {t['row']} | {t['widths_distance']:.2f} | {cell(t['rerun_minus_recorded'])} | "
+        f"{cell(t['recorded_minus_original'])} | {cell(t['rerun_minus_original'])} |"
+        for t in twice
     ]
     (RESULTS / "inherit.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
