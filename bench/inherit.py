@@ -42,6 +42,7 @@ import torch
 
 from _rows import RUNS, row_setting
 from netadjust.fur import spearman
+from netadjust.outcome import reversals
 from netadjust.retrain import train_on_full
 from netadjust.rundir import read_run
 from netadjust.search import run_search
@@ -145,6 +146,8 @@ def compared(row: str, out: Path) -> dict:
         ],
         "widths": fast.final.widths,
         "widths_distance": distance(fast.final.widths, scratch.final.widths),
+        # moves the next iteration undid, of all moves: this search's and the from-scratch one's
+        "undone": [reversals(fast.history)[:2], reversals(scratch.history)[:2]],
     }
     walls = wall_seconds(out), wall_seconds(scratch_dir)
     if None not in walls:  # both timed whole: data, models and evaluations included
