@@ -309,8 +309,9 @@ class SearchConfig:
         "iterations after the first start from the previous one's trained weights carried into "
         "the new widths and train this many epochs (below 1: one pass over that share of the "
         "training images) instead of training from scratch (the paper's). Measured on ResNet-20 "
-        "with 0.25: 0.37x the search's time (FUR's cost stays), final networks within 2 SE of a "
-        "from-scratch search's in two settings, one search each (docs/inherit.md)",
+        "with 0.25 and --repeats 2: 0.28-0.29x the search's time, final networks within 2 SE of "
+        "a from-scratch search's in two settings, one search each (0.37x with FUR's T = 4; "
+        "docs/inherit.md)",
         kind=float,
     )
     initial_widths: Widths | None = None  # None: the space's base widths (--widths reads a file)
