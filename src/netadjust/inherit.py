@@ -10,10 +10,10 @@ width owns (a DenseNet's inputs, a flatten's channel-major features); one that d
 
 A width's channels are chosen freely only where that is free: reversing them must leave
 the network's output unchanged (checked on a random batch), which fails where they are
-index-aligned with others (the addends of a zero-padded residual stream). There a shrunk
-width keeps its most important channels, by the batch-norm scale |gamma| of its drop site
-(Liu et al. 2017, network slimming: after the norm a channel's size is gamma; free, no data
-pass), or the L1 norm of the site's weights where no norm is; and a grown width splits old
+index-aligned with others (the addends of a zero-padded residual stream). Where it is
+free, a shrunk width keeps its most important channels, by the batch-norm scale |gamma| of
+its drop site (Liu et al. 2017, network slimming: after the norm a channel's size is gamma;
+free, no data pass), or the L1 norm of the site's weights where no norm is; and a grown width splits old
 channels (Chen et al. 2016, Net2Net: copies of random old channels, every reader's weights
 for a channel shared among its copies in random shares summing to one), so the network
 computes what it did and the new channels carry something from the start. Elsewhere a

@@ -330,8 +330,13 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
     carrying = {}  # the seconds the carry took, when it ran
     if config.inherit is not None and iteration > 0 and saved is None:
         timer = time.perf_counter()
-        inherit_weights(search, iteration, parent, model, widths, label, seed)
+        moved = inherit_weights(search, iteration, parent, model, widths, label, seed)
         carrying["inherit"] = time.perf_counter() - timer
+        search.log(
+            f"{label}: starts from iteration {iteration}'s weights ({moved}), "
+            f"training {plural(recipe.epochs, 'epoch')}"
+            + (f" over {share:.0%} of the training images" if share < 1 else "")
+        )
     train_set = data.train
     if share < 1:  # a share of the images, drawn per iteration
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))
@@ -398,9 +403,10 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
 
 def inherit_weights(
     search: Search, iteration: int, parent: Widths, model, widths: Widths, label: str, seed: int
-) -> None:
+) -> str:
     """Carry the previous iteration's trained weights, read back from its checkpoint (so a
-    resumed search starts from the very same tensors), into ``model`` at ``widths``."""
+    resumed search starts from the very same tensors), into ``model`` at ``widths``; says
+    how many widths each kind of carry moved."""
     trained = search.processes.agree(lambda: load_checkpoint(search.out, iteration - 1, parent))
     if trained is None:
         raise UserError(
@@ -408,7 +414,6 @@ def inherit_weights(
             f"{search.out / CHECKPOINT} no longer holds them; start again with --force"
         )
     carried = inherit(trained["model"], parent, model, search.spec, widths, seed=seed)
-    short, share = iteration_recipe(search.config, iteration)
     kinds = (
         (carried.by_importance, "shrunk, the largest-|gamma| channels kept"),
         (carried.first_channels, "shrunk, the first channels kept (index-aligned with others)"),
@@ -416,11 +421,7 @@ def inherit_weights(
         (carried.fresh, "grown with fresh channels read with zero weights"),
     )
     moved = "; ".join(f"{plural(len(names), 'width')} {what}" for names, what in kinds if names)
-    search.log(
-        f"{label}: starts from iteration {iteration}'s weights ({moved or 'the same widths'}), "
-        f"training {plural(short.epochs, 'epoch')}"
-        + (f" over {share:.0%} of the training images" if share < 1 else "")
-    )
+    return moved or "the same widths"
 
 
 def report_step(search: Search, record: IterationRecord) -> None:
