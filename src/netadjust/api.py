@@ -57,23 +57,55 @@ def model_spec(space: str, **settings) -> ModelSpec:
     return ModelSpec(space=space, **settings)
 
 
-def read_widths(widths: Widths | str | Path | None) -> tuple[Widths | None, dict]:
+def read_widths(widths: Widths | str | Path | None) -> tuple[Widths | None, dict, dict]:
     """Widths given as a mapping, a widths file or a ``final.json`` (which also brings the
-    model settings of its run), or None; returns them and those model settings."""
+    model settings of its run and the cost of its network), or None; returns them, those
+    model settings and that cost (``macs``, ``params``; empty where the file records none)."""
     if widths is None or isinstance(widths, Mapping):
-        return (None if widths is None else dict(widths)), {}
-    widths, recorded = read_widths_file(widths)
-    return widths, {key: value for key, value in recorded.items() if key in MODEL_SETTINGS | {"space"}}
+        return (None if widths is None else dict(widths)), {}, {}
+    widths, recorded, recorded_cost = read_widths_file(widths)
+    settings = {key: value for key, value in recorded.items() if key in MODEL_SETTINGS | {"space"}}
+    return widths, settings, recorded_cost
+
+
+def check_rebuilds(
+    source: str | Path, spec: ModelSpec, widths: Widths, recorded: dict, cost: dict, changed: set[str]
+) -> None:
+    """A widths file that records its network (a ``final.json``, an export's ``widths.json``)
+    must rebuild exactly that network: each model setting it records is the one used unless
+    a flag or argument (``changed``) set it on purpose, and then the widths must cost the
+    MACs and parameters it records; anything else is refused in one line."""
+    for key, value in recorded.items():
+        if key not in changed and hasattr(spec, key) and getattr(spec, key) != value:
+            raise UserError(
+                f"widths file {source} records {key} {value!r} but would be built with {getattr(spec, key)!r}; "
+                f"set it on purpose (--{key.replace('_', '-')}, or --dataset for the input) or use the file's"
+            )
+    if not cost or any(key in changed and getattr(spec, key) != recorded[key] for key in recorded):
+        return
+    built = model_cost(spec, widths)
+    if (built.macs, built.params) != (cost.get("macs", built.macs), cost.get("params", built.params)):
+        raise UserError(
+            f"widths file {source} records a network of {cost.get('macs', 0):,} MACs and "
+            f"{cost.get('params', 0):,} params, but its widths and model settings build {built.macs:,} MACs "
+            f"and {built.params:,} params: the file was edited or written by another version; "
+            "restore it or export the run again"
+        )
 
 
 def _spec_and_widths(
     space: str, widths: Widths | str | Path | None, settings: dict
 ) -> tuple[ModelSpec, Widths]:
-    """The model and widths a call names; a ``final.json``'s model settings yield to ``settings``."""
-    widths, recorded = read_widths(widths)
-    recorded.pop("space", None)
-    spec = model_spec(space, **{**recorded, **settings})
-    return spec, base_widths(spec) if widths is None else check_widths(spec, widths)
+    """The model and widths a call names; a ``final.json``'s model settings yield to
+    ``settings``, and where they are kept it must rebuild the network it records."""
+    source = widths
+    widths, recorded, recorded_cost = read_widths(widths)
+    spec = model_spec(space, **({key: value for key, value in recorded.items() if key != "space"} | settings))
+    if widths is None:
+        return spec, base_widths(spec)
+    widths = check_widths(spec, widths)
+    check_rebuilds(source, spec, widths, recorded, recorded_cost, set(settings))
+    return spec, widths
 
 
 def build(space: str, widths: Widths | str | Path | None = None, **settings) -> nn.Module:
@@ -165,7 +197,7 @@ def search_config(
         raise TypeError(f"unknown search options {unknown}; see `netadjust search --help`")
     if callable(options.get("model")):
         options["model"] = model_reference(options["model"])
-    initial, recorded = read_widths(widths)
+    initial, recorded, _ = read_widths(widths)
     values = {**preset_settings(preset, options.get("dataset")), **record_settings(ModelSpec, recorded)}
     values |= {key: value for key, value in options.items() if value is not None}
     values.setdefault("device", default_device())

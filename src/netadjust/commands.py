@@ -23,17 +23,20 @@ from .config import (
     known_settings,
 )
 from .cost import model_cost
-from .data import DATASETS
+from .data import DATASETS, model_spec_for
 from .distributed import launch, launched_by_torchrun, local_device, start
 from .distributed import stop as stop_processes
 from .errors import UserError
 from .export import build_call
 from .presets import TRAINING, final_training
 from .rundir import config_from_settings, read_run, read_run_settings
-from .spaces import base_widths, get_space, space_names
+from .spaces import base_widths, check_widths, get_space, space_names
 from .store import user_path
 from .train import default_device
 from .wording import after_bar, invocation, one_line, plural
+
+
+INPUT = {"num_classes", "in_channels", "image_size"}  # the model settings a dataset decides
 
 
 def given(args: argparse.Namespace, cls: type) -> dict:
@@ -155,11 +158,15 @@ def run_defaults(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
 def command_train(args: argparse.Namespace) -> int:
     from .retrain import train_and_test
 
-    widths, recorded = api.read_widths(args.widths)
+    widths, recorded, recorded_cost = api.read_widths(args.widths)
     run_recipe, run_data, run_dir = run_defaults(args)
     data = api.with_absolute_paths(configured(DataConfig, {**run_data, **given(args, DataConfig)}))
     download_if_asked(args, data)
     spec = api.with_absolute_paths(configured(ModelSpec, {**recorded, **given(args, ModelSpec)}))
+    if widths is not None and data.dataset in DATASETS:  # the network at the dataset's input
+        trained = model_spec_for(spec, DATASETS[data.dataset])
+        changed = set(given(args, ModelSpec)) | (INPUT if "dataset" in given(args, DataConfig) else set())
+        api.check_rebuilds(args.widths, trained, check_widths(trained, widths), recorded, recorded_cost, changed)
     if args.preset:
         training, source = recipe(args, final_training(args.preset, data.dataset)), f"preset {args.preset}"
     elif run_dir:
@@ -169,9 +176,10 @@ def command_train(args: argparse.Namespace) -> int:
     if spec.model is None:
         get_space(spec.space)
     out = user_path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json"))
+    unrecorded = " (it records no model settings: flags and defaults set them)" if widths and not recorded else ""
     print(
         f"train: {spec.model or f'{spec.space} (width multiplier {spec.width_mult},'} "
-        f"{'(' if spec.model else ''}{'widths of ' + args.widths if args.widths else 'base widths'}) "
+        f"{'(' if spec.model else ''}{'widths of ' + args.widths + unrecorded if args.widths else 'base widths'}) "
         f"on {data.dataset}, "
         f"{plural(training.epochs, 'epoch')}, lr {training.lr}, batch {training.batch_size} ({source}, "
         f"flags overriding); result to {out}",
@@ -212,14 +220,13 @@ def counted_input(args: argparse.Namespace, recorded: dict) -> tuple[int, int, i
 def command_cost(args: argparse.Namespace) -> int:
     if (args.space is None) == (args.model is None):
         raise UserError("give a space (e.g. netadjust cost resnet20) or --model REF, one of them")
-    widths, recorded = api.read_widths(args.widths)
+    _, recorded, _ = api.read_widths(args.widths)
     classes, channels, size = counted_input(args, recorded)
-    recorded = {key: value for key, value in recorded.items() if key in ("width_mult", "padding")}
-    settings = {**recorded, **given(args, ModelSpec)}
+    settings = given(args, ModelSpec)
     settings.pop("space", None)
     report = api.cost(
         args.space or "model",
-        widths,
+        args.widths,  # with the settings it records, and checked to rebuild its network
         num_classes=classes,
         in_channels=channels,
         image_size=size,

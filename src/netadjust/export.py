@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import ModelSpec, Widths
 from .errors import UserError
-from .rundir import read_run
+from .rundir import FinalResult, read_run
 from .spaces import build, check_widths
 from .store import check_writable, user_path, write_bytes, write_json, write_through_path
 from .version import __version__
@@ -145,12 +145,25 @@ def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> li
                 f"{weights} holds another network than {run_dir}/final.json; give the searched one"
             )
     check_writable(out)
-    write_json(out / "widths.json", run.final.widths)
+    write_json(out / "widths.json", exported_widths(run.final))
     if model is not None:
         save_weights(model, spec, widths, out / "model.safetensors")
         if onnx:
             save_onnx(model, spec, out / "model.onnx")
     return targets
+
+
+def exported_widths(final: FinalResult) -> dict:
+    """The searched network described completely, in ``final.json``'s shape (every command
+    that takes a widths file reads it so): the widths with the model settings that give them
+    meaning (width multiplier, input, your model's reference) and the cost they build."""
+    return {
+        "space": final.space,
+        "model": dataclasses.asdict(final.model),
+        "widths": final.widths,
+        "macs": final.macs,
+        "params": final.params,
+    }
 
 
 def trained_searched_weights(run_dir: Path) -> Path | None:

@@ -94,11 +94,13 @@ def parse_jsonl(text: str) -> list:
     return records
 
 
-def read_widths_file(path: str | Path) -> tuple[dict[str, int], dict]:
-    """A widths file: ``{name: int}``, or a ``final.json`` written by a search.
+def read_widths_file(path: str | Path) -> tuple[dict[str, int], dict, dict]:
+    """A widths file: ``{name: int}``, or a ``final.json`` written by a search (or the
+    ``widths.json`` of ``netadjust export``, which has its shape).
 
-    Returns the widths and the model settings the file records (a ``final.json`` records
-    space, width multiplier and padding; a plain widths file none).
+    Returns the widths, the model settings the file records (space, width multiplier,
+    padding, input, your model's reference; a plain widths file none) and the cost it
+    records of that network (``macs`` and ``params``; a plain widths file none).
     """
     path = user_path(path)
     try:
@@ -111,13 +113,14 @@ def read_widths_file(path: str | Path) -> tuple[dict[str, int], dict]:
         raise UserError(
             f"widths file {path} is not JSON ({error.msg} at line {error.lineno}); fix it"
         ) from None
-    model = {}
+    model, cost = {}, {}
     if isinstance(value, dict) and isinstance(value.get("widths"), dict):
         model = value.get("model") if isinstance(value.get("model"), dict) else {}
+        cost = {key: value[key] for key in ("macs", "params") if isinstance(value.get(key), int)}
         value = value["widths"]
     if not isinstance(value, dict):
         raise UserError(f"widths file {path} must hold a JSON object {{width name: channels}}")
-    return value, model
+    return value, model, cost
 
 
 def user_path(value: str | Path) -> Path:

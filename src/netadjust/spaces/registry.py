@@ -16,6 +16,8 @@ Optional, for the fast FUR path: ``chain()`` returns modules whose composition i
 
 from __future__ import annotations
 
+import difflib
+
 import math
 import re
 from collections.abc import Callable
@@ -145,9 +147,10 @@ def check_widths(spec: ModelSpec, widths: Widths) -> Widths:
     )
     unknown = [name for name in widths if name not in expected]
     if unknown:
+        closest = difflib.get_close_matches(unknown[0], list(expected), n=1, cutoff=0.0)
         raise UserError(
-            f"widths name unknown layers {unknown[:5]} for {what}; its widths are {list(expected)[:3]}... "
-            f"(see `{listing}`)"
+            f"widths name unknown layers {unknown[:5]} for {what}; did you mean {closest[0]!r} for "
+            f"{unknown[0]!r}? (every width: `{listing}`)"
         )
     missing = [name for name in expected if name not in widths]
     if missing:
