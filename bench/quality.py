@@ -291,7 +291,8 @@ def run_setting(name: str, data_dir: str | None) -> dict:
                 if "initial" in setting
                 else []
             )
-            netadjust("search", *setting["search"], *widths, *data, "--out", str(out), "--seed", str(setting.get("search_seed", 0)))
+            seed = str(setting.get("search_seed", 0))
+            netadjust("search", *setting["search"], *widths, *data, "--out", str(out), "--seed", seed)
     if "originals_from" in setting:
         reuse_originals(RUNS / setting["originals_from"], out)
     netadjust("compare", str(out), "--seeds", str(setting["seeds"]), *setting["compare"], *data)
@@ -323,7 +324,7 @@ def summarise(name: str, setting: dict, wall: float) -> dict:
     comparison = json.loads((run / "compare.json").read_text())
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     seeds = comparison["seeds"]
-    uniform_source = "original" if comparison["uniform"].get("same_as") else "uniform"
+    uniform_source = comparison["uniform"].get("same_as", "uniform")
     trained = {"original": "original", "uniform": uniform_source, "searched": "searched"}
     row = {
         "name": name,

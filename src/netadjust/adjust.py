@@ -82,6 +82,29 @@ def within_budget(cost: int, budget: int, tolerance: float = BUDGET_TOLERANCE) -
     return abs(excess(cost, budget)) <= tolerance
 
 
+def check_floor(
+    widths: Widths,
+    cost: Callable[[Widths], int],
+    budget: int,
+    min_width: int,
+    tolerance: float,
+    round_to: Grid = 1,
+    show: Callable[[int], str] = "{:,}".format,
+) -> None:
+    """Refuse a budget that even the minimum widths exceed beyond ``tolerance``: no rescale
+    could meet it. ``show`` writes a cost in its unit."""
+    floor = scale_widths(widths, 0.0, min_width, round_to)
+    floor_cost = cost(floor)
+    if floor_cost > budget * (1 + tolerance):
+        lowest = sorted(set(floor.values()))
+        each = f"{lowest[0]} channels" if len(lowest) == 1 else f"{lowest[0]} to {lowest[-1]} channels"
+        raise UserError(
+            f"the budget of {show(budget)} cannot be met: the minimum widths alone ({each} each) cost "
+            f"{show(floor_cost)} ({floor_cost / budget - 1:+.1%}); lower --min-width"
+            + (" or --round-to" if max(floor.values()) > min_width else "")
+        )
+
+
 def rescale(
     widths: Widths,
     cost: Callable[[Widths], int],
@@ -100,15 +123,7 @@ def rescale(
     scaling is taken and single channels are then moved while that brings the cost closer;
     the caller reports a result that is still outside.
     """
-    floor = scale_widths(widths, 0.0, min_width, round_to)
-    if cost(floor) > budget * (1 + tolerance):
-        lowest = sorted(set(floor.values()))
-        each = f"{lowest[0]} channels" if len(lowest) == 1 else f"{lowest[0]} to {lowest[-1]} channels"
-        raise UserError(
-            f"the budget of {budget:,} cannot be met: the minimum widths alone ({each} each) cost "
-            f"{cost(floor):,}; lower --min-width"
-            + (" or --round-to" if max(floor.values()) > min_width else "")
-        )
+    check_floor(widths, cost, budget, min_width, tolerance, round_to)
     result = scale_widths(widths, 1.0, min_width, round_to)  # on the grid even when already in band
     error = excess(cost(result), budget)
     begin, end = 1.0, max(1.0 - error, 0.0)

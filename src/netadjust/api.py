@@ -78,8 +78,9 @@ def check_rebuilds(
     for key, value in recorded.items():
         if key not in changed and hasattr(spec, key) and getattr(spec, key) != value:
             raise UserError(
-                f"widths file {source} records {key} {value!r} but would be built with {getattr(spec, key)!r}; "
-                f"set it on purpose (--{key.replace('_', '-')}, or --dataset for the input) or use the file's"
+                f"widths file {source} records {key} {value!r} but would be built with "
+                f"{getattr(spec, key)!r}; set it on purpose (--{key.replace('_', '-')}, or --dataset for "
+                "the input) or use the file's"
             )
     if not cost or any(key in changed and getattr(spec, key) != recorded[key] for key in recorded):
         return

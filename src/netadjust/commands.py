@@ -35,7 +35,6 @@ from .store import user_path
 from .train import default_device
 from .wording import after_bar, invocation, one_line, plural
 
-
 INPUT = {"num_classes", "in_channels", "image_size"}  # the model settings a dataset decides
 
 
@@ -166,7 +165,8 @@ def command_train(args: argparse.Namespace) -> int:
     if widths is not None and data.dataset in DATASETS:  # the network at the dataset's input
         trained = model_spec_for(spec, DATASETS[data.dataset])
         changed = set(given(args, ModelSpec)) | (INPUT if "dataset" in given(args, DataConfig) else set())
-        api.check_rebuilds(args.widths, trained, check_widths(trained, widths), recorded, recorded_cost, changed)
+        checked = check_widths(trained, widths)
+        api.check_rebuilds(args.widths, trained, checked, recorded, recorded_cost, changed)
     if args.preset:
         training, source = recipe(args, final_training(args.preset, data.dataset)), f"preset {args.preset}"
     elif run_dir:
@@ -176,10 +176,12 @@ def command_train(args: argparse.Namespace) -> int:
     if spec.model is None:
         get_space(spec.space)
     out = user_path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json"))
-    unrecorded = " (it records no model settings: flags and defaults set them)" if widths and not recorded else ""
+    described = f"widths of {args.widths}" if args.widths else "base widths"
+    if args.widths and not recorded:
+        described += " (it records no model settings: flags and defaults set them)"
     print(
         f"train: {spec.model or f'{spec.space} (width multiplier {spec.width_mult},'} "
-        f"{'(' if spec.model else ''}{'widths of ' + args.widths + unrecorded if args.widths else 'base widths'}) "
+        f"{'(' if spec.model else ''}{described}) "
         f"on {data.dataset}, "
         f"{plural(training.epochs, 'epoch')}, lr {training.lr}, batch {training.batch_size} ({source}, "
         f"flags overriding); result to {out}",

@@ -112,9 +112,10 @@ def compare_run(
     }
     seed_list = list(range(first_seed, first_seed + seeds))
     names = NETWORKS + ((baseline,) if baseline else ())
-    same_as_original = networks["uniform"] == networks["original"]
+    # the uniform network may be the original or the searched one itself: their results serve
+    same_as = next((name for name in ("original", "searched") if networks["uniform"] == networks[name]), None)
     plan = [(name, seed) for name in NETWORKS for seed in seed_list]
-    if same_as_original:  # the original network itself: its results serve for both
+    if same_as:
         plan = [(name, seed) for name, seed in plan if name != "uniform"]
     kept = _kept_results(folder, plan, networks, expected, force)  # stale ones refused before training
     if baseline == "pruned":
@@ -126,7 +127,7 @@ def compare_run(
         f"compare: {plural(len(plan), 'training')} ({', '.join(sorted({name for name, _ in plan}))}; "
         f"seeds {seed_list[0]}-{seed_list[-1]}) of {plural(recipe.epochs, 'epoch')} "
         f"on {len(data.train)} images"
-        f"{' (the uniform network is the original)' if same_as_original else ''}; results in {folder}"
+        f"{f' (the uniform network is the {same_as})' if same_as else ''}; results in {folder}"
     )
     results: dict[tuple[str, int], dict] = {}
     for name, seed in plan:
@@ -145,7 +146,7 @@ def compare_run(
             f"top-5 {100 * result['test']['top5']:.2f}%"
         )
 
-    source = {name: name for name in names} | {"uniform": "original" if same_as_original else "uniform"}
+    source = {name: name for name in names} | {"uniform": same_as or "uniform"}
     summary = {
         name: _summarise(networks[name], [results[source[name], seed] for seed in seed_list], spec)
         for name in names
@@ -154,8 +155,8 @@ def compare_run(
         summary["pruned"]["pruning"] = {
             key: pruned[key] for key in ("importance", "wide_widths", "pruning_ratio", "pruned_widths")
         }
-    if same_as_original:
-        summary["uniform"]["same_as"] = "original"
+    if same_as:
+        summary["uniform"]["same_as"] = same_as
     measured = {name: build(spec, networks[name]).to(torch_device) for name in names if source[name] == name}
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     latency_precision = timed_precision(run.config.latency, recipe.precision)
@@ -190,16 +191,45 @@ def compare_run(
     write_json(run_dir / "compare.json", comparison)
     log(comparison_table(comparison))
     if slower(speeds["searched"], speeds["original"]):
+        pair = {name: measured[name] for name in ("original", "searched")}
+        flipped = dataclasses.replace(recipe, channels_last=not recipe.channels_last)
+        other = side_by_side(pair, shape, spec.num_classes, flipped, latency_precision, latency_threads)
         log(
             f"warning: at equal {run.budget} the searched network is slower than the original beyond "
             "the noise "
             f"(training {speeds['searched']['train_images_per_s']:,.0f} against "
             f"{speeds['original']['train_images_per_s']:,.0f} images/s, one image "
             f"{speeds['searched']['latency_ms']:.2f} against {speeds['original']['latency_ms']:.2f} ms on "
-            f"{torch_device}); odd widths miss the fast kernels: search with --round-to 8 or 16"
+            f"{torch_device}); {slowness_advice(networks['searched'], recipe, speeds, other)}"
         )
     log(f"wrote {run_dir / 'compare.json'} and the trained networks in {folder}")
     return comparison
+
+
+def slowness_advice(searched: Widths, recipe: Recipe, speeds: dict, flipped: dict) -> str:
+    """What was measured about a searched network slower than the original: its training
+    rate in the other memory format (``flipped``, timed side by side with the original), and
+    how many of its widths lie off the grid of 8 that fast kernels use."""
+    formats = ("channels-last", "contiguous") if recipe.channels_last else ("contiguous", "channels-last")
+    flag = "--no-channels-last" if recipe.channels_last else "--channels-last"
+    now, then = speeds["searched"]["train_images_per_s"], flipped["searched"]["train_images_per_s"]
+    advice = []
+    if then > now * (1 + max(0.05, speeds["searched"]["spread"] + flipped["searched"]["spread"])):
+        advice.append(
+            f"in {formats[1]} memory format it trains at {then:,.0f} images/s against {now:,.0f} in "
+            f"{formats[0]} (the original: {flipped['original']['train_images_per_s']:,.0f} against "
+            f"{speeds['original']['train_images_per_s']:,.0f}): train it with {flag}"
+        )
+    off_grid = sum(width % 8 != 0 for width in searched.values())
+    if off_grid:
+        advice.append(
+            f"{off_grid} of its {len(searched)} widths are not multiples of 8 and may miss the fast "
+            "kernels: search with --round-to 8 or 16"
+        )
+    return "; ".join(advice) or (
+        f"the memory format does not explain it ({formats[1]}: {then:,.0f} images/s) and every width is a "
+        "multiple of 8: its MACs sit in layers that run slower per MAC on this device"
+    )
 
 
 def _kept_results(
@@ -301,7 +331,7 @@ def comparison_table(comparison: dict) -> str:
     ]
     for name in trained_networks(comparison):
         row = comparison[name]
-        note = "  (= original)" if row.get("same_as") else ""
+        note = f"  (= {row['same_as']})" if row.get("same_as") else ""
         lines.append(
             f"{name:<10} {mean_spread(row['top1_mean'], row['top1_std']):>16} "
             f"{mean_spread(row['top5_mean'], row['top5_std']):>16} "

@@ -338,7 +338,7 @@ def _comparison_section(run_dir: Path) -> list[str]:
     ]
     for name in trained_networks(comparison):
         row = comparison[name]
-        same = " (= original)" if row.get("same_as") else ""
+        same = f" (= {row['same_as']})" if row.get("same_as") else ""
         lines.append(
             f"| {name}{same} | {mean_spread(row['top1_mean'], row['top1_std'])} | "
             f"{mean_spread(row['top5_mean'], row['top5_std'])} | "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .adjust import adjust, excess, filled, layers_to_move, rescale, widest_within, within_budget
+from .adjust import adjust, check_floor, excess, filled, layers_to_move, rescale, widest_within, within_budget
 from .config import BUDGET_TOLERANCE, UNITS, Recipe, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
 from .data import DATASETS, FOLDER_DATASETS, PreparedData, model_spec_for, prepare_data
@@ -200,10 +200,17 @@ def run_search(
     config.rule.validate(len(initial))
     latency = timed_budget(config, spec, initial, device, processes, log)
     cost_of = latency.nanoseconds if latency else lambda widths: measure(spec, widths, config.budget)  # noqa: E731
-    if latency is None:  # fails early if the minimum widths alone exceed the budget (a time may
-        # be flat in the widths, the narrowest network as slow as the original within noise)
-        grid = width_grid(spec, config.rule.round_to)
-        rescale(initial, cost_of, cost_of(initial), config.rule.min_width, round_to=grid)
+    # refused before any training when the minimum widths alone exceed the budget (timed
+    # beside the original under a latency budget, as every time the search holds)
+    check_floor(
+        initial,
+        cost_of,
+        cost_of(initial),
+        config.rule.min_width,
+        LATENCY_TOLERANCE if latency else BUDGET_TOLERANCE,
+        width_grid(spec, config.rule.round_to),
+        show=(lambda ns: f"{ns / 1e6:.3f} ms") if latency else "{:,}".format,
+    )
     config = with_fur_precision(config, device)
     settings = settings_record(config, spec, initial, processes.world_size)
 

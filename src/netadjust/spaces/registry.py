@@ -17,7 +17,6 @@ Optional, for the fast FUR path: ``chain()`` returns modules whose composition i
 from __future__ import annotations
 
 import difflib
-
 import math
 import re
 from collections.abc import Callable
