@@ -7,6 +7,7 @@ Exit status: 0 success, 2 bad input (one line on stderr), 1 unexpected failure.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .config import (
@@ -270,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{after_bar()}netadjust: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output left (`| head`): end quietly, as on SIGPIPE;
+        # a search keeps its run directory and resumes from its last checkpoint
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 141
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
@@ -29,7 +30,7 @@ from .distributed import stop as stop_processes
 from .errors import UserError
 from .export import build_call
 from .presets import TRAINING, final_training
-from .rundir import config_from_settings, read_run, read_run_settings
+from .rundir import config_from_settings, extend_run, read_run, read_run_settings
 from .spaces import base_widths, check_widths, get_space, space_names
 from .store import user_path
 from .train import default_device
@@ -65,9 +66,51 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
     return api.search_config(args.preset, widths=args.widths, **given(args, SearchConfig))
 
 
+RESUME_TAKES = {"device", "iterations"}  # the flags --resume applies; it keeps every other setting
+
+
+def resume_notes(args: argparse.Namespace) -> None:
+    """Before a resume: apply ``--iterations`` (a search extended, or ended sooner) and say
+    which given flags it ignores."""
+    ignored = [name for name in given(args, SearchConfig) if name not in RESUME_TAKES]
+    ignored += [
+        name
+        for name in ("preset", "widths")
+        if any(token == f"--{name}" or token.startswith(f"--{name}=") for token in args.argv)
+    ]
+    if ignored:
+        print(
+            f"netadjust: --resume continues {args.resume} with its recorded settings, so it ignores "
+            f"{', '.join('--' + name.replace('_', '-') for name in ignored)} (it takes --iterations and "
+            "--device); start a new search with --out to change them",
+            file=sys.stderr,
+        )
+    if args.iterations is not None:
+        changed = extend_run(user_path(args.resume), args.iterations)
+        if changed:
+            print(f"netadjust: {changed}", file=sys.stderr)
+
+
+def refuse_finished(out, iterations: int | None) -> None:
+    """A finished search has nothing to resume unless ``--iterations`` extends it."""
+    if not (out / "final.json").exists():
+        return
+    planned = read_run_settings(out).get("iterations")
+    if iterations is None or iterations == planned:
+        raise UserError(
+            f"{out} holds a finished search of {plural(planned, 'iteration')}: extend it with "
+            f"`--resume {out} --iterations N` (N > {planned}), or use its result ({out}/final.json)"
+        )
+
+
 def command_search(args: argparse.Namespace) -> int:
     def this_config() -> SearchConfig:  # read here only where this process alone needs it
         return api.resumed_config(args.resume) if args.resume else search_config(args)
+
+    if args.resume and not args.dry_run and os.environ.get("RANK", "0") == "0":
+        if args.nproc is None:  # once: by this process, or by rank 0 of those it or torchrun started
+            resume_notes(args)
+        refuse_finished(user_path(args.resume), args.iterations)
 
     if args.dry_run:
         print(json.dumps(api.dry_run(this_config(), args.nproc or 1), indent=1))

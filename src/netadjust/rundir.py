@@ -34,6 +34,7 @@ from .config import (
 from .errors import UserError
 from .store import append_jsonl, parse_jsonl, save_torch, user_path, write_json
 from .version import __version__
+from .wording import plural
 
 CHECKPOINT = "checkpoint.pt"
 RUN_FILES = ("config.json", "history.jsonl", "final.json", CHECKPOINT)
@@ -200,6 +201,25 @@ def read_history(path: Path) -> list[IterationRecord]:
         return []
     lines = read_json_file(path / "history.jsonl", parse_jsonl)
     return [parse_record(IterationRecord, line, f"{path}/history.jsonl") for line in lines]
+
+
+def extend_run(out: Path, iterations: int) -> str | None:
+    """Let the search in ``out`` run to ``iterations`` in all (more than it was set to, or
+    fewer, but not fewer than it has run); a finished search's ``final.json`` is kept as
+    ``final-<its iterations>.json``. Returns a line saying what changed, None if nothing."""
+    settings = read_run_settings(out)
+    done, planned = len(read_history(out)), settings.get("iterations")
+    if iterations < max(done, 1):
+        raise UserError(f"--iterations is {iterations}, but {out} has run {done}; give more to extend it")
+    if iterations == planned:
+        return None
+    said = f"{out}: {plural(planned, 'iteration')} set, now {iterations}"
+    if (out / "final.json").exists():
+        kept = out / f"final-{planned}.json"
+        (out / "final.json").replace(kept)
+        said += f"; the finished search's final.json kept as {kept.name}"
+    write_json(out / "config.json", {**settings, "iterations": iterations})
+    return said
 
 
 def completed_iterations(out: Path, settings: dict, force: bool) -> list[IterationRecord]:
