@@ -113,7 +113,7 @@ def command_search(args: argparse.Namespace) -> int:
         refuse_finished(user_path(args.resume), args.iterations)
 
     if args.dry_run:
-        print(json.dumps(api.dry_run(this_config(), args.nproc or 1), indent=1))
+        print(json.dumps(api.dry_run(this_config(), args.nproc or 1, not args.download), indent=1))
         return 0
     if args.nproc is not None and not launched_by_torchrun():
         if args.nproc < 1:

@@ -15,7 +15,7 @@ import torch
 from .adjust import adjust, check_floor, excess, filled, layers_to_move, rescale, widest_within, within_budget
 from .config import BUDGET_TOLERANCE, UNITS, Recipe, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
-from .data import DATASETS, FOLDER_DATASETS, PreparedData, model_spec_for, prepare_data
+from .data import DATASETS, FOLDER_DATASETS, PreparedData, data_folder, model_spec_for, prepare_data
 from .distributed import SINGLE, Processes
 from .errors import UserError
 from .fur import estimate_fur, stability
@@ -87,11 +87,14 @@ def training_epochs(config: SearchConfig, iterations: int) -> float:
     )
 
 
-def dry_run(config: SearchConfig, world_size: int = 1) -> dict:
+def dry_run(config: SearchConfig, world_size: int = 1, check_data: bool = True) -> dict:
     """The settings a search with ``config`` would record, and k per iteration, found
-    without reading data or building a model. A folder dataset's class count is its
-    number of folders, unknown here: the record shows the dataset's usual count."""
+    without reading data or building a model (the data's files are looked for unless
+    ``check_data`` is off: they are about to be downloaded). A folder dataset's class
+    count is its number of folders, unknown here: the record shows the dataset's usual count."""
     config.validate()
+    if check_data:
+        data_folder(config.data.dataset, config.data.data_dir, config.data.image_size)
     spec = planned_spec(config)
     initial = starting_widths(config, spec)
     config.rule.validate(len(initial))

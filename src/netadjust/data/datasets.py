@@ -305,13 +305,10 @@ def load_cifar(info: DatasetInfo, directory: Path) -> tuple[ImageSet, ImageSet]:
     return train, test
 
 
-def load(
-    name: str, data_dir: str | Path | None, image_size: int | None = None, workers: int = 0
-) -> tuple[ImageData, ImageData, DatasetInfo]:
-    """Train and test sets of dataset ``name`` from ``data_dir`` (or its default place).
-
-    For folder datasets ``image_size`` (default 224) is the side images are cropped to, and
-    ``workers`` the DataLoader processes that decode them (0: in this process)."""
+def data_folder(name: str, data_dir: str | Path | None, image_size: int | None = None) -> Path:
+    """The folder dataset ``name`` is read from, refused in one line where it, or the files a
+    dataset of fixed files needs, are missing: what ``load`` checks before reading (a dry
+    run checks it too)."""
     info = dataset_info(name)
     if image_size is not None and name not in FOLDER_DATASETS:
         raise UserError(
@@ -325,6 +322,27 @@ def load(
     directory = user_path(data_dir)
     if not directory.is_dir():
         raise UserError(f"data folder {directory} does not exist; {info.how_to_get}")
+    if info.name in CIFAR_LAYOUT:
+        archive_name, folder = CIFAR_LAYOUT[info.name][:2]
+        extracted, archive = directory / folder, directory / archive_name
+        if not (extracted.is_dir() or directory.name == folder or archive.is_file()):
+            raise UserError(f"{info.name}: neither {extracted} nor {archive} exists; {info.how_to_get}")
+    elif info.name not in FOLDER_DATASETS:
+        for stem in IDX_FILES.values():
+            if find_idx(directory, stem) is None:
+                raise UserError(f"{info.name}: {stem}[.gz] not found in {directory}; {info.how_to_get}")
+    return directory
+
+
+def load(
+    name: str, data_dir: str | Path | None, image_size: int | None = None, workers: int = 0
+) -> tuple[ImageData, ImageData, DatasetInfo]:
+    """Train and test sets of dataset ``name`` from ``data_dir`` (or its default place).
+
+    For folder datasets ``image_size`` (default 224) is the side images are cropped to, and
+    ``workers`` the DataLoader processes that decode them (0: in this process)."""
+    info = dataset_info(name)
+    directory = data_folder(name, data_dir, image_size)
     if info.name in FOLDER_DATASETS:
         size = info.image_size if image_size is None else image_size
         if size < 8:
