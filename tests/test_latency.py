@@ -353,3 +353,17 @@ def test_cost_prints_the_tables_estimate_beside_the_measured_time(tmp_path):
     assert timing["measured"] > 0 and timing["mode"] == "infer" and timing["batch"] == 1
     assert timing["precision"] == "fp32"  # the deployment's precision, whatever the training's
     assert set(printed["sensitivities"]) == set(printed["widths"])
+
+
+def test_a_latency_budget_the_minimum_widths_exceed_is_refused_before_training(tmp_path, fake_machine):
+    # x0.5 ResNet-20 (8/16/32) on a grid of 16: every width at least 16 channels, 13.4M MACs
+    # against the original's 7.7M, so no rescale can hold the original's time
+    data = write_mnist_like(tmp_path / "data", n_train=100, n_test=20)
+    out = tmp_path / "run"
+    refused = in_process(
+        "search", "--dataset", "mnist", "--data-dir", data, "--width-mult", 0.5, "--round-to", 16,
+        "--budget", "latency", "--latency-table", tmp_path / "t.json", "--out", out,
+    )  # fmt: skip
+    assert "latency: original" in refused.stdout  # the original was timed, then the floor
+    assert_user_error(refused, "minimum widths alone (16 channels each)", "--round-to")
+    assert not out.exists()  # refused before anything was trained or written

@@ -263,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = argv
         from .commands import COMMANDS  # torch and the rest: not needed to parse, nor for --help
 
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe is met here, not at the interpreter's exit
+        return code
     except UserError as error:
         if getattr(error, "rank", 0) == 0:  # a SharedError is printed by rank 0 alone
             print(f"netadjust: error: {one_line(str(error))}", file=sys.stderr)

@@ -108,9 +108,9 @@ def command_search(args: argparse.Namespace) -> int:
         return api.resumed_config(args.resume) if args.resume else search_config(args)
 
     if args.resume and not args.dry_run and os.environ.get("RANK", "0") == "0":
+        refuse_finished(user_path(args.resume), args.iterations)
         if args.nproc is None:  # once: by this process, or by rank 0 of those it or torchrun started
             resume_notes(args)
-        refuse_finished(user_path(args.resume), args.iterations)
 
     if args.dry_run:
         print(json.dumps(api.dry_run(this_config(), args.nproc or 1, not args.download), indent=1))
