@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import in_process, netadjust, write_mnist_like
+from conftest import in_process, netadjust, write_cifar, write_mnist_like
 from netadjust.config import Recipe, as_settings
 from netadjust.presets import TRAINING, final_training
 from netadjust.spaces import ModelSpec, base_widths
@@ -292,9 +292,11 @@ def test_round_to_keeps_every_searched_width_on_the_grid(tmp_path):
             assert "no rounding of the adjusted widths lies within 1%" in result.stdout
 
 
-def test_the_paper_preset_is_the_references_cifar_search(tmp_path):
-    # the reference's README command for CIFAR-100 and its argparse defaults
-    settings = dry_run("--preset", "paper", cwd=tmp_path)
+def test_the_paper_preset_is_the_references_cifar_search(tmp_path, tmp_path_factory):
+    # the reference's README command for CIFAR-100 and its argparse defaults (a dry run
+    # looks for the data as the run would: small files in CIFAR-100's format)
+    data = write_cifar(tmp_path_factory.mktemp("cifar100"), "cifar100")
+    settings = dry_run("--preset", "paper", "--data-dir", data, cwd=tmp_path)
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
     assert settings["model"] | {"width_mult": 1.0} == {
         "space": "resnet20", "num_classes": 100, "in_channels": 3, "image_size": 32,
@@ -338,11 +340,11 @@ def test_the_fmnist_preset_is_the_search_behind_the_results_table(tmp_path):
     assert final_training("fmnist", "fashion-mnist") == {key: trained[key] for key in TRAINING}
 
 
-def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search():
+def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search(tmp_path):
     # README "Multi-GPU on ImageNet": --batch_size=64 --learning_rate=0.2 --epochs=10
     # --drop_rate=0.05 --base_drop_rate=0.2 --layerd=F --weight_decay=4e-5 --update_num=6;
     # argparse defaults for the rest: no label smoothing, no k decay, adjusting rate 0.1
-    settings = dry_run("--preset", "paper", "--dataset", "imagenet")
+    settings = dry_run("--preset", "paper", "--dataset", "imagenet", "--data-dir", tmp_path)
     recipe, rule = settings["recipe"], settings["rule"]
     assert (settings["model"]["space"], settings["iterations"], recipe["epochs"]) == ("resnet18", 10, 10)
     assert (recipe["lr"], recipe["batch_size"], recipe["weight_decay"]) == (0.2, 64, 4e-5)
@@ -354,8 +356,8 @@ def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search():
     }  # fmt: skip
     assert settings["k_schedule"] == [6] * 10
     mine = dry_run(
-        "--preset", "paper", "--dataset", "imagenet", "--space", "mobilenetv2", "--lr", "0.05",
-        "--drop-depth-ramp", "--k-decay", "0.5",
+        "--preset", "paper", "--dataset", "imagenet", "--data-dir", tmp_path, "--space", "mobilenetv2",
+        "--lr", "0.05", "--drop-depth-ramp", "--k-decay", "0.5",
     )  # fmt: skip
     assert (mine["model"]["space"], mine["recipe"]["lr"], mine["recipe"]["drop_depth_ramp"]) == (
         "mobilenetv2",
@@ -396,6 +398,7 @@ def test_a_run_records_its_model_file_and_data_folder_as_absolute_paths(tmp_path
         "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),\n"
         "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n"
     )
+    write_mnist_like(tmp_path / "data")
     planned = dry_run("--model", "models/net.py:net", "--data-dir", "data", cwd=tmp_path)
     assert planned["model"]["model"] == f"{tmp_path / 'models' / 'net.py'}:net"
     assert planned["data"]["data_dir"] == str(tmp_path / "data")

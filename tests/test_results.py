@@ -288,7 +288,7 @@ def test_export_writes_widths_weights_and_a_valid_onnx(run, tmp_path):
     out = tmp_path / "export"
     result = cli("export", run.out, "--out", out, "--onnx")
     assert result.returncode == 0, result.stderr
-    assert json.loads((out / "widths.json").read_text()) == run.final["widths"]
+    assert json.loads((out / "widths.json").read_text())["widths"] == run.final["widths"]
     assert 'netadjust.build("resnet20"' in result.stdout
 
     exported = netadjust.load(out / "model.safetensors")
