@@ -249,9 +249,13 @@ def reuse_originals(source: Path, run: Path) -> None:
     ``compare`` reuses a kept training only when widths, seed, recipe and data agree."""
     folder = run / "compare"
     folder.mkdir(exist_ok=True)
-    for kept in sorted((source / "compare").glob("original-seed*")):
-        if not (folder / kept.name).exists():
-            shutil.copyfile(kept, folder / kept.name)
+    for record in sorted((source / "compare").glob("original-seed*.json")):
+        weights = record.with_suffix(".safetensors")
+        if not weights.exists():  # the repository keeps no weights: without them, trained anew
+            continue
+        for kept in (record, weights):
+            if not (folder / kept.name).exists():
+                shutil.copyfile(kept, folder / kept.name)
 
 
 def copy_search(source: Path, out: Path, best_validation: bool = False) -> None:
