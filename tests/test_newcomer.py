@@ -140,3 +140,32 @@ def test_a_dry_run_refuses_missing_data_as_the_run_would(tmp_path):
     data = write_mnist_like(tmp_path / "data", n_train=10, n_test=10)
     planned = in_process("search", "--dataset", "mnist", "--data-dir", data, "--dry-run")
     assert planned.returncode == 0 and json.loads(planned.stdout)["data"]["dataset"] == "mnist"
+
+
+def test_an_nn_sequential_names_its_widths_by_layer_kind_and_stops_when_nothing_can_move(tmp_path):
+    (tmp_path / "two.py").write_text(
+        "from torch import nn\n\ndef net(num_classes, in_channels):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),\n"
+        "                         nn.Conv2d(8, 16, 3), nn.BatchNorm2d(16), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))\n"
+    )
+    inspected = in_process("inspect", "--model", tmp_path / "two.py:net", "--json")
+    assert inspected.returncode == 0, inspected.stderr
+    assert list(json.loads(inspected.stdout)["widths"]) == ["conv0", "conv3"]  # not bare "0", "3"
+    data = write_mnist_like(tmp_path / "data", n_train=120, n_test=20)
+    out = tmp_path / "run"
+    # two widths: the preset's k is capped at 1, and its decay of 0.5 makes it 1, 0, 0
+    result = in_process(
+        "search", "--model", tmp_path / "two.py:net", "--dataset", "mnist", "--data-dir", data,
+        "--epochs", 1, "--repeats", 1, "--batch-size", 40, "--iterations", 3, "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "iter 2/3: k is 0 from here on" in result.stdout and "ends after 1 iteration" in result.stdout
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert (
+        len(history) == 1 and len(history[0]["grown"]) == 1 and history[0]["grown"][0] in ("conv0", "conv3")
+    )
+    final = json.loads((out / "final.json").read_text())
+    assert final["iterations"] == 1 and final["widths"] == history[0]["next_widths"]
+    refused = in_process("search", "--resume", out)
+    assert_user_error(refused, "finished search of 3 iterations")

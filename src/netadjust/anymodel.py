@@ -112,14 +112,16 @@ def refuse_unsupported(model: nn.Module) -> None:
     for name, module in model.named_modules():
         if isinstance(module, UNSUPPORTED):
             raise UserError(
-                f"{name} is a {type(module).__name__}, which netadjust cannot resize; refusing this model"
+                f"{shown(name)} is a {type(module).__name__}, which netadjust cannot resize; "
+                "refusing this model"
             )
         if not isinstance(module, RESIZABLE):
             for parameter_name, parameter in module.named_parameters(recurse=False):
                 if parameter.numel() > 1:
                     raise UserError(
-                        f"{name}.{parameter_name} is a parameter of shape {tuple(parameter.shape)} that no "
-                        "resizable layer owns; netadjust cannot resize it: refusing this model"
+                        f"{shown(name)}.{parameter_name} is a parameter of shape "
+                        f"{tuple(parameter.shape)} that no resizable layer owns; netadjust cannot resize it: "
+                        "refusing this model"
                     )
 
 
@@ -160,7 +162,7 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     shared = [module for module, count in calls.items() if count > 1]
     if shared:  # a layer called more than once per pass ties its channels to themselves
         raise UserError(
-            f"{names[shared[0]]} is called {calls[shared[0]]} times in one pass; refusing this model"
+            f"{shown(names[shared[0]])} is called {calls[shared[0]]} times in one pass; refusing this model"
         )
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         raise UserError("the model must return one tensor of logits (N, classes); refusing it")
@@ -177,7 +179,7 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
             side = "out" if graph.is_out_channel_pruning_fn(dependency.handler) else "in"
             if len(indices) % root_width:
                 raise UserError(
-                    f"{names[module]}: its {side}put channels are not a whole multiple of a width "
+                    f"{shown(names[module])}: its {side}put channels are not a whole multiple of a width "
                     f"({len(indices)} for {root_width}); refusing this model"
                 )
             members[(names[module], side)] = max(
@@ -186,12 +188,11 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         producers = sorted((key[0] for key in members if key[1] == "out"), key=order.get)
         if not producers:
             continue
-        groups.append(
-            Group(producers[0], root_width, members, drop_sites(modules, members, producers, root_width))
-        )
+        sites = drop_sites(modules, members, producers, root_width)
+        groups.append(Group(width_name(producers[0], modules[producers[0]]), root_width, members, sites))
         for key, per_channel in members.items():
             owned[key] = owned.get(key, 0) + per_channel * root_width
-    groups.sort(key=lambda group: order[group.name])
+    groups.sort(key=lambda group: order[min((key[0] for key in group.members), key=order.get)])
     fixed = {}
     for module, name in names.items():
         if isinstance(module, RESIZABLE):
@@ -199,9 +200,28 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
                 if side == "in" and is_depthwise(module):
                     continue
                 if size - owned.get((name, side), 0) < 0:
-                    raise UserError(f"{name}: its {side}put channels are claimed twice; refusing this model")
+                    raise UserError(
+                        f"{shown(name)}: its {side}put channels are claimed twice; refusing this model"
+                    )
                 fixed[(name, side)] = size - owned.get((name, side), 0)
     return Plan(tuple(groups), fixed, required_multiples(modules, groups))
+
+
+KINDS = ((nn.Conv2d, "conv"), (nn.Linear, "linear"), (nn.BatchNorm2d, "bn"), (nn.GroupNorm, "gn"))
+
+
+def width_name(layer: str, module: nn.Module) -> str:
+    """A width's name: its first producer's qualified name, led by the layer's kind where
+    that name is bare positions (``conv0``, ``conv3.1`` in an ``nn.Sequential``), which
+    would read like counts in a log line."""
+    if not all(part.isdigit() for part in layer.split(".")):
+        return layer
+    return next(kind for cls, kind in KINDS if isinstance(module, cls)) + layer
+
+
+def shown(name: str) -> str:
+    """A module's qualified name in a sentence: ``layer 4`` where it is a bare position."""
+    return f"layer {name}" if all(part.isdigit() for part in name.split(".")) else name
 
 
 def drop_sites(

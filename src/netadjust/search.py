@@ -241,6 +241,13 @@ def run_search(
     widths = history[-1].next_widths if history else initial
     try:
         for iteration in range(len(history), config.iterations):
+            if layers_to_move(config.rule, iteration) == 0:  # k only decays: nothing moves from here
+                log(
+                    f"iter {iteration + 1}/{config.iterations}: k is 0 from here on (k0 {config.rule.k0:g}, "
+                    f"decay {config.rule.k_decay:g} per iteration), so no width can move: the search ends "
+                    f"after {plural(iteration, 'iteration')}"
+                )
+                break
             record = step(search, iteration, widths, history[-1].widths if history else None)
             if processes.is_main:
                 append_record(out, record)
@@ -261,7 +268,7 @@ def run_search(
         original_macs=budget.macs,
         original_params=budget.params,
         budget=config.budget,
-        iterations=config.iterations,
+        iterations=len(history),
         **(measured_latency(latency, initial, widths, log) if latency else {}),
     )
     if processes.is_main:
