@@ -28,5 +28,15 @@ def test_suggested_commands_are_runnable_as_typed(monkeypatch):
     assert invocation() == os.path.relpath(script)  # .venv/bin/netadjust
     monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
     assert invocation() == "netadjust"
-    monkeypatch.setattr(sys, "argv", ["/somewhere/__main__.py"])  # python -m netadjust
+    monkeypatch.setattr(sys, "argv", ["/somewhere/__main__.py"])  # python -m netadjust (--nproc's workers)
+    assert invocation() == "netadjust"  # inside the activated environment: its own netadjust
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
     assert invocation() == f"{sys.executable} -m netadjust"
+
+
+def test_counts_and_durations_read_as_words():
+    from netadjust.compare import seed_range
+    from netadjust.outcome import duration
+
+    assert [duration(s) for s in (0.6, 1.2, 45, 600)] == ["1 second", "1 second", "45 seconds", "10 minutes"]
+    assert (seed_range([0]), seed_range([0, 1, 2])) == ("seed 0", "seeds 0-2")

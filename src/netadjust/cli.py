@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a .safetensors of the searched widths (default: the one `netadjust compare` trained)",
     )
     export.add_argument("--onnx", action="store_true", help="also write model.onnx")
+    export.add_argument("--force", action="store_true", help="replace the files an earlier export wrote")
 
     spaces = commands.add_parser("spaces", help="list the built-in search spaces")
     spaces.add_argument("--json", action="store_true", help="print one JSON list")

@@ -198,7 +198,7 @@ def run_defaults(args: argparse.Namespace) -> tuple[dict, dict, str | None]:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from .retrain import train_and_test
+    from .retrain import check_training, train_and_test
 
     widths, recorded, recorded_cost = api.read_widths(args.widths)
     run_recipe, run_data, run_dir = run_defaults(args)
@@ -219,6 +219,7 @@ def command_train(args: argparse.Namespace) -> int:
     if spec.model is None:
         get_space(spec.space)
     out = user_path(args.out or time.strftime("runs/train-%Y%m%d-%H%M%S.json"))
+    check_training(data, training, out, args.onnx)  # refused before the line saying what will run
     described = f"widths of {args.widths}" if args.widths else "base widths"
     if args.widths and not recorded:
         described += " (it records no model settings: flags and defaults set them)"
@@ -352,6 +353,7 @@ def command_export(args: argparse.Namespace) -> int:
         user_path(args.out),
         user_path(args.weights) if args.weights else None,
         args.onnx,
+        args.force,
     )
     for path in written:
         print(path)
@@ -366,8 +368,11 @@ def command_export(args: argparse.Namespace) -> int:
 
 def command_spaces(args: argparse.Namespace) -> int:
     rows = []
+    info = DATASETS[DataConfig.dataset]  # at the input every other command defaults to
     for name in space_names():
-        spec = ModelSpec(space=name, num_classes=10, in_channels=3, image_size=32)
+        spec = ModelSpec(
+            space=name, num_classes=info.num_classes, in_channels=info.in_channels, image_size=info.image_size
+        )
         cost = model_cost(spec)
         rows.append(
             {
@@ -381,7 +386,8 @@ def command_spaces(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
-        print("base costs for 3x32x32 input, 10 classes:")
+        size = f"{info.in_channels}x{info.image_size}x{info.image_size}"
+        print(f"base costs for {info.name}'s {size} input, {info.num_classes} classes:")
         column = max(len(row["space"]) for row in rows)
         for row in rows:
             print(

@@ -125,7 +125,7 @@ def compare_run(
         kept |= _kept_results(folder, plan[-len(seed_list) :], networks, expected, force)
     log(
         f"compare: {plural(len(plan), 'training')} ({', '.join(sorted({name for name, _ in plan}))}; "
-        f"seeds {seed_list[0]}-{seed_list[-1]}) of {plural(recipe.epochs, 'epoch')} "
+        f"{seed_range(seed_list)}) of {plural(recipe.epochs, 'epoch')} "
         f"on {len(data.train)} images"
         f"{f' (the uniform network is the {same_as})' if same_as else ''}; results in {folder}"
     )
@@ -204,6 +204,11 @@ def compare_run(
         )
     log(f"wrote {run_dir / 'compare.json'} and the trained networks in {folder}")
     return comparison
+
+
+def seed_range(seeds: list[int]) -> str:
+    """``seed 0`` or ``seeds 0-4``."""
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
 
 
 def slowness_advice(searched: Widths, recipe: Recipe, speeds: dict, flipped: dict) -> str:

@@ -115,9 +115,10 @@ def check_onnx_available() -> None:
         ) from None
 
 
-def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> list[Path]:
+def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool, force: bool = False) -> list[Path]:
     """Write the searched widths of ``run_dir`` (and, when a trained network of them is
-    known, its weights and optionally ONNX) into ``out``; return the files written."""
+    known, its weights and optionally ONNX) into ``out``; return the files written. Files
+    there already are refused unless ``force``."""
     run = read_run(run_dir)
     if run.final is None:
         raise UserError(f"{run_dir} holds no finished search (no final.json); finish it with --resume first")
@@ -135,8 +136,8 @@ def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> li
     targets = [out / "widths.json"] + ([out / "model.safetensors"] if weights else [])
     targets += [out / "model.onnx"] if onnx else []
     existing = [str(path) for path in targets if path.exists()]
-    if existing:
-        raise UserError(f"{', '.join(existing)} already exist; choose another --out")
+    if existing and not force:
+        raise UserError(f"{', '.join(existing)} already exist; choose another --out, or pass --force")
     model = None
     if weights is not None:
         model, spec, widths = load_weights(weights, model=run.final.model.model)  # the run's own
@@ -145,6 +146,9 @@ def export_run(run_dir: Path, out: Path, weights: Path | None, onnx: bool) -> li
                 f"{weights} holds another network than {run_dir}/final.json; give the searched one"
             )
     check_writable(out)
+    for stale in ("model.safetensors", "model.onnx"):  # an earlier export's, not rewritten now
+        if force and out / stale not in targets:
+            (out / stale).unlink(missing_ok=True)
     write_json(out / "widths.json", exported_widths(run.final))
     if model is not None:
         save_weights(model, spec, widths, out / "model.safetensors")

@@ -8,7 +8,7 @@ import itertools
 import statistics
 
 from .rundir import IterationRecord
-from .wording import invocation
+from .wording import invocation, plural
 
 LOW_STABILITY = 0.8  # split-half Spearman below this: the ranking is partly noise
 NOISE = 0.6  # below this: mostly noise (the halves share under a third of their rank variance)
@@ -19,13 +19,16 @@ NOISE = 0.6  # below this: mostly noise (the halves share under a third of their
 # swung beat the original (bench/results/oscillation.txt; docs/results.md, "Why the searches
 # swing")
 OVERSHOOT = 2.0
+# the README's trainings vary by 0.1-0.3 points (sample std) between seeds: a change of the
+# search's validation top-1 beyond one point is more than another seed gives
+SEED_NOISE = 1.0
 
 
 def duration(seconds: float) -> str:
     """``N seconds`` below two minutes, ``N minutes`` below two hours, ``X.X hours`` above."""
     minutes = seconds / 60
     if minutes < 2:
-        return f"{seconds:.0f} seconds"
+        return plural(round(seconds), "second")
     return f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
 
 
@@ -70,8 +73,19 @@ def outcome_lines(
             f"validation top-1 of the networks the search trained: original widths "
             f"{100 * first.val['top1']:.2f}%, iteration {len(history)}'s {100 * last.val['top1']:.2f}% "
             f"({change:+.2f} points), best {100 * best.val['top1']:.2f}% at iteration "
-            f"{best.iteration + 1}. One short training each: differences of a few tenths of a point "
-            "are within what another seed gives."
+            f"{best.iteration + 1}. "
+            + (
+                "One short training each: differences of a few tenths of a point are within what "
+                "another seed gives."
+                if abs(change) < SEED_NOISE
+                else f"A change of {change:+.2f} points is more than another seed of one short "
+                "training gives: "
+                + (
+                    "the later widths trained worse here; compare them before using them."
+                    if change < 0
+                    else "the later widths trained better here; compare confirms it over seeds."
+                )
+            )
         )
     took = f" (about {duration(compare_seconds)} here, by the search's speed)" if compare_seconds else ""
     lines.append(

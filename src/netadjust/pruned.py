@@ -33,6 +33,7 @@ from .rundir import Run
 from .spaces import build, network_name, width_grid
 from .store import write_json
 from .train import evaluate, train_network
+from .wording import plural
 
 WIDER = 2  # the pruned network starts at this multiple of the run's original widths
 IMPORTANCE = "L1 magnitude (Torch-Pruning MagnitudeImportance(p=1)), global"
@@ -193,7 +194,7 @@ def pruned_baseline(
             log(f"pruned: kept from {path}")
             return kept
     log(
-        f"pruned: training {what} at {WIDER}x the original widths for {recipe.epochs} epochs "
+        f"pruned: training {what} at {WIDER}x the original widths for {plural(recipe.epochs, 'epoch')} "
         f"(the search's per iteration), then pruning it to the budget"
     )
     start, budget = time.perf_counter(), cost(run.final.widths)

@@ -317,7 +317,7 @@ def _comparison_section(run_dir: Path) -> list[str]:
         return [
             "## Comparison",
             "",
-            f"Not run yet: `netadjust compare {run_dir} --seeds 3` trains the original, searched and "
+            f"Not run yet: `netadjust compare {run_dir} --seeds 5` trains the original, searched and "
             "uniformly scaled networks from scratch and compares their test accuracy.",
         ]
     comparison = json.loads(path.read_text())

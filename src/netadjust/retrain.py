@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import DataConfig, ModelSpec, Recipe, Widths
 from .cost import model_cost
-from .data import PreparedData, model_spec_for, prepare_data
+from .data import PreparedData, data_folder, model_spec_for, prepare_data
 from .errors import UserError
 from .export import check_onnx_available, save_onnx, save_weights
 from .rundir import provenance
@@ -51,6 +51,20 @@ def train_on_full(
     }
 
 
+def check_training(data_config: DataConfig, recipe: Recipe, out: Path, onnx: bool) -> None:
+    """What ``train_and_test`` refuses before any work: settings, missing data, results
+    that would be overwritten, an output folder that cannot be written."""
+    recipe.validate()
+    data_config.validate()
+    data_folder(data_config.dataset, data_config.data_dir, data_config.image_size)
+    for path in (out, out.with_suffix(".safetensors")) + ((out.with_suffix(".onnx"),) if onnx else ()):
+        if path.exists():
+            raise UserError(f"{path} already exists; choose another --out")
+    if onnx:
+        check_onnx_available()
+    check_writable(out.parent)
+
+
 def train_and_test(
     spec: ModelSpec,
     widths: Widths | None,
@@ -64,16 +78,9 @@ def train_and_test(
 ) -> dict:
     """Fit on all training images, evaluate on the test set; write ``out`` (JSON) and the
     trained network beside it (``.safetensors``, and ``.onnx`` when asked)."""
-    recipe.validate()
-    data_config.validate()
+    check_training(data_config, recipe, out, onnx)
     torch_device = resolve_device(device)
     weights_path, onnx_path = out.with_suffix(".safetensors"), out.with_suffix(".onnx")
-    for path in (out, weights_path) + ((onnx_path,) if onnx else ()):
-        if path.exists():
-            raise UserError(f"{path} already exists; choose another --out")
-    if onnx:
-        check_onnx_available()
-    check_writable(out.parent)
     data = prepare_data(data_config, seed, torch_device, hold_out=False)
     spec = model_spec_for(spec, data.info)
     widths = base_widths(spec) if widths is None else check_widths(spec, widths)

@@ -248,11 +248,12 @@ def run_search(
                     f"after {plural(iteration, 'iteration')}"
                 )
                 break
+            began = time.perf_counter()
             record = step(search, iteration, widths, history[-1].widths if history else None)
             if processes.is_main:
                 append_record(out, record)
             history.append(record)
-            report_step(search, record)
+            report_step(search, record, time.perf_counter() - began)
             widths = record.next_widths
     finally:
         scalars.close()
@@ -337,8 +338,8 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
             first = time.perf_counter() - started
             epochs = training_epochs(config, config.iterations)
             search.log(
-                f"{label}: the first epoch took {first:.0f} s here, so the search's "
-                f"{epochs:g} epochs of training will take about "
+                f"{label}: the first epoch took {first:.{1 if first < 10 else 0}f} s here, so the search's "
+                f"{epochs:g} epoch{'' if epochs == 1 else 's'} of training will take about "
                 f"{duration(first * epochs)}, and its FUR more (known after this iteration)"
             )
 
@@ -441,8 +442,9 @@ def inherit_weights(
     return moved or "the same widths"
 
 
-def report_step(search: Search, record: IterationRecord) -> None:
-    """The iteration's log line, its warnings and its TensorBoard scalars."""
+def report_step(search: Search, record: IterationRecord, wall: float) -> None:
+    """The iteration's log line, its warnings and its TensorBoard scalars; after the first
+    iteration (``wall`` seconds in all) the time the others will take."""
     config, agreement = search.config, record.fur_stability
     label = f"iter {record.iteration + 1}/{config.iterations}"
     target, next_cost = search.cost(search.initial), search.cost(record.next_widths)
@@ -471,8 +473,12 @@ def report_step(search: Search, record: IterationRecord) -> None:
     )
     left = config.iterations - record.iteration - 1
     if record.iteration == 0 and left:
-        pace = sum(record.seconds.values())
-        search.log(f"{label}: about {duration(pace * left)} more for the other {plural(left, 'iteration')}")
+        # each later iteration pays the first one's FUR, evaluation and adjustment whole, and
+        # its training by its epochs (fewer with --inherit)
+        per_epoch = record.seconds["train"] / config.recipe.epochs
+        later_epochs = training_epochs(config, config.iterations) - training_epochs(config, 1)
+        estimate = (wall - record.seconds["train"]) * left + per_epoch * later_epochs
+        search.log(f"{label}: about {duration(estimate)} more for the other {plural(left, 'iteration')}")
     if not within_budget(next_cost, target, search.tolerance):
         search.log(
             f"{label}: warning: no rounding of the adjusted widths lies within {search.tolerance:.0%} of the "

@@ -12,11 +12,13 @@ def invocation() -> str:
     """How to run netadjust again from here, for the commands messages suggest: ``netadjust``
     where that name on the PATH is this installation; else the path this process was started
     by (``.venv/bin/netadjust`` when the virtual environment is not activated), or
-    ``python -m netadjust``."""
+    ``python -m netadjust`` where no ``netadjust`` of that python is on the PATH."""
     program = Path(sys.argv[0])
-    if program.name != "netadjust":
-        return f"{shlex.quote(sys.executable)} -m netadjust"
     found = shutil.which("netadjust")
+    if program.name != "netadjust":  # started as python -m netadjust (by torchrun, or by hand)
+        if found and Path(found).absolute().parent == Path(sys.executable).absolute().parent:
+            return "netadjust"  # that python's own netadjust is the one on the PATH
+        return f"{shlex.quote(sys.executable)} -m netadjust"
     if found and Path(found).resolve() == program.resolve():
         return "netadjust"
     relative = os.path.relpath(program.resolve())
