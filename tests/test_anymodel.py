@@ -513,7 +513,7 @@ def test_cost_counts_your_model_as_it_counts_a_space(tmp_path):
 
 
 def residual_from_file(folder, in_channels=3):
-    from netadjust.anymodel import load_factory
+    from netadjust.factories import load_factory
 
     return load_factory(f"{folder / 'residual.py'}:net")(num_classes=10, in_channels=in_channels)
 

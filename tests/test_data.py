@@ -217,3 +217,22 @@ def test_download_of_files_that_are_not_the_official_ones_is_refused(tmp_path, l
     with pytest.raises(UserError, match="published"):
         ensure_downloaded("fashion-mnist", str(tmp_path / "fm"), url)
     assert not any((tmp_path / "fm").iterdir())
+
+
+def test_image_size_resizes_a_dataset_of_fixed_size_images(tmp_path):
+    from conftest import write_mnist_like
+    from netadjust.data import load
+
+    folder = write_mnist_like(tmp_path / "mnist", n_train=20, n_test=10)
+    train, test, info = load("mnist", folder)
+    bigger_train, bigger_test, bigger = load("mnist", folder, image_size=56)
+    assert info.image_size == 28 and bigger.image_size == 56
+    assert bigger_train.images.shape == (20, 1, 56, 56) and bigger_test.images.shape == (10, 1, 56, 56)
+    assert bigger_train.images.dtype == torch.uint8 and torch.equal(bigger_train.labels, train.labels)
+    # the same picture at another side: each image's mean brightness kept, larger or smaller
+    smaller_train, _, _ = load("mnist", folder, image_size=14)
+    means = train.images.float().mean(dim=(1, 2, 3))
+    for other in (bigger_train, smaller_train):
+        assert torch.allclose(other.images.float().mean(dim=(1, 2, 3)), means, atol=2.0)
+    same_train, _, same = load("mnist", folder, image_size=28)
+    assert same.image_size == 28 and torch.equal(same_train.images, train.images)

@@ -122,8 +122,8 @@ def test_bad_folders_and_files_are_named(tmp_path):
 
     with pytest.raises(UserError, match="cannot fetch imagenet"):
         ensure_downloaded("imagenet", str(tmp_path), None)
-    with pytest.raises(UserError, match="--image-size is for folder datasets"):
-        load("mnist", tmp_path, image_size=16)
+    with pytest.raises(UserError, match="--image-size is 4; give at least 8"):
+        load("imagenet", tmp_path, image_size=4)
     broken = tmp_path / "val" / "dog" / "0.jpg"
     broken.write_bytes(broken.read_bytes()[:40])  # a truncated JPEG
     _, test, info = load("imagenet", tmp_path, image_size=16, workers=1)

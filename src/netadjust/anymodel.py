@@ -20,23 +20,16 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib
-import importlib.util
-import inspect
-import json
 import math
 import random
-import sys
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from .config import ModelSpec, Widths
 from .errors import UserError
+from .factories import check_runs, first_line, instantiate
 
 RESIZABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.GroupNorm)
 # layers on the channel dimension that netadjust cannot resize: refused by name
@@ -166,10 +159,20 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         )
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         raise UserError("the model must return one tensor of logits (N, classes); refusing it")
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    groups, owned, modules = [], {}, dict(model.named_modules())
     output_layers = [output_layer(model, outputs, output)]  # the classes: kept
-    for found in graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear]):
+    try:
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        found_groups = list(
+            graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear])
+        )
+    except Exception as error:  # the graph's own failure on an operation it cannot follow
+        raise UserError(
+            f"Torch-Pruning's dependency graph fails on this model ({type(error).__name__}: "
+            f"{first_line(error)}): some operation (a channel split or shuffle?) ties channels in a way "
+            "netadjust cannot follow; refusing it"
+        ) from None
+    groups, owned, modules = [], {}, dict(model.named_modules())
+    for found in found_groups:
         members: dict[tuple[str, str], int] = {}
         root_width = len(found[0][1])
         for dependency, indices in found:
@@ -308,6 +311,7 @@ def user_plan(spec: ModelSpec) -> tuple[nn.Module, Plan]:
     require_torch_pruning()  # before the user's code is imported
     with torch.device("cpu"):
         model = instantiate(spec.model, spec.num_classes, spec.in_channels, spec.model_args)
+        check_runs(model, spec.model, spec.in_channels, spec.image_size)
         example = torch.randn(
             2, spec.in_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)
         )
@@ -351,7 +355,7 @@ def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
                 output = rebuilt(example)
         except (RuntimeError, ValueError) as error:
             raise UserError(
-                f"the model does not run at other widths ({_first_line(error)}); refusing it"
+                f"the model does not run at other widths ({first_line(error)}); refusing it"
             ) from None
         if output.shape != shape:
             raise UserError(
@@ -375,67 +379,3 @@ def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
                 "some operation ties channels in a way netadjust cannot follow; refusing it"
             )
     return plan
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0][:200]
-
-
-def load_factory(reference: str) -> Callable[..., nn.Module]:
-    """``pkg.module:factory`` or ``path/to/file.py:factory`` as a callable."""
-    where, colon, attribute = reference.rpartition(":")
-    if not colon or not where or not attribute:
-        raise UserError(f"--model {reference!r}: give pkg.module:factory or path/to/file.py:factory")
-    try:
-        if where.endswith(".py"):
-            path = Path(where).expanduser()
-            if not path.is_file():
-                raise UserError(f"--model {reference!r}: {path} does not exist")
-            spec = importlib.util.spec_from_file_location(f"netadjust_user_{path.stem}", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except ImportError as error:
-        raise UserError(f"--model {reference!r}: cannot import {where} ({error})") from None
-    factory = getattr(module, attribute, None)
-    if not callable(factory):
-        raise UserError(f"--model {reference!r}: {where} has no callable {attribute!r}")
-    return factory
-
-
-def instantiate(
-    reference: str, num_classes: int, in_channels: int, arguments: str | None = None
-) -> nn.Module:
-    """The user's model: the factory called with ``num_classes`` and ``in_channels`` where it
-    accepts them, and the keyword arguments of the JSON object ``arguments``."""
-    factory = load_factory(reference)
-    try:
-        extra = json.loads(arguments) if arguments else {}
-    except json.JSONDecodeError as error:
-        raise UserError(
-            f"--model-args is not JSON ({error.msg}); give an object such as '{{\"depth\": 50}}'"
-        ) from None
-    if not isinstance(extra, dict):
-        raise UserError("--model-args must be a JSON object of keyword arguments")
-    accepted = inspect.signature(factory).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if (name in accepted or takes_any) and name not in extra:
-            extra[name] = value
-    try:
-        accepted_call = inspect.signature(factory).bind(**extra)
-    except TypeError as error:  # arguments it does not take, or lacks
-        raise UserError(f"--model {reference!r}: calling it with {sorted(extra)} failed ({error})") from None
-    try:
-        model = factory(*accepted_call.args, **accepted_call.kwargs)
-    except Exception as error:  # the factory's own code failed: where, in one line
-        frame = traceback.extract_tb(error.__traceback__)[-1]
-        raise UserError(
-            f"--model {reference!r} raised {type(error).__name__}: {_first_line(error)} "
-            f"({frame.filename}, line {frame.lineno}); fix the factory and run again"
-        ) from None
-    if not isinstance(model, nn.Module):
-        raise UserError(f"--model {reference!r} returned a {type(model).__name__}, not an nn.Module")
-    return model

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .config import (
@@ -261,7 +260,7 @@ def inspect_model(
 ) -> InspectReport:
     """The searchable widths of the model the factory ``model`` (pkg.module:factory or
     file.py:factory) returns, checked by rebuilding it at other widths (``anymodel``)."""
-    from .anymodel import checked_plan, instantiate, rebuild, require_torch_pruning
+    from .anymodel import rebuild, require_torch_pruning, user_plan
 
     require_torch_pruning()  # before the user's code is imported
     for name, value in (
@@ -271,9 +270,15 @@ def inspect_model(
     ):
         if value < 1:
             raise UserError(f"{name} is {value}; give at least 1")
-    network = instantiate(model, num_classes, in_channels, model_args)
+    spec = ModelSpec(
+        model=model,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        model_args=model_args,
+    )
+    network, plan = user_plan(spec)  # refused in one line where it cannot run or be followed
     shape = (in_channels, image_size, image_size)
-    plan = checked_plan(network, torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)))
     total = count(network, shape)
     groups, order = [], {name: index for index, (name, _) in enumerate(network.named_modules())}
     for group in plan.groups:  # share of MACs: f_i = c_i dF/dc_i by a central difference of the count

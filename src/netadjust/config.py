@@ -89,7 +89,12 @@ class DataConfig:
     train_limit: int | None = setting(None, "use only the first N training images", kind=int)
     val_limit: int | None = setting(None, "use only the first N validation images", kind=int)
     test_limit: int | None = setting(None, "use only the first N test images", kind=int)
-    image_size: int | None = setting(None, "imagenet: side of the training and test crops (224)", kind=int)
+    image_size: int | None = setting(
+        None,
+        "side the images are resized to (to fit a network made for larger ones); imagenet: of the "
+        "training and test crops (224)",
+        kind=int,
+    )
     workers: int | None = setting(
         None,
         "imagenet: processes decoding images (0: the main one; default: by the cores per process)",

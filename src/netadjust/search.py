@@ -15,7 +15,7 @@ import torch
 from .adjust import adjust, check_floor, excess, filled, layers_to_move, rescale, widest_within, within_budget
 from .config import BUDGET_TOLERANCE, UNITS, Recipe, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
-from .data import DATASETS, FOLDER_DATASETS, PreparedData, data_folder, model_spec_for, prepare_data
+from .data import DATASETS, PreparedData, data_folder, model_spec_for, prepare_data
 from .distributed import SINGLE, Processes
 from .errors import UserError
 from .fur import estimate_fur, stability
@@ -140,7 +140,7 @@ def planned_spec(config: SearchConfig) -> ModelSpec:
     """The model ``config`` names, with its dataset's usual classes and input (a folder
     dataset's classes are its folders, known only once it is read)."""
     info = DATASETS[config.data.dataset]
-    if config.data.dataset in FOLDER_DATASETS and config.data.image_size is not None:
+    if config.data.image_size is not None:
         info = dataclasses.replace(info, image_size=config.data.image_size)
     return model_spec_for(config.model, info)
 

@@ -310,11 +310,8 @@ def data_folder(name: str, data_dir: str | Path | None, image_size: int | None =
     dataset of fixed files needs, are missing: what ``load`` checks before reading (a dry
     run checks it too)."""
     info = dataset_info(name)
-    if image_size is not None and name not in FOLDER_DATASETS:
-        raise UserError(
-            f"--image-size is for folder datasets ({', '.join(FOLDER_DATASETS)}); "
-            f"{name} images are {info.image_size}x{info.image_size}"
-        )
+    if image_size is not None and image_size < 8:
+        raise UserError(f"--image-size is {image_size}; give at least 8 pixels")
     if data_dir is None:
         data_dir = DEFAULT_DATA_DIRS.get(name)
         if data_dir is None:
@@ -339,21 +336,34 @@ def load(
 ) -> tuple[ImageData, ImageData, DatasetInfo]:
     """Train and test sets of dataset ``name`` from ``data_dir`` (or its default place).
 
-    For folder datasets ``image_size`` (default 224) is the side images are cropped to, and
-    ``workers`` the DataLoader processes that decode them (0: in this process)."""
+    ``image_size``: for folder datasets (default 224) the side images are cropped to; for
+    the others, the side their images are resized to (bilinear, antialiased), so a network
+    made for larger images can run on them. ``workers``: the DataLoader processes that
+    decode a folder dataset's images (0: in this process)."""
     info = dataset_info(name)
     directory = data_folder(name, data_dir, image_size)
     if info.name in FOLDER_DATASETS:
         size = info.image_size if image_size is None else image_size
-        if size < 8:
-            raise UserError(f"--image-size is {size}; give at least 8 pixels")
         train, test, classes = folders.scan(directory, size, workers)
-        info = dataclasses.replace(info, num_classes=len(classes), image_size=size)
-    elif info.name in CIFAR_LAYOUT:
-        train, test = load_cifar(info, directory)
-    else:
-        train, test = load_idx_dataset(info, directory)
+        return train, test, dataclasses.replace(info, num_classes=len(classes), image_size=size)
+    train, test = (
+        load_cifar(info, directory) if info.name in CIFAR_LAYOUT else load_idx_dataset(info, directory)
+    )
+    if image_size is not None and image_size != info.image_size:
+        train, test = resized(train, image_size), resized(test, image_size)
+        info = dataclasses.replace(info, image_size=image_size)
     return train, test, info
+
+
+def resized(data: ImageSet, side: int, chunk: int = 4096) -> ImageSet:
+    """``data`` with every image resized to ``side`` x ``side`` (uint8 kept), in chunks."""
+    parts = []
+    for start in range(0, len(data), chunk):
+        images = data.images[start : start + chunk].float()
+        scaled = torch.nn.functional.interpolate(images, size=(side, side), mode="bilinear", antialias=True)
+        parts.append(scaled.round().clamp(0, 255).to(torch.uint8))
+    empty = torch.empty(0, data.images.shape[1], side, side, dtype=torch.uint8)
+    return ImageSet(torch.cat(parts) if parts else empty, data.labels)
 
 
 def content_hash(*sets: ImageData) -> str:
