@@ -25,7 +25,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test]"
+	# the zoos (extra netadjust[zoo]) at the versions built for that torch; torchvision without
+	# its dependencies, which would replace the CPU torch with a CUDA build
+	$(BIN)/pip show torchvision >/dev/null 2>&1 || $(BIN)/pip install --quiet --no-deps torchvision==0.28.0
+	$(BIN)/pip install --quiet timm==1.0.31
+	$(BIN)/pip install --quiet -e ".[test,zoo]"
 	touch $@
 
 # Fashion-MNIST from Debian's package where apt works; otherwise pass --data-dir yourself.

@@ -229,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="the searchable widths netadjust finds in your own model")
     inspect.add_argument(
-        "--model", required=True, help="pkg.module:factory or path/to/file.py:factory returning an nn.Module"
+        "--model",
+        required=True,
+        help="pkg.module:factory or path/to/file.py:factory returning an nn.Module, or torchvision:NAME, "
+        "timm:NAME (torchvision: or timm: alone lists the zoo's names)",
     )
     inspect.add_argument("--model-args", help="JSON object of further keyword arguments for the factory")
     add_input_flags(inspect, "")

@@ -398,6 +398,13 @@ def command_spaces(args: argparse.Namespace) -> int:
 
 
 def command_inspect(args: argparse.Namespace) -> int:
+    from .factories import ZOOS, zoo_names
+
+    zoo = args.model.rstrip(":")
+    if zoo in ZOOS and args.model.endswith(":"):  # what a zoo offers by name
+        names = zoo_names(zoo)
+        print(json.dumps(names) if args.json else "\n".join(f"{zoo}:{name}" for name in names))
+        return 0
     classes, channels, size = counted_input(args, {})
     found = api.inspect_model(
         args.model, num_classes=classes, in_channels=channels, image_size=size, model_args=args.model_args

@@ -56,8 +56,9 @@ class ModelSpec:
     )
     model: str | None = setting(
         None,
-        "your own network instead of a space: pkg.module:factory or path/to/file.py:factory "
-        "(README, 'Your own model'; --space, --width-mult and --padding do not apply)",
+        "your own network instead of a space: pkg.module:factory or path/to/file.py:factory, or a "
+        "zoo's by name, torchvision:NAME or timm:NAME (README, 'Your own model'; --space, "
+        "--width-mult and --padding do not apply)",
         kind=str,
     )
     model_args: str | None = setting(
