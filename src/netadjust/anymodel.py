@@ -311,6 +311,7 @@ def user_plan(spec: ModelSpec) -> tuple[nn.Module, Plan]:
     require_torch_pruning()  # before the user's code is imported
     with torch.device("cpu"):
         model = instantiate(spec.model, spec.num_classes, spec.in_channels, spec.model_args)
+        refuse_unsupported(model)  # by name, before the model is run
         check_runs(model, spec.model, spec.in_channels, spec.image_size)
         example = torch.randn(
             2, spec.in_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)

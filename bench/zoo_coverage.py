@@ -1,0 +1,162 @@
+"""Which of the networks users hold does netadjust search? Every torchvision classification
+model and one model of each of a list of timm CNN families, each through ``netadjust
+inspect`` (timed) and a one-iteration search on a few hundred Fashion-MNIST images, as a
+user would type them (random weights, nothing downloaded).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/zoo_coverage.py [--only NAME ...] [--summary]
+
+Each model's outcome is appended to ``bench/results/zoo_coverage.jsonl`` as it finishes (a
+model already there is skipped, so an interrupted run continues); ``--summary`` writes the
+table ``bench/results/zoo_coverage.md`` from those records. A model refused for its input
+size is tried again at the smallest side the refusal names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RECORDS = RESULTS / "zoo_coverage.jsonl"
+TABLE = RESULTS / "zoo_coverage.md"
+SIDE = 32  # Fashion-MNIST resized: what an ImageNet network needs at least, mostly
+SEARCH = [
+    "--iterations", "1", "--epochs", "1", "--train-limit", "300", "--val-limit", "100",
+    "--test-limit", "100", "--repeats", "1", "--batch-size", "50",
+]  # fmt: skip
+LIMIT = 900  # seconds a command may take before it counts as too slow
+# one model of each timm CNN family (the smallest where a family has sizes)
+TIMM = [
+    "resnet18", "resnet50d", "seresnext26d_32x4d", "res2net50_14w_8s", "resnest14d", "regnetx_002",
+    "regnety_002", "efficientnet_b0", "efficientnet_lite0", "tinynet_e", "mobilenetv2_050",
+    "mobilenetv3_small_050", "mnasnet_small", "fbnetc_100", "lcnet_050", "mixnet_s", "ghostnet_100",
+    "rexnet_100", "dla34", "dpn68", "densenet121", "cspresnet50", "darknet17", "vgg11_bn",
+    "repvgg_a0", "hrnet_w18_small", "selecsls42b", "convnext_atto", "nf_resnet26", "xception41",
+]  # fmt: skip
+
+
+def torchvision_names() -> list[str]:
+    from netadjust.factories import zoo_names
+
+    return zoo_names("torchvision")
+
+
+def netadjust(*arguments: str) -> tuple[int, str, str, float]:
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "netadjust", *arguments], capture_output=True, text=True, timeout=LIMIT
+        )
+    except subprocess.TimeoutExpired:
+        return -1, "", f"took over {LIMIT} s", time.perf_counter() - started
+    return done.returncode, done.stdout, done.stderr, time.perf_counter() - started
+
+
+def reason(stderr: str) -> str:
+    """The one line a refusal printed, or the last line of a traceback."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("netadjust: error:")]
+    return (errors or lines or ["(nothing printed)"])[-1].removeprefix("netadjust: error: ")[:300]
+
+
+def outcome(model: str) -> dict:
+    record = {"model": model, "side": SIDE}
+    code, out, err, seconds = netadjust("inspect", "--model", model, "--image-size", str(SIDE), "--json")
+    wanted = re.search(r"pass --image-size (\d+)", err)
+    if code == 2 and wanted:
+        record["side"] = int(wanted.group(1))
+        code, out, err, seconds = netadjust(
+            "inspect", "--model", model, "--image-size", str(record["side"]), "--json"
+        )
+    record["inspect_seconds"] = seconds
+    if code != 0:
+        traceback = "Traceback" in err
+        return record | {"status": "traceback" if traceback else "refused", "reason": reason(err)}
+    found = json.loads(out)
+    record |= {"widths": len(found["widths"]), "macs": found["macs"], "params": found["params"]}
+    with tempfile.TemporaryDirectory() as folder:
+        run = Path(folder) / "run"
+        code, out, err, seconds = netadjust(
+            "search", "--model", model, "--image-size", str(record["side"]), *SEARCH, "--out", str(run)
+        )
+        record["search_seconds"] = seconds
+        if code != 0:
+            traceback = "Traceback" in err
+            return record | {
+                "status": "traceback" if traceback else "refused in search",
+                "reason": reason(err),
+            }
+        final = json.loads((run / "final.json").read_text())
+    changed = sum(final["widths"][name] != width for name, width in final["original_widths"].items())
+    return record | {
+        "status": "searched",
+        "searched_macs": final["macs"],
+        "widths_changed": changed,
+    }
+
+
+def summary() -> str:
+    records = [json.loads(line) for line in RECORDS.read_text().splitlines()]
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    lines = [
+        f"{len(records)} models: "
+        + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())),
+        "",
+        "| model | side | widths | MACs | inspect s | outcome | searched MACs (widths changed) or reason |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for record in records:
+        detail = (
+            f"{record['searched_macs']:,} ({record['widths_changed']})"
+            if record["status"] == "searched"
+            else record.get("reason", "").replace("|", "/")
+        )
+        lines.append(
+            f"| {record['model']} | {record['side']} | {record.get('widths', '')} | "
+            f"{record.get('macs', 0):,} | {record['inspect_seconds']:.1f} | {record['status']} | {detail} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="these models (zoo:NAME) only")
+    parser.add_argument("--summary", action="store_true", help="write the table from the records and stop")
+    args = parser.parse_args()
+    if args.summary:
+        TABLE.write_text(summary() + "\n")
+        print(TABLE.read_text())
+        return
+    models = args.only or [f"torchvision:{name}" for name in torchvision_names()] + [
+        f"timm:{n}" for n in TIMM
+    ]
+    done = (
+        {json.loads(line)["model"] for line in RECORDS.read_text().splitlines()}
+        if RECORDS.exists()
+        else set()
+    )
+    machine = {
+        "processor": platform.processor() or platform.machine(),
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+    }
+    for model in models:
+        if model in done:
+            continue
+        record = outcome(model) | {"hardware": machine}
+        with RECORDS.open("a") as file:
+            file.write(json.dumps(record) + "\n")
+        print(f"{model}: {record['status']} {record.get('reason', '')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
