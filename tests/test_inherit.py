@@ -205,7 +205,7 @@ def test_a_dense_layer_shrunk_drops_its_own_part_of_every_concatenation(tmp_path
 
 
 def test_inherit_takes_whole_epochs_or_a_share_of_one(tmp_path):
-    for value in ("0", "1.5", "-1"):
+    for value in ("0", "1.5", "-1", "inf", "nan"):
         result = in_process("search", "--dry-run", "--inherit", value, "--out", tmp_path / "run")
         assert_user_error(result, "--inherit")
     assert in_process("search", "--dry-run", "--inherit", "0.25", "--out", tmp_path / "run").returncode == 0

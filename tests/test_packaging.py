@@ -5,8 +5,11 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import netadjust
 
@@ -41,3 +44,22 @@ def test_every_module_level_import_is_a_core_dependency():
             if not owners & declared:
                 missing.setdefault(name, []).append(path.relative_to(PACKAGE).as_posix())
     assert not missing, f"imported at module level but not a core dependency: {missing}"
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "from netadjust.cost import measure; import netadjust",  # the submodule first
+        "import netadjust.cost, netadjust.search; import netadjust",
+        "import netadjust; netadjust.cost('resnet20'); import netadjust.cost; import netadjust.search",
+    ],
+)
+def test_the_api_names_are_the_apis_whatever_was_imported_first(imports):
+    code = (
+        f"{imports}\nfrom netadjust import api\n"
+        "assert netadjust.cost is api.cost and netadjust.search is api.search\n"
+        "assert netadjust.cost('resnet20', num_classes=100).macs == 40556800\n"
+        "from netadjust.cost import measure\nassert callable(measure)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -356,8 +356,8 @@ __all__ = [
     "UserError",
 ]
 
-# The package's API names, bound over its submodules of the same name (``search.py``): the
-# package imports this module lazily (``netadjust.__getattr__``), after which importing a
-# submodule rebinds its name on the package.
+# The package's API names, bound on it once this module is imported (the package imports it
+# lazily, ``netadjust.__getattr__``); the package keeps them over its submodules of the same
+# name (``search.py``, ``cost.py``) whenever those are imported (``netadjust._Package``).
 for _name in set(sys.modules[__package__].__all__) - {"__version__"}:
     setattr(sys.modules[__package__], _name, globals()[_name])

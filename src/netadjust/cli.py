@@ -7,6 +7,7 @@ Exit status: 0 success, 2 bad input (one line on stderr), 1 unexpected failure.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -71,7 +72,16 @@ def add_settings(group, cls: type, names=None, *, presets: dict[str, dict] | Non
         if meta["kind"] is bool:
             group.add_argument(flag.name, action=argparse.BooleanOptionalAction, default=None, help=help)
         else:
-            group.add_argument(flag.name, type=meta["kind"], choices=meta["choices"], default=None, help=help)
+            kind = finite if meta["kind"] is float else meta["kind"]
+            group.add_argument(flag.name, type=kind, choices=meta["choices"], default=None, help=help)
+
+
+def finite(text: str) -> float:
+    """A float flag's value: a number, not inf or nan (every setting is a finite amount)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def add_download_flags(group) -> None:

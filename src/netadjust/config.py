@@ -11,6 +11,7 @@ needs no download, and FUR's control variate (docs/fur-noise.md).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -334,7 +335,11 @@ class SearchConfig:
         check(self.iterations >= 1, f"--iterations is {self.iterations}; give at least 1")
         check(self.budget in BUDGETS, f"--budget is {self.budget!r}; choose one of {', '.join(BUDGETS)}")
         check(
-            self.inherit is None or (0 < self.inherit < 1 or self.inherit == int(self.inherit) >= 1),
+            self.inherit is None
+            or (
+                math.isfinite(self.inherit)
+                and (0 < self.inherit < 1 or self.inherit == int(self.inherit) >= 1)
+            ),
             f"--inherit is {self.inherit}; give whole epochs (e.g. 1) or a share of one below 1 (e.g. 0.5)",
         )
 
