@@ -34,9 +34,10 @@ from .distributed import SINGLE, Processes
 from .errors import UserError
 from .export import load_weights
 from .latency import latency_model
+from .planning import dry_run, with_default_k_capped
 from .presets import preset_settings
 from .rundir import FinalResult, config_from_settings, read_history, read_run_settings
-from .search import dry_run, run_search, with_default_k_capped
+from .search import run_search
 from .spaces import base_widths, check_widths, get_space
 from .spaces import build as build_spec
 from .store import read_widths_file, user_path

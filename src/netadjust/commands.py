@@ -25,12 +25,13 @@ from .config import (
 )
 from .cost import model_cost
 from .data import DATASETS, model_spec_for
-from .distributed import launch, launched_by_torchrun, local_device, start
+from .distributed import launch, launched_by_torchrun, local_device, start, without_flag
 from .distributed import stop as stop_processes
 from .errors import UserError
 from .export import build_call
 from .presets import TRAINING, final_training
-from .rundir import config_from_settings, extend_run, read_run, read_run_settings
+from .resume import refuse_finished, resume_notes
+from .rundir import config_from_settings, read_run, read_run_settings
 from .spaces import base_widths, check_widths, get_space, space_names
 from .store import user_path
 from .train import default_device
@@ -64,43 +65,6 @@ def _raise_terminated(signum, frame):
 def search_config(args: argparse.Namespace) -> SearchConfig:
     """The search settings from flags, the preset and a widths file."""
     return api.search_config(args.preset, widths=args.widths, **given(args, SearchConfig))
-
-
-RESUME_TAKES = {"device", "iterations"}  # the flags --resume applies; it keeps every other setting
-
-
-def resume_notes(args: argparse.Namespace) -> None:
-    """Before a resume: apply ``--iterations`` (a search extended, or ended sooner) and say
-    which given flags it ignores."""
-    ignored = [name for name in given(args, SearchConfig) if name not in RESUME_TAKES]
-    ignored += [
-        name
-        for name in ("preset", "widths")
-        if any(token == f"--{name}" or token.startswith(f"--{name}=") for token in args.argv)
-    ]
-    if ignored:
-        print(
-            f"netadjust: --resume continues {args.resume} with its recorded settings, so it ignores "
-            f"{', '.join('--' + name.replace('_', '-') for name in ignored)} (it takes --iterations and "
-            "--device); start a new search with --out to change them",
-            file=sys.stderr,
-        )
-    if args.iterations is not None:
-        changed = extend_run(user_path(args.resume), args.iterations)
-        if changed:
-            print(f"netadjust: {changed}", file=sys.stderr)
-
-
-def refuse_finished(out, iterations: int | None) -> None:
-    """A finished search has nothing to resume unless ``--iterations`` extends it."""
-    if not (out / "final.json").exists():
-        return
-    planned = read_run_settings(out).get("iterations")
-    if iterations is None or iterations == planned:
-        raise UserError(
-            f"{out} holds a finished search of {plural(planned, 'iteration')}: extend it with "
-            f"`--resume {out} --iterations N` (N > {planned}), or use its result ({out}/final.json)"
-        )
 
 
 def command_search(args: argparse.Namespace) -> int:
@@ -165,19 +129,6 @@ def command_search(args: argparse.Namespace) -> int:
         # ends the process as by default, not with a traceback from an exit handler
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return 0
-
-
-def without_flag(argv: list[str], flag: str) -> list[str]:
-    """``argv`` less ``flag VALUE`` / ``flag=VALUE``."""
-    result, skip = [], False
-    for token in argv:
-        if skip:
-            skip = False
-        elif token == flag:
-            skip = True
-        elif not token.startswith(flag + "="):
-            result.append(token)
-    return result
 
 
 def recipe(args: argparse.Namespace, defaults: dict) -> Recipe:

@@ -267,3 +267,16 @@ def launch(nproc: int, argv: list[str]) -> int:
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)
     return 0
+
+
+def without_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` less ``flag VALUE`` / ``flag=VALUE``."""
+    result, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == flag:
+            skip = True
+        elif not token.startswith(flag + "="):
+            result.append(token)
+    return result

@@ -32,7 +32,10 @@ import torch
 from torch import nn
 
 from .channel_drop import site_modules
+from .errors import UserError
+from .rundir import CHECKPOINT, load_checkpoint
 from .spaces import ModelSpec, Widths, build, width_grid
+from .wording import plural
 
 Key = tuple[str, int]  # (state entry, dimension)
 
@@ -293,3 +296,26 @@ def inherit(
     maps = (old_maps, layouts(spec, widths))
     carried(parent, model, (parent_widths, widths), kept, maps, generator)
     return Inheritance(**{kind: tuple(names) for kind, names in chosen.items()})
+
+
+def inherit_weights(
+    search, iteration: int, parent: Widths, model, widths: Widths, label: str, seed: int
+) -> str:
+    """Carry the previous iteration's trained weights, read back from its checkpoint (so a
+    resumed search starts from the very same tensors), into ``model`` at ``widths``; says
+    how many widths each kind of carry moved. ``search``: the running ``search.Search``."""
+    trained = search.processes.agree(lambda: load_checkpoint(search.out, iteration - 1, parent))
+    if trained is None:
+        raise UserError(
+            f"{label}: --inherit needs the previous iteration's trained weights, but "
+            f"{search.out / CHECKPOINT} no longer holds them; start again with --force"
+        )
+    carried = inherit(trained["model"], parent, model, search.spec, widths, seed=seed)
+    kinds = (
+        (carried.by_importance, "shrunk, the largest-|gamma| channels kept"),
+        (carried.first_channels, "shrunk, the first channels kept (index-aligned with others)"),
+        (carried.split, "grown by splitting channels"),
+        (carried.fresh, "grown with fresh channels read with zero weights"),
+    )
+    moved = "; ".join(f"{plural(len(names), 'width')} {what}" for names, what in kinds if names)
+    return moved or "the same widths"

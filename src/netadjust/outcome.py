@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import statistics
 
+from .config import Widths
 from .rundir import IterationRecord
 from .wording import invocation, plural
 
@@ -129,3 +130,13 @@ def outcome_lines(
             "no search that swung beat its start (README, Results)."
         )
     return lines
+
+
+def widths_table(original: Widths, searched: Widths) -> str:
+    name_width = max(len(name) for name in original)
+    lines = [f"{'width':<{name_width}}  original  searched"]
+    for name, before in original.items():
+        after = searched[name]
+        mark = "  +" if after > before else ("  -" if after < before else "")
+        lines.append(f"{name:<{name_width}}  {before:>8}  {after:>8}{mark}")
+    return "\n".join(lines)

@@ -3,8 +3,6 @@ is ``step``; the run directory it writes is ``rundir``'s."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,17 +11,17 @@ from pathlib import Path
 import torch
 
 from .adjust import adjust, check_floor, excess, filled, layers_to_move, rescale, widest_within, within_budget
-from .config import BUDGET_TOLERANCE, UNITS, Recipe, SearchConfig, Widths
+from .config import BUDGET_TOLERANCE, UNITS, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
-from .data import DATASETS, PreparedData, data_folder, model_spec_for, prepare_data
+from .data import PreparedData, model_spec_for, prepare_data
 from .distributed import SINGLE, Processes
 from .errors import UserError
 from .fur import estimate_fur, stability
-from .inherit import inherit
+from .inherit import inherit_weights
 from .latency import LATENCY_FILL_SLACK, LATENCY_TOLERANCE, LatencyModel, latency_model
-from .outcome import LOW_STABILITY, duration, outcome_lines
+from .outcome import LOW_STABILITY, duration, outcome_lines, widths_table
+from .planning import iteration_recipe, settings_record, starting_widths, training_epochs, with_fur_precision
 from .rundir import (
-    CHECKPOINT,
     FinalResult,
     IterationRecord,
     append_record,
@@ -34,76 +32,15 @@ from .rundir import (
     write_final,
 )
 from .scalars import ScalarLog, require_tensorboard
-from .spaces import ModelSpec, base_widths, build, check_widths, network_name, width_grid
+from .spaces import ModelSpec, build, network_name, width_grid
 from .store import check_writable, user_path, write_json
-from .train import autocast_dtype, evaluate, fit, resolve_device
+from .train import evaluate, fit, resolve_device
 from .wording import plural
 
 
 def cost_text(value: int, budget: str) -> str:
     """A cost in the budget's measure for a person (latency is held in nanoseconds)."""
     return f"{value / 1e6:.3f} ms" if budget == "latency" else f"{value:,} {UNITS[budget]}"
-
-
-def with_fur_precision(config: SearchConfig, device: torch.device) -> SearchConfig:
-    """``config`` with FUR's bf16 decided for ``device`` where it was left open: decided once
-    and recorded, so a resume elsewhere keeps it."""
-    if config.fur.bf16 is not None:
-        return config
-    native_bf16 = autocast_dtype("auto", device) == torch.bfloat16
-    return dataclasses.replace(config, fur=dataclasses.replace(config.fur, bf16=native_bf16))
-
-
-def settings_record(config: SearchConfig, spec: ModelSpec, initial: Widths, world_size: int) -> dict:
-    """What ``config.json`` holds, before provenance and data sizes are added."""
-    settings = json.loads(json.dumps(dataclasses.asdict(config)))
-    settings["model"] = dataclasses.asdict(spec)
-    settings["initial_widths"] = initial
-    settings["processes"] = world_size  # resume needs as many
-    return settings
-
-
-def starting_widths(config: SearchConfig, spec: ModelSpec) -> Widths:
-    """The widths the search starts from: the given ones, checked, or the space's base widths."""
-    return base_widths(spec) if config.initial_widths is None else check_widths(spec, config.initial_widths)
-
-
-def iteration_recipe(config: SearchConfig, iteration: int) -> tuple[Recipe, float]:
-    """The recipe an iteration trains with, and the share of the training images one epoch
-    of it sees: with ``--inherit`` every iteration after the first restarts the cosine
-    schedule at the full rate without warm-up (a warm restart: the weights are trained) for
-    the inherited epochs; the optimizer's momentum starts at zero (its old buffers have
-    the old widths' shapes)."""
-    if config.inherit is None or iteration == 0:
-        return config.recipe, 1.0
-    short = dataclasses.replace(config.recipe, epochs=max(1, int(config.inherit)), warmup_epochs=0.0)
-    return short, min(1.0, config.inherit)
-
-
-def training_epochs(config: SearchConfig, iterations: int) -> float:
-    """Epochs of training (in whole passes over the training images) of ``iterations``."""
-    return sum(
-        recipe.epochs * share for recipe, share in (iteration_recipe(config, i) for i in range(iterations))
-    )
-
-
-def dry_run(config: SearchConfig, world_size: int = 1, check_data: bool = True) -> dict:
-    """The settings a search with ``config`` would record, and k per iteration, found
-    without reading data or building a model (the data's files are looked for unless
-    ``check_data`` is off: they are about to be downloaded). A folder dataset's class
-    count is its number of folders, unknown here: the record shows the dataset's usual count."""
-    config.validate()
-    if check_data:
-        data_folder(config.data.dataset, config.data.data_dir, config.data.image_size)
-    spec = planned_spec(config)
-    initial = starting_widths(config, spec)
-    config.rule.validate(len(initial))
-    config = with_fur_precision(config, resolve_device(config.device))
-    settings = settings_record(config, spec, initial, world_size)
-    settings["k_schedule"] = [
-        layers_to_move(config.rule, iteration) for iteration in range(config.iterations)
-    ]
-    return settings
 
 
 @dataclass
@@ -134,30 +71,6 @@ class Search:
     @property
     def tolerance(self) -> float:
         return LATENCY_TOLERANCE if self.latency is not None else BUDGET_TOLERANCE
-
-
-def planned_spec(config: SearchConfig) -> ModelSpec:
-    """The model ``config`` names, with its dataset's usual classes and input (a folder
-    dataset's classes are its folders, known only once it is read)."""
-    info = DATASETS[config.data.dataset]
-    if config.data.image_size is not None:
-        info = dataclasses.replace(info, image_size=config.data.image_size)
-    return model_spec_for(config.model, info)
-
-
-def with_default_k_capped(config: SearchConfig) -> SearchConfig:
-    """A preset's k (not one given) at most half the model's widths, so that the grown and
-    shrunk groups cannot overlap: a model of few widths (a user's) moves all it can. A
-    model or dataset that cannot be named is left to the search's own checks to refuse."""
-    if config.data.dataset not in DATASETS:
-        return config
-    try:
-        most = len(starting_widths(config, planned_spec(config))) // 2
-    except UserError:
-        return config
-    if config.rule.k0 <= most:
-        return config
-    return dataclasses.replace(config, rule=dataclasses.replace(config.rule, k0=float(most)))
 
 
 def timed_budget(config: SearchConfig, spec: ModelSpec, initial: Widths, device, processes: Processes, log):
@@ -419,29 +332,6 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
     )
 
 
-def inherit_weights(
-    search: Search, iteration: int, parent: Widths, model, widths: Widths, label: str, seed: int
-) -> str:
-    """Carry the previous iteration's trained weights, read back from its checkpoint (so a
-    resumed search starts from the very same tensors), into ``model`` at ``widths``; says
-    how many widths each kind of carry moved."""
-    trained = search.processes.agree(lambda: load_checkpoint(search.out, iteration - 1, parent))
-    if trained is None:
-        raise UserError(
-            f"{label}: --inherit needs the previous iteration's trained weights, but "
-            f"{search.out / CHECKPOINT} no longer holds them; start again with --force"
-        )
-    carried = inherit(trained["model"], parent, model, search.spec, widths, seed=seed)
-    kinds = (
-        (carried.by_importance, "shrunk, the largest-|gamma| channels kept"),
-        (carried.first_channels, "shrunk, the first channels kept (index-aligned with others)"),
-        (carried.split, "grown by splitting channels"),
-        (carried.fresh, "grown with fresh channels read with zero weights"),
-    )
-    moved = "; ".join(f"{plural(len(names), 'width')} {what}" for names, what in kinds if names)
-    return moved or "the same widths"
-
-
 def report_step(search: Search, record: IterationRecord, wall: float) -> None:
     """The iteration's log line, its warnings and its TensorBoard scalars; after the first
     iteration (``wall`` seconds in all) the time the others will take."""
@@ -497,13 +387,3 @@ def report_step(search: Search, record: IterationRecord, wall: float) -> None:
             f"(Spearman {agreement['spearman']:.2f}); the adjustment is partly noise. Consider more "
             "--repeats or a larger --val-limit"
         )
-
-
-def widths_table(original: Widths, searched: Widths) -> str:
-    name_width = max(len(name) for name in original)
-    lines = [f"{'width':<{name_width}}  original  searched"]
-    for name, before in original.items():
-        after = searched[name]
-        mark = "  +" if after > before else ("  -" if after < before else "")
-        lines.append(f"{name:<{name_width}}  {before:>8}  {after:>8}{mark}")
-    return "\n".join(lines)
