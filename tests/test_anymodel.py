@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import in_process, netadjust
+from conftest import in_process, netadjust, write_mnist_like
 from netadjust.anymodel import checked_plan, discover, rebuild
 from netadjust.cost import count, model_cost
 from netadjust.errors import UserError
@@ -784,3 +784,32 @@ def test_a_factory_that_fails_inside_is_refused_in_one_line_naming_where(tmp_pat
     result = in_process("search", "--model", f"{tmp_path / 'typo.py'}:net", "--out", tmp_path / "run")
     assert_user_error(result, "raised TypeError", "typo.py, line 4")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_norm_over_a_concatenation_is_no_drop_site_and_the_model_is_searched(tmp_path):
+    # DenseNet's pattern: each layer's output concatenated with its input, then one batch norm
+    # over the concatenation; a mask of one width's channels must not be applied to that norm
+    (tmp_path / "dense.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Dense(nn.Module):\n"
+        "    def __init__(self, num_classes, in_channels):\n"
+        "        super().__init__()\n"
+        "        self.stem, self.stem_bn = nn.Conv2d(in_channels, 8, 3, padding=1), nn.BatchNorm2d(8)\n"
+        "        self.grow = nn.Conv2d(8, 4, 3, padding=1)\n"
+        "        self.joined = nn.BatchNorm2d(12)\n"
+        "        self.head = nn.Linear(12, num_classes)\n"
+        "    def forward(self, x):\n"
+        "        x = torch.relu(self.stem_bn(self.stem(x)))\n"
+        "        x = torch.relu(self.joined(torch.cat([x, self.grow(x)], 1)))\n"
+        "        return self.head(x.mean((2, 3)))\n\n"
+        "def net(num_classes, in_channels):\n    return Dense(num_classes, in_channels)\n"
+    )
+    reference = f"{tmp_path / 'dense.py'}:net"
+    model = build(ModelSpec("model", in_channels=1, image_size=28, model=reference))
+    assert model.drop_sites["grow"] == "grow" and model.drop_sites["stem"] == "stem_bn"
+    data = write_mnist_like(tmp_path / "data", n_train=120, n_test=20)
+    result = in_process(
+        "search", "--model", reference, "--dataset", "mnist", "--data-dir", data, "--epochs", 1,
+        "--repeats", 1, "--batch-size", 40, "--iterations", 1, "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr

@@ -233,14 +233,22 @@ def drop_sites(
     """Where a width's channels are dropped so that they are gone wherever they are read:
     after each of its norm layers (one mask for all: every addend of a residual sum); without
     one, on the input of each layer that reads them (``name:input``), when each reads them
-    alone (no concatenation, no flatten); else after the layers that produce them."""
-    norms = tuple(name for name in producers if isinstance(modules[name], nn.BatchNorm2d | nn.GroupNorm))
+    alone (no concatenation, no flatten); else after the layers that produce them. A layer
+    whose output holds other channels too (a norm over a concatenation, as in DenseNet) is
+    no site: a mask of this width's channels does not fit it."""
+    whole = [name for name in producers if sides(modules[name])["out"] == width]
+    norms = tuple(name for name in whole if isinstance(modules[name], nn.BatchNorm2d | nn.GroupNorm))
     if norms:
         return norms
     readers = [name for (name, side), per_channel in members.items() if side == "in"]
     if readers and all(members[(r, "in")] == 1 and sides(modules[r])["in"] == width for r in readers):
         return tuple(f"{name}:input" for name in readers)
-    return tuple(producers)
+    if not whole:
+        raise UserError(
+            f"{shown(producers[0])}: no layer outputs exactly the channels of this width, so they cannot "
+            "be dropped alone; refusing this model"
+        )
+    return tuple(whole)
 
 
 def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:
