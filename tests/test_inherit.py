@@ -209,3 +209,23 @@ def test_inherit_takes_whole_epochs_or_a_share_of_one(tmp_path):
         result = in_process("search", "--dry-run", "--inherit", value, "--out", tmp_path / "run")
         assert_user_error(result, "--inherit")
     assert in_process("search", "--dry-run", "--inherit", "0.25", "--out", tmp_path / "run").returncode == 0
+
+
+def test_a_width_that_sizes_a_group_norm_keeps_its_first_channels_and_grows_fresh(tmp_path):
+    # reversing a group norm's channels keeps its groups whole (the probe passes), but choosing
+    # channels by |gamma| or splitting them would mix groups: such a width is never "free"
+    (tmp_path / "grouped.py").write_text(
+        "from torch import nn\n\ndef net(num_classes, in_channels):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.GroupNorm(2, 8), nn.ReLU(),\n"
+        "                         nn.Conv2d(8, 16, 3), nn.BatchNorm2d(16), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))\n"
+    )
+    spec = ModelSpec(model=f"{tmp_path / 'grouped.py'}:net", in_channels=1, image_size=28)
+    old = base_widths(spec)
+    assert old == {"conv0": 8, "conv3": 16}
+    torch.manual_seed(0)
+    parent = build(spec, old).eval()
+    _, shrunk = carried_into(spec, parent, old, {"conv0": 4, "conv3": 12})
+    assert shrunk.first_channels == ("conv0",) and shrunk.by_importance == ("conv3",)
+    _, grown = carried_into(spec, parent, old, {"conv0": 12, "conv3": 20})
+    assert grown.fresh == ("conv0",) and grown.split == ("conv3",)

@@ -10,7 +10,10 @@ width owns (a DenseNet's inputs, a flatten's channel-major features); one that d
 
 A width's channels are chosen freely only where that is free: reversing them must leave
 the network's output unchanged (checked on a random batch), which fails where they are
-index-aligned with others (the addends of a zero-padded residual stream). Where it is
+index-aligned with others (the addends of a zero-padded residual stream), and the width
+must size no group norm or grouped convolution (reversing keeps their groups whole, but
+choosing or splitting channels would mix them; and any new width moves every group's
+boundary, so such a carried network does not compute what it did). Where it is
 free, a shrunk width keeps its most important channels, by the batch-norm scale |gamma| of
 its drop site (Liu et al. 2017, network slimming: after the norm a channel's size is gamma;
 free, no data pass), or the L1 norm of the site's weights where no norm is; and a grown width splits old
@@ -269,7 +272,11 @@ def inherit(
     expected = old_model(example)
     generator = torch.Generator().manual_seed(seed)
 
+    grouped = {name for name, step in width_grid(spec, 1).items() if step > 1}
+
     def free(name: str) -> bool:
+        if name in grouped:  # a group norm's or grouped convolution's groups: reversing keeps
+            return False  # them whole, but choosing or splitting channels would mix them
         probe.load_state_dict({**parent, **reversed_channels(parent, name, parent_widths, old_maps)})
         return same_output(probe(example), expected)
 
