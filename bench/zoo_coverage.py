@@ -128,18 +128,38 @@ def summary() -> str:
     return "\n".join(lines)
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "zoo.md"
+
+
+def document(planned: int) -> str:
+    """docs/zoo.md: how the table is made, and the table as the records stand."""
+    done = len(RECORDS.read_text().splitlines())
+    partial = f"**Partial: {done} of {planned} models so far** (the run continues where it stopped).\n\n"
+    return (
+        "# The zoos' networks: searched or refused\n\n"
+        "Written by `bench/zoo_coverage.py --summary` from `bench/results/zoo_coverage.jsonl`, which\n"
+        "`OMP_NUM_THREADS=1 .venv/bin/python bench/zoo_coverage.py` fills: every torchvision\n"
+        "classification model and one model of each of 30 timm CNN families, as a user types them\n"
+        f"(random weights), each through `netadjust inspect --model REF --image-size {SIDE}` (timed;\n"
+        "at the smallest side a refusal names where a model cannot run at that size) and a\n"
+        f"one-iteration search on 300 Fashion-MNIST images (`{' '.join(SEARCH)}`).\n"
+        "Hardware: a 2-core x86-64 VM, one thread per job, other jobs running beside it: the\n"
+        "seconds are an upper bound.\n\n" + (partial if done < planned else "") + summary() + "\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="these models (zoo:NAME) only")
     parser.add_argument("--summary", action="store_true", help="write the table from the records and stop")
     args = parser.parse_args()
+    everything = [f"torchvision:{name}" for name in torchvision_names()] + [f"timm:{n}" for n in TIMM]
     if args.summary:
         TABLE.write_text(summary() + "\n")
-        print(TABLE.read_text())
+        DOC.write_text(document(len(everything)))
+        print(TABLE.read_text().splitlines()[0])
         return
-    models = args.only or [f"torchvision:{name}" for name in torchvision_names()] + [
-        f"timm:{n}" for n in TIMM
-    ]
+    models = args.only or everything
     done = (
         {json.loads(line)["model"] for line in RECORDS.read_text().splitlines()}
         if RECORDS.exists()
