@@ -18,10 +18,12 @@ widths; anything else is refused.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -144,6 +146,42 @@ def output_layer(model: nn.Module, outputs: dict, output) -> nn.Module:
     return (returning or [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)])[-1]
 
 
+DISCOVERY_SECONDS = 60.0  # a dependency graph still growing its groups then is refused
+
+
+class DiscoveryTooLong(Exception):
+    """The dependency graph did not finish within ``DISCOVERY_SECONDS``."""
+
+
+@contextlib.contextmanager
+def indexed_groups(tp, seconds: float = DISCOVERY_SECONDS):
+    """Torch-Pruning asks, for every dependency it follows, whether the growing group already
+    holds that operation, by scanning the whole group: quadratic in a group's size. While
+    finding groups, each group also indexes its operations by (layer, handler), which gives
+    the same answers sooner; and a search for groups that outlasts ``seconds`` (channel
+    slices whose index sets keep multiplying: timm's RexNet ran for many minutes) stops."""
+    group_class = tp.dependency.group.Group
+    add_dep, has_pruning_op = group_class.add_dep, group_class.has_pruning_op
+    deadline = time.monotonic() + seconds
+
+    def indexed_add_dep(self, dep, idxs):
+        add_dep(self, dep, idxs)
+        self.__dict__.setdefault("_index", {}).setdefault((dep.target, dep.handler), []).append(idxs)
+
+    def indexed_has_pruning_op(self, dep, idxs) -> bool:
+        if time.monotonic() > deadline:
+            raise DiscoveryTooLong()
+        return any(
+            held == idxs for held in self.__dict__.get("_index", {}).get((dep.target, dep.handler), ())
+        )
+
+    group_class.add_dep, group_class.has_pruning_op = indexed_add_dep, indexed_has_pruning_op
+    try:
+        yield
+    finally:
+        group_class.add_dep, group_class.has_pruning_op = add_dep, has_pruning_op
+
+
 def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     """The groups of ``model`` (its output layer's outputs excluded) traced on ``example``."""
     tp = require_torch_pruning()
@@ -161,10 +199,17 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         raise UserError("the model must return one tensor of logits (N, classes); refusing it")
     output_layers = [output_layer(model, outputs, output)]  # the classes: kept
     try:
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-        found_groups = list(
-            graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear])
-        )
+        with indexed_groups(tp):
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+            found_groups = list(
+                graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear])
+            )
+    except DiscoveryTooLong:
+        raise UserError(
+            f"Torch-Pruning's dependency graph was still growing its groups after {DISCOVERY_SECONDS:.0f} s "
+            "(channel slices whose index sets keep multiplying, as a zero-padded residual's); refusing "
+            "this model"
+        ) from None
     except Exception as error:  # the graph's own failure on an operation it cannot follow
         raise UserError(
             f"Torch-Pruning's dependency graph fails on this model ({type(error).__name__}: "
