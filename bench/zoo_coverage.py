@@ -123,7 +123,8 @@ def summary() -> str:
         )
         lines.append(
             f"| {record['model']} | {record['side']} | {record.get('widths', '')} | "
-            f"{record.get('macs', 0):,} | {record['inspect_seconds']:.1f} | {record['status']} | {detail} |"
+            f"{format(record['macs'], ',') if 'macs' in record else ''} | {record['inspect_seconds']:.1f} | "
+            f"{record['status']} | {detail} |"
         )
     return "\n".join(lines)
 
