@@ -169,3 +169,13 @@ def test_an_nn_sequential_names_its_widths_by_layer_kind_and_stops_when_nothing_
     assert final["iterations"] == 1 and final["widths"] == history[0]["next_widths"]
     refused = in_process("search", "--resume", out)
     assert_user_error(refused, "finished search of 3 iterations")
+
+
+def test_a_misspelled_width_name_is_answered_with_the_closest_one(tmp_path):
+    from netadjust.spaces import ModelSpec, base_widths
+
+    widths = base_widths(ModelSpec("resnet20"))
+    widths["stage3.blok2.conv2"] = widths.pop("stage3.block2.conv2")
+    (tmp_path / "w.json").write_text(json.dumps(widths))
+    refused = in_process("cost", "resnet20", "--widths", tmp_path / "w.json")
+    assert_user_error(refused, "did you mean 'stage3.block2.conv2' for 'stage3.blok2.conv2'?")

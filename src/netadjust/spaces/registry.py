@@ -146,10 +146,14 @@ def check_widths(spec: ModelSpec, widths: Widths) -> Widths:
     )
     unknown = [name for name in widths if name not in expected]
     if unknown:
-        closest = difflib.get_close_matches(unknown[0], list(expected), n=1, cutoff=0.0)
+        closest = difflib.get_close_matches(unknown[0], list(expected), n=1)
+        guess = (
+            f"did you mean {closest[0]!r} for {unknown[0]!r}?"
+            if closest
+            else f"its widths are {list(expected)[:3]}..."
+        )
         raise UserError(
-            f"widths name unknown layers {unknown[:5]} for {what}; did you mean {closest[0]!r} for "
-            f"{unknown[0]!r}? (every width: `{listing}`)"
+            f"widths name unknown layers {unknown[:5]} for {what}; {guess} (every width: `{listing}`)"
         )
     missing = [name for name in expected if name not in widths]
     if missing:
