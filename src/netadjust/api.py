@@ -9,6 +9,7 @@ model = netadjust.load("runs/x/compare/searched-seed0.safetensors")
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .config import (
@@ -282,15 +284,17 @@ def inspect_model(
     shape = (in_channels, image_size, image_size)
     total = count(network, shape)
     groups, order = [], {name: index for index, (name, _) in enumerate(network.named_modules())}
+    counted = copy.deepcopy(network).to("meta")  # rebuilt and counted without memory or init
     for group in plan.groups:  # share of MACs: f_i = c_i dF/dc_i by a central difference of the count
         multiple = plan.multiples[group.name]  # a grouped layer's width moves by its groups
         wider, narrower = dict(plan.widths), dict(plan.widths)
         wider[group.name] += multiple
         narrower[group.name] = max(multiple, group.width - multiple)
-        slope = (
-            count(rebuild(network, plan, wider), shape).macs
-            - count(rebuild(network, plan, narrower), shape).macs
-        )
+        with torch.device("meta"):
+            slope = (
+                count(rebuild(counted, plan, wider), shape).macs
+                - count(rebuild(counted, plan, narrower), shape).macs
+            )
         share = group.width * slope / (wider[group.name] - narrower[group.name]) / total.macs
         layers = sorted(group.members, key=lambda member: (order[member[0]], member[1]))
         groups.append(
