@@ -39,14 +39,16 @@ def zoo_of(reference: str) -> str | None:
 def import_zoo(zoo: str):
     """The zoo's package, or one line saying how to install it."""
     try:
-        if zoo == "torchvision" or zoo == "timm":  # timm imports torchvision
-            _import_torchvision()
+        _import_torchvision()  # timm imports it too
         return importlib.import_module(zoo)
     except ImportError as error:
         raise UserError(
             f"--model {zoo}:NAME needs the package {zoo} ({error}); install it with "
             "pip install 'netadjust[zoo]'"
         ) from None
+
+
+_LIBRARIES: list = []  # the op schemas declared for torchvision, alive as long as the process
 
 
 def _import_torchvision() -> None:
@@ -64,11 +66,8 @@ def _import_torchvision() -> None:
         library = torch.library.Library("torchvision", "DEF")
         for op in ("nms", "qnms"):
             library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _LIBRARIES.append(library)  # kept alive: the definitions last as long as it does
+        _LIBRARIES.append(library)
         import torchvision  # noqa: F401
-
-
-_LIBRARIES: list = []
 
 
 def zoo_names(zoo: str) -> list[str]:
