@@ -18,18 +18,17 @@ widths; anything else is refused.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import math
 import random
-import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .config import ModelSpec, Widths
+from .dependency import DISCOVERY_SECONDS, DiscoveryTooLong, indexed_groups, require_torch_pruning
 from .errors import UserError
 from .factories import check_runs, first_line, instantiate
 
@@ -77,17 +76,6 @@ def required_multiples(modules: dict[str, nn.Module], groups: list[Group]) -> di
                 multiple = math.lcm(multiple, module.num_groups)
         multiples[group.name] = multiple
     return multiples
-
-
-def require_torch_pruning():
-    """The Torch-Pruning module, or the one line that says how to install it."""
-    try:
-        import torch_pruning
-    except ImportError:
-        raise UserError(
-            "--model needs the package torch-pruning; install it with pip install 'netadjust[models]'"
-        ) from None
-    return torch_pruning
 
 
 def sides(module: nn.Module) -> dict[str, int]:
@@ -144,42 +132,6 @@ def output_layer(model: nn.Module, outputs: dict, output) -> nn.Module:
     model's last one."""
     returning = [m for m, o in outputs.items() if o is output and isinstance(m, nn.Linear | nn.Conv2d)]
     return (returning or [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)])[-1]
-
-
-DISCOVERY_SECONDS = 60.0  # a dependency graph still growing its groups then is refused
-
-
-class DiscoveryTooLong(Exception):
-    """The dependency graph did not finish within ``DISCOVERY_SECONDS``."""
-
-
-@contextlib.contextmanager
-def indexed_groups(tp, seconds: float = DISCOVERY_SECONDS):
-    """Torch-Pruning asks, for every dependency it follows, whether the growing group already
-    holds that operation, by scanning the whole group: quadratic in a group's size. While
-    finding groups, each group also indexes its operations by (layer, handler), which gives
-    the same answers sooner; and a search for groups that outlasts ``seconds`` (channel
-    slices whose index sets keep multiplying: timm's RexNet ran for many minutes) stops."""
-    group_class = tp.dependency.group.Group
-    add_dep, has_pruning_op = group_class.add_dep, group_class.has_pruning_op
-    deadline = time.monotonic() + seconds
-
-    def indexed_add_dep(self, dep, idxs):
-        add_dep(self, dep, idxs)
-        self.__dict__.setdefault("_index", {}).setdefault((dep.target, dep.handler), []).append(idxs)
-
-    def indexed_has_pruning_op(self, dep, idxs) -> bool:
-        if time.monotonic() > deadline:
-            raise DiscoveryTooLong()
-        return any(
-            held == idxs for held in self.__dict__.get("_index", {}).get((dep.target, dep.handler), ())
-        )
-
-    group_class.add_dep, group_class.has_pruning_op = indexed_add_dep, indexed_has_pruning_op
-    try:
-        yield
-    finally:
-        group_class.add_dep, group_class.has_pruning_op = add_dep, has_pruning_op
 
 
 def discover(model: nn.Module, example: torch.Tensor) -> Plan:

@@ -263,7 +263,8 @@ def inspect_model(
 ) -> InspectReport:
     """The searchable widths of the model the factory ``model`` (pkg.module:factory or
     file.py:factory) returns, checked by rebuilding it at other widths (``anymodel``)."""
-    from .anymodel import rebuild, require_torch_pruning, user_plan
+    from .anymodel import rebuild, user_plan
+    from .dependency import require_torch_pruning
 
     require_torch_pruning()  # before the user's code is imported
     for name, value in (

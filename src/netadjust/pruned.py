@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from .adjust import rescale, scale_widths
-from .anymodel import output_layer, require_torch_pruning, sides, traced
+from .anymodel import output_layer, sides, traced
 from .config import ModelSpec, Widths
+from .dependency import require_torch_pruning
 from .errors import UserError
 from .rundir import Run
 from .spaces import build, network_name, width_grid

@@ -1,0 +1,56 @@
+"""Torch-Pruning's dependency graph as netadjust uses it: imported only when asked for (the
+extra ``netadjust[models]``), and its groups found with an index and a time limit."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from .errors import UserError
+
+
+def require_torch_pruning():
+    """The Torch-Pruning module, or the one line that says how to install it."""
+    try:
+        import torch_pruning
+    except ImportError:
+        raise UserError(
+            "--model needs the package torch-pruning; install it with pip install 'netadjust[models]'"
+        ) from None
+    return torch_pruning
+
+
+DISCOVERY_SECONDS = 60.0  # a dependency graph still growing its groups then is refused
+
+
+class DiscoveryTooLong(Exception):
+    """The dependency graph did not finish within ``DISCOVERY_SECONDS``."""
+
+
+@contextlib.contextmanager
+def indexed_groups(tp, seconds: float = DISCOVERY_SECONDS):
+    """Torch-Pruning asks, for every dependency it follows, whether the growing group already
+    holds that operation, by scanning the whole group: quadratic in a group's size. While
+    finding groups, each group also indexes its operations by (layer, handler), which gives
+    the same answers sooner; and a search for groups that outlasts ``seconds`` (channel
+    slices whose index sets keep multiplying: timm's RexNet ran for many minutes) stops."""
+    group_class = tp.dependency.group.Group
+    add_dep, has_pruning_op = group_class.add_dep, group_class.has_pruning_op
+    deadline = time.monotonic() + seconds
+
+    def indexed_add_dep(self, dep, idxs):
+        add_dep(self, dep, idxs)
+        self.__dict__.setdefault("_index", {}).setdefault((dep.target, dep.handler), []).append(idxs)
+
+    def indexed_has_pruning_op(self, dep, idxs) -> bool:
+        if time.monotonic() > deadline:
+            raise DiscoveryTooLong()
+        return any(
+            held == idxs for held in self.__dict__.get("_index", {}).get((dep.target, dep.handler), ())
+        )
+
+    group_class.add_dep, group_class.has_pruning_op = indexed_add_dep, indexed_has_pruning_op
+    try:
+        yield
+    finally:
+        group_class.add_dep, group_class.has_pruning_op = add_dep, has_pruning_op
