@@ -189,10 +189,11 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         if not producers:
             continue
         sites = drop_sites(modules, members, producers, root_width)
-        groups.append(Group(width_name(producers[0], modules[producers[0]]), root_width, members, sites))
+        name = width_name(producers[0], modules[producers[0]])
+        groups.append((order[producers[0]], Group(name, root_width, members, sites)))
         for key, per_channel in members.items():
             owned[key] = owned.get(key, 0) + per_channel * root_width
-    groups.sort(key=lambda group: order[min((key[0] for key in group.members), key=order.get)])
+    groups = [group for _, group in sorted(groups, key=lambda pair: pair[0])]  # by first producer
     fixed = {}
     for module, name in names.items():
         if isinstance(module, RESIZABLE):
@@ -214,14 +215,19 @@ def width_name(layer: str, module: nn.Module) -> str:
     """A width's name: its first producer's qualified name, led by the layer's kind where
     that name is bare positions (``conv0``, ``conv3.1`` in an ``nn.Sequential``), which
     would read like counts in a log line."""
-    if not all(part.isdigit() for part in layer.split(".")):
+    if not is_position(layer):
         return layer
     return next(kind for cls, kind in KINDS if isinstance(module, cls)) + layer
 
 
 def shown(name: str) -> str:
     """A module's qualified name in a sentence: ``layer 4`` where it is a bare position."""
-    return f"layer {name}" if all(part.isdigit() for part in name.split(".")) else name
+    return f"layer {name}" if is_position(name) else name
+
+
+def is_position(name: str) -> bool:
+    """Whether a qualified module name is only positions in containers (``3``, ``0.1``)."""
+    return all(part.isdigit() for part in name.split("."))
 
 
 def drop_sites(

@@ -231,7 +231,7 @@ def check_runs(model: nn.Module, reference: str, in_channels: int, image_size: i
     single tensor of logits (auxiliary heads: a tuple, a namedtuple, a dict)."""
 
     def output(side: int, training: bool):
-        probe = copy.deepcopy(model).train(training)  # training updates batch-norm statistics
+        probe = copy.deepcopy(model).train() if training else model.eval()  # training moves BN statistics
         with torch.no_grad():
             return probe(torch.randn(2, in_channels, side, side, generator=torch.Generator().manual_seed(0)))
 

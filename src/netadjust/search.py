@@ -365,9 +365,11 @@ def report_step(search: Search, record: IterationRecord, wall: float) -> None:
     if record.iteration == 0 and left:
         # each later iteration pays the first one's FUR, evaluation and adjustment whole, and
         # its training by its epochs (fewer with --inherit)
+        # (a resumed iteration's wall time misses the training before the resume: then the parts)
         per_epoch = record.seconds["train"] / config.recipe.epochs
         later_epochs = training_epochs(config, config.iterations) - training_epochs(config, 1)
-        estimate = (wall - record.seconds["train"]) * left + per_epoch * later_epochs
+        parts = sum(seconds for phase, seconds in record.seconds.items() if phase != "train")
+        estimate = max(wall - record.seconds["train"], parts) * left + per_epoch * later_epochs
         search.log(f"{label}: about {duration(estimate)} more for the other {plural(left, 'iteration')}")
     if not within_budget(next_cost, target, search.tolerance):
         search.log(
