@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import in_process, netadjust, write_mnist_like
-from netadjust.anymodel import checked_plan, discover, rebuild
+from netadjust.anymodel import checked_plan, discover, rebuild, width_shares
 from netadjust.cost import count, model_cost
 from netadjust.errors import UserError
 from netadjust.spaces import ModelSpec, base_widths, build
@@ -453,6 +453,25 @@ def test_concatenated_parts_are_widths_of_their_own():
     widths = {"stem": 5, "layer1.2": 7, "layer2.2": 3, "transition.1": 12}
     assert discover(native, EXAMPLE).widths == widths
     assert count(rebuild(TinyDenseNet(), plan, widths), (3, 16, 16)) == count(native, (3, 16, 16))
+
+
+@pytest.mark.parametrize(
+    "cls", [TinyResNet50, TinyMobileNetV3, TinyEfficientNet, TinyVGG, TinyResNeXt, TinyDenseNet]
+)
+def test_each_widths_share_of_macs_and_params_is_the_slope_of_the_rebuilt_models_count(cls):
+    # f_i = c_i dF/dc_i from one traced pass, against a central difference of the MACs
+    # of the model rebuilt one multiple wider and narrower
+    model, shape = cls(), (3, 16, 16)
+    plan = checked_plan(model, EXAMPLE)
+    shares = width_shares(model, plan, plan.widths, shape)
+    for name, width in plan.widths.items():
+        step = plan.multiples[name]
+        wider = count(rebuild(model, plan, {**plan.widths, name: width + step}), shape)
+        narrower = count(rebuild(model, plan, {**plan.widths, name: width - step}), shape)
+        for measure in ("macs", "params"):
+            slope = (getattr(wider, measure) - getattr(narrower, measure)) / (2 * step)
+            assert shares[measure][name] == pytest.approx(width * slope, rel=1e-9), (measure, name)
+    assert all(share > 0 for share in shares["macs"].values())
 
 
 class LayerScaled(TinyVGG):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ModelSpec, Widths
 from .dependency import DISCOVERY_SECONDS, DiscoveryTooLong, indexed_groups, require_torch_pruning
@@ -314,6 +315,37 @@ def _resize(name: str, module: nn.Module, inputs: int, outputs: int) -> None:
 
 def is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and 1 < module.groups == module.in_channels == module.out_channels
+
+
+def width_shares(model: nn.Module, plan: Plan, widths: Widths, input_shape: tuple[int, ...]) -> dict:
+    """Per measure ("macs", "params") and width, ``f_i = c_i dF/dc_i`` of ``model`` built at
+    ``widths``, from one traced pass. A layer's MACs and its weight are proportional to its
+    input and to its output channels (a depthwise convolution's to its outputs only), its
+    biases and norm scales to its outputs; each side is a sum of widths times channels per
+    width, so a width's share of a side takes that share of the layer's cost. Exact, as a
+    central difference of the traced count is, without rebuilding the model twice per width."""
+    counter = FlopCounterMode(display=False)
+    device = next(model.parameters()).device
+    with counter, torch.no_grad():
+        model.eval()(torch.zeros((1, *input_shape), device=device))
+    flops, prefix = counter.get_flop_counts(), type(model).__name__
+    modules = dict(model.named_modules())
+    shares: dict[str, dict[str, float]] = {"macs": {}, "params": {}}
+    for group in plan.groups:
+        macs = params = 0.0
+        for (name, side), per_channel in group.members.items():
+            module = modules[name]
+            if side == "in" and is_depthwise(module):
+                continue  # its inputs are its outputs' channels
+            fraction = per_channel * widths[group.name] / sides(module)[side]
+            macs += fraction * sum(flops.get(f"{prefix}.{name}", {}).values()) / 2
+            params += fraction * sum(
+                p.numel()
+                for p in module.parameters(recurse=False)
+                if p.requires_grad and (side == "out" or p.dim() > 1)
+            )
+        shares["macs"][group.name], shares["params"][group.name] = macs, params
+    return shares
 
 
 @functools.lru_cache(maxsize=8)

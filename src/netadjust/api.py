@@ -9,7 +9,6 @@ model = netadjust.load("runs/x/compare/searched-seed0.safetensors")
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import sys
 import time
@@ -17,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .config import (
@@ -263,7 +261,7 @@ def inspect_model(
 ) -> InspectReport:
     """The searchable widths of the model the factory ``model`` (pkg.module:factory or
     file.py:factory) returns, checked by rebuilding it at other widths (``anymodel``)."""
-    from .anymodel import rebuild, user_plan
+    from .anymodel import user_plan, width_shares
     from .dependency import require_torch_pruning
 
     require_torch_pruning()  # before the user's code is imported
@@ -284,27 +282,17 @@ def inspect_model(
     network, plan = user_plan(spec)  # refused in one line where it cannot run or be followed
     shape = (in_channels, image_size, image_size)
     total = count(network, shape)
+    shares = width_shares(network, plan, plan.widths, shape)["macs"]
     groups, order = [], {name: index for index, (name, _) in enumerate(network.named_modules())}
-    counted = copy.deepcopy(network).to("meta")  # rebuilt and counted without memory or init
-    for group in plan.groups:  # share of MACs: f_i = c_i dF/dc_i by a central difference of the count
-        multiple = plan.multiples[group.name]  # a grouped layer's width moves by its groups
-        wider, narrower = dict(plan.widths), dict(plan.widths)
-        wider[group.name] += multiple
-        narrower[group.name] = max(multiple, group.width - multiple)
-        with torch.device("meta"):
-            slope = (
-                count(rebuild(counted, plan, wider), shape).macs
-                - count(rebuild(counted, plan, narrower), shape).macs
-            )
-        share = group.width * slope / (wider[group.name] - narrower[group.name]) / total.macs
+    for group in plan.groups:
         layers = sorted(group.members, key=lambda member: (order[member[0]], member[1]))
         groups.append(
             {
                 "name": group.name,
                 "width": group.width,
-                "multiple": multiple,
+                "multiple": plan.multiples[group.name],
                 "layers": layers,
-                "macs_share": share,
+                "macs_share": shares[group.name] / total.macs,
             }
         )
     return InspectReport(plan.widths, total.macs, total.params, groups)

@@ -62,11 +62,13 @@ def sensitivities(spec: ModelSpec, widths: Widths, budget: str = "macs") -> dict
     stream belongs to the width the model names as its owner (a block output that ties
     the stream does not take it over in the CIFAR expression), which a difference of the
     traced count cannot tell: there F has a kink, and neither one-sided difference matches
-    the reference everywhere. Elsewhere F has no kink and is at most quadratic in each
-    single width, so a central difference (at width 1 the one-sided three-point one) of
-    the traced count is exact.
+    the reference everywhere. A user's model is traced once too: its plan says which layer
+    sides each width sizes (``anymodel.width_shares``). Elsewhere F has no kink and is at
+    most quadratic in each single width, so a central difference (at width 1 the one-sided
+    three-point one) of the traced count is exact.
     """
-    shares = _source_shares(spec, tuple(widths.items()))
+    key = tuple(widths.items())
+    shares = _user_shares(spec, key) if spec.model is not None else _source_shares(spec, key)
     if shares is not None:
         return {name: float(shares[budget].get(name, 0)) for name in widths}
 
@@ -84,6 +86,16 @@ def sensitivities(spec: ModelSpec, widths: Widths, budget: str = "macs") -> dict
             )
         result[name] = c * derivative
     return result
+
+
+@lru_cache(maxsize=1024)
+def _user_shares(spec: ModelSpec, widths_key: tuple[tuple[str, int], ...]) -> dict[str, dict]:
+    from .anymodel import user_plan, width_shares
+
+    _, plan = user_plan(spec)
+    with torch.device("meta"):
+        model = build(spec, dict(widths_key))
+    return width_shares(model, plan, dict(widths_key), (spec.in_channels, spec.image_size, spec.image_size))
 
 
 @lru_cache(maxsize=1024)
