@@ -475,12 +475,20 @@ def test_each_widths_share_of_macs_and_params_is_the_slope_of_the_rebuilt_models
 
 
 class LayerScaled(TinyVGG):
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(1, 16, 1, 1))
+    def __init__(self, c1=16):
+        super().__init__(c1=c1)
+        self.scale = nn.Parameter(torch.full((1, c1, 1, 1), 0.5))
 
     def forward(self, x):
         return self.classifier(self.features[4:](self.features[:4](x) * self.scale))
+
+
+def test_a_layer_scale_is_resized_with_its_width_at_the_value_it_starts_at():
+    plan = checked_plan(LayerScaled(), EXAMPLE)
+    assert ("scale", "param") in next(group for group in plan.groups if group.name == "features.0").members
+    rebuilt = rebuild(LayerScaled(), plan, {**plan.widths, "features.0": 24})
+    assert rebuilt.scale.shape == (1, 24, 1, 1) and (rebuilt.scale == torch.tensor(0.5)).all()
+    assert count(rebuilt, (3, 16, 16)) == count(LayerScaled(c1=24), (3, 16, 16))
 
 
 class Shared(TinyVGG):
@@ -489,18 +497,27 @@ class Shared(TinyVGG):
         return self.classifier(self.features[4:](self.features[0](x[:, :3]) + x))
 
 
-class Normed(TinyVGG):
+class Embedded(TinyVGG):
     def __init__(self):
         super().__init__()
-        self.classifier[2] = nn.Sequential(nn.LayerNorm(64), nn.ReLU())
+        self.position = nn.Parameter(torch.zeros(1, 16, 8, 8))
+
+    def forward(self, x):
+        return self.classifier(self.features[4:](self.features[:4](x) + self.position))
+
+
+class NormedOverMaps(TinyVGG):
+    def __init__(self):
+        super().__init__()
+        self.features[1] = nn.LayerNorm((16, 16, 16))
 
 
 @pytest.mark.parametrize(
     "model, message",
     [
-        (LayerScaled(), "scale is a parameter of shape (1, 16, 1, 1) that no resizable layer owns"),
+        (Embedded(), "position is a parameter of shape (1, 16, 8, 8) that no resizable layer owns"),
         (Shared(), "features.0 is called 2 times in one pass"),
-        (Normed(), "classifier.2.0 is a LayerNorm, which netadjust cannot resize"),
+        (NormedOverMaps(), "features.1 is a LayerNorm over 3 dimensions, which netadjust cannot resize"),
     ],
 )
 def test_what_cannot_be_resized_is_refused_by_name(model, message):
@@ -642,8 +659,8 @@ def test_zeroing_a_channel_at_its_drop_sites_equals_cutting_it_out(tmp_path, wid
     cut = without_channel(model, group, 3)(EXAMPLE)
     zero = torch.ones(group.width)
     zero[3] = 0
-    for module, on_input in site_modules(model, width, model.drop_sites[width]):
-        on_site(module, on_input, lambda x: x * zero.view(1, -1, *[1] * (x.dim() - 2)))
+    for module, on_input, last in site_modules(model, width, model.drop_sites[width]):
+        on_site(module, on_input, lambda x: x * zero.view(1, -1, *[1] * (x.dim() - 2)), last)
     assert torch.allclose(model(EXAMPLE), cut, atol=1e-5)
 
 
@@ -832,3 +849,100 @@ def test_a_norm_over_a_concatenation_is_no_drop_site_and_the_model_is_searched(t
         "--repeats", 1, "--batch-size", 40, "--iterations", 1, "--out", tmp_path / "run",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+# ConvNeXt's parts as torchvision and timm write them: a layer norm over the channels of an
+# NCHW map (LayerNorm2d) and of a channels-last one, linear layers on channels-last maps, a
+# layer scale that belongs to no layer
+CONVNEXT_NET = """
+import torch
+from torch import nn
+
+
+class LayerNorm2d(nn.LayerNorm):
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class Block(nn.Module):
+    def __init__(self, width, hidden):
+        super().__init__()
+        self.dwconv = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.norm = nn.LayerNorm(width)
+        self.fc1, self.fc2 = nn.Linear(width, hidden), nn.Linear(hidden, width)
+        self.layer_scale = nn.Parameter(torch.full((width, 1, 1), 0.1))
+
+    def forward(self, x):
+        y = self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(self.dwconv(x).permute(0, 2, 3, 1)))))
+        return x + self.layer_scale * y.permute(0, 3, 1, 2)
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes, in_channels, s1=8, h1=24, s2=16, h2=40):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, s1, 2, 2), LayerNorm2d(s1))
+        self.block1 = Block(s1, h1)
+        self.down = nn.Sequential(LayerNorm2d(s1), nn.Conv2d(s1, s2, 2, 2))
+        self.block2 = Block(s2, h2)
+        self.head_norm, self.fc = nn.LayerNorm(s2), nn.Linear(s2, num_classes)
+
+    def forward(self, x):
+        x = self.block2(self.down(self.block1(self.stem(x))))
+        return self.fc(self.head_norm(x.mean((2, 3))))
+
+
+def net(num_classes, in_channels, **widths):
+    return Net(num_classes, in_channels, **widths)
+"""
+
+
+def convnext_from_file(folder, **widths):
+    from netadjust.factories import load_factory
+
+    (folder / "convnext.py").write_text(CONVNEXT_NET)
+    return load_factory(f"{folder / 'convnext.py'}:net")(num_classes=10, in_channels=3, **widths)
+
+
+def test_convnext_layer_norms_and_layer_scales_are_resized_with_their_widths(tmp_path):
+    plan = checked_plan(convnext_from_file(tmp_path), EXAMPLE)
+    assert plan.widths == {"stem.0": 8, "block1.fc1": 24, "down.1": 16, "block2.fc1": 40}
+    sites = {group.name: group.sites for group in plan.groups}
+    # the stream's channels go where its norms put them: last in the blocks', first in the
+    # LayerNorm2d's; the hidden channels are read channels-last by the second linear layer
+    assert sites["stem.0"] == ("stem.1", "block1.norm:last", "down.0")
+    assert sites["block1.fc1"] == ("block1.fc2:input:last",)
+    assert sites["down.1"] == ("block2.norm:last", "head_norm")
+    natives = {"s1": 12, "h1": 20, "s2": 6, "h2": 52}
+    widths = {"stem.0": 12, "block1.fc1": 20, "down.1": 6, "block2.fc1": 52}
+    native = convnext_from_file(tmp_path, **natives)
+    assert discover(native, EXAMPLE).widths == widths
+    rebuilt = rebuild(convnext_from_file(tmp_path), plan, widths)
+    assert count(rebuilt, (3, 16, 16)) == count(native, (3, 16, 16))
+    assert rebuilt.block1.layer_scale.shape == (12, 1, 1) and (rebuilt.block1.layer_scale == torch.tensor(0.1)).all()
+
+
+@pytest.mark.parametrize("width, channel", [("stem.0", 5), ("block1.fc1", 17), ("down.1", 3)])
+def test_a_channel_masked_at_its_sites_reaches_no_layer_that_mixes_channels(tmp_path, width, channel):
+    # a layer norm's statistics still count it (docs/models.md); every linear layer and
+    # full convolution that reads the width sees it as zero, wherever its channels lie
+    from netadjust.channel_drop import on_site, site_modules
+
+    model = convnext_from_file(tmp_path).eval()
+    group = next(g for g in checked_plan(model, EXAMPLE).groups if g.name == width)
+    zero = torch.ones(group.width)
+    zero[channel] = 0
+    for module, on_input, last in site_modules(model, width, group.sites):
+        on_site(module, on_input, lambda x: x * zero.view(1, -1, *[1] * (x.dim() - 2)), last)
+    from netadjust.anymodel import is_depthwise
+
+    read = {}
+    for name, side in group.members:
+        module = model.get_submodule(name) if side == "in" else None
+        if module is not None and not is_depthwise(module):
+            module.register_forward_pre_hook(lambda m, inputs, name=name: read.update({name: inputs[0]}))
+    model(EXAMPLE)
+    assert read
+    for name, tensor in read.items():
+        channels_last = isinstance(model.get_submodule(name), nn.Linear)
+        values = tensor.movedim(-1, 1) if channels_last else tensor
+        assert (values[:, channel] == 0).all() and values.abs().sum() > 0, name

@@ -22,21 +22,24 @@ import copy
 import functools
 import math
 import random
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .channel_drop import INPUT, LAST
 from .config import ModelSpec, Widths
 from .dependency import DISCOVERY_SECONDS, DiscoveryTooLong, indexed_groups, require_torch_pruning
 from .errors import UserError
 from .factories import check_runs, first_line, instantiate
 
-RESIZABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.GroupNorm)
+RESIZABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 # layers on the channel dimension that netadjust cannot resize: refused by name
 UNSUPPORTED = (
-    nn.LayerNorm, nn.MultiheadAttention, nn.RNNBase, nn.Conv1d, nn.Conv3d, nn.ConvTranspose2d,
+    nn.MultiheadAttention, nn.RNNBase, nn.Conv1d, nn.Conv3d, nn.ConvTranspose2d,
     nn.InstanceNorm2d, nn.BatchNorm1d, nn.Embedding,
 )  # fmt: skip
 
@@ -44,7 +47,8 @@ UNSUPPORTED = (
 @dataclass(frozen=True)
 class Group:
     """Channels that share one width: named after the first layer (in module order) whose
-    output they are; ``members`` maps (layer, "in"/"out") to channels per group channel."""
+    output they are; ``members`` maps (layer, "in"/"out") to channels per group channel, and
+    (parameter, "param") for a per-channel parameter of no layer (a layer scale)."""
 
     name: str
     width: int
@@ -57,6 +61,8 @@ class Plan:
     groups: tuple[Group, ...]
     fixed: dict[tuple[str, str], int]  # channels of each layer side that no group owns
     multiples: dict[str, int] = field(default_factory=dict)  # per width: what its channels divide by
+    # per-channel parameters of no layer: the dimension that holds the channels, the value they start at
+    parameters: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def widths(self) -> Widths:
@@ -69,8 +75,8 @@ def required_multiples(modules: dict[str, nn.Module], groups: list[Group]) -> di
     multiples = {}
     for group in groups:
         multiple = 1
-        for name, _side in group.members:
-            module = modules[name]
+        for name, side in group.members:
+            module = modules.get(name) if side != "param" else None
             if isinstance(module, nn.Conv2d) and not is_depthwise(module):
                 multiple = math.lcm(multiple, module.groups)
             elif isinstance(module, nn.GroupNorm):
@@ -87,21 +93,29 @@ def sides(module: nn.Module) -> dict[str, int]:
         return {"in": module.in_features, "out": module.out_features}
     if isinstance(module, nn.BatchNorm2d):
         return {"out": module.num_features}
+    if isinstance(module, nn.LayerNorm):
+        return {"out": module.normalized_shape[0]}
     return {"out": module.num_channels}  # GroupNorm
 
 
 def refuse_unsupported(model: nn.Module) -> None:
-    """One line naming what netadjust cannot resize: a layer type, or a parameter no
-    resizable layer owns (a layer-scale vector)."""
+    """One line naming what netadjust cannot resize: a layer type, a layer norm over more
+    than the channels, or a parameter of no resizable layer that is not one vector of
+    channels (a layer scale is; ``discover`` checks that a width sizes it)."""
     for name, module in model.named_modules():
         if isinstance(module, UNSUPPORTED):
             raise UserError(
                 f"{shown(name)} is a {type(module).__name__}, which netadjust cannot resize; "
                 "refusing this model"
             )
+        if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
+            raise UserError(
+                f"{shown(name)} is a {type(module).__name__} over {len(module.normalized_shape)} "
+                "dimensions, which netadjust cannot resize (only over the channels); refusing this model"
+            )
         if not isinstance(module, RESIZABLE):
             for parameter_name, parameter in module.named_parameters(recurse=False):
-                if parameter.numel() > 1:
+                if parameter.numel() > 1 and channel_dimension(parameter) is None:
                     raise UserError(
                         f"{shown(name)}.{parameter_name} is a parameter of shape "
                         f"{tuple(parameter.shape)} that no resizable layer owns; netadjust cannot resize it: "
@@ -109,13 +123,21 @@ def refuse_unsupported(model: nn.Module) -> None:
                     )
 
 
+def channel_dimension(parameter: torch.Tensor) -> int | None:
+    """The one dimension of a parameter longer than 1 (a vector of channels), else None."""
+    longer = [dim for dim, size in enumerate(parameter.shape) if size > 1]
+    return longer[0] if len(longer) == 1 else None
+
+
 def traced(model: nn.Module, example: torch.Tensor, types: tuple[type, ...]) -> tuple[dict, dict, object]:
     """One pass of ``model`` on ``example``: each layer of ``types``'s output, how many times
-    it was called, and the model's output."""
+    it was called, and the model's output; ``outputs[(module, "in")]`` is its input."""
     outputs, calls = {}, {}
 
     def seen(module, inputs, output) -> None:
         outputs[module] = output
+        if inputs and isinstance(inputs[0], torch.Tensor):
+            outputs[(module, "in")] = inputs[0]
         calls[module] = calls.get(module, 0) + 1
 
     handles = [module.register_forward_hook(seen) for module in model.modules() if isinstance(module, types)]
@@ -152,7 +174,8 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         raise UserError("the model must return one tensor of logits (N, classes); refusing it")
     output_layers = [output_layer(model, outputs, output)]  # the classes: kept
     try:
-        with indexed_groups(tp):
+        with indexed_groups(tp), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Unwrapped parameters")  # layer scales: sized below
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
             found_groups = list(
                 graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear])
@@ -169,27 +192,34 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
             f"{first_line(error)}): some operation (a channel split or shuffle?) ties channels in a way "
             "netadjust cannot follow; refusing it"
         ) from None
+    loose = {  # per-channel parameters of no layer (layer scales)
+        parameter: name
+        for name, parameter in model.named_parameters()
+        if not isinstance(model.get_submodule(name.rpartition(".")[0]), RESIZABLE) and parameter.numel() > 1
+    }
+    last = channels_last_sides(outputs, names)
     groups, owned, modules = [], {}, dict(model.named_modules())
     for found in found_groups:
         members: dict[tuple[str, str], int] = {}
         root_width = len(found[0][1])
         for dependency, indices in found:
             module = dependency.target.module
-            if not isinstance(module, RESIZABLE) or module not in names:
+            if module in loose:
+                key = (loose[module], "param")
+            elif isinstance(module, RESIZABLE) and module in names:
+                key = (names[module], "out" if graph.is_out_channel_pruning_fn(dependency.handler) else "in")
+            else:
                 continue
-            side = "out" if graph.is_out_channel_pruning_fn(dependency.handler) else "in"
             if len(indices) % root_width:
                 raise UserError(
-                    f"{shown(names[module])}: its {side}put channels are not a whole multiple of a width "
+                    f"{shown(key[0])}: its {key[1]}put channels are not a whole multiple of a width "
                     f"({len(indices)} for {root_width}); refusing this model"
                 )
-            members[(names[module], side)] = max(
-                members.get((names[module], side), 0), len(indices) // root_width
-            )
+            members[key] = max(members.get(key, 0), len(indices) // root_width)
         producers = sorted((key[0] for key in members if key[1] == "out"), key=order.get)
         if not producers:
             continue
-        sites = drop_sites(modules, members, producers, root_width)
+        sites = drop_sites(modules, members, producers, root_width, last)
         name = width_name(producers[0], modules[producers[0]])
         groups.append((order[producers[0]], Group(name, root_width, members, sites)))
         for key, per_channel in members.items():
@@ -206,10 +236,44 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
                         f"{shown(name)}: its {side}put channels are claimed twice; refusing this model"
                     )
                 fixed[(name, side)] = size - owned.get((name, side), 0)
-    return Plan(tuple(groups), fixed, required_multiples(modules, groups))
+    parameters = {}
+    for parameter, name in loose.items():
+        dim, sized = channel_dimension(parameter), owned.get((name, "param"), 0)
+        if sized == 0:
+            continue  # along channels no width owns (the classes); checked at other widths below
+        if sized != parameter.shape[dim]:
+            raise UserError(
+                f"{shown(name)} is a parameter of shape {tuple(parameter.shape)} that no width sizes; "
+                "netadjust cannot resize it: refusing this model"
+            )
+        parameters[name] = (dim, float(parameter.detach().double().mean()))
+    return Plan(tuple(groups), fixed, required_multiples(modules, groups), parameters)
 
 
-KINDS = ((nn.Conv2d, "conv"), (nn.Linear, "linear"), (nn.BatchNorm2d, "bn"), (nn.GroupNorm, "gn"))
+def channels_last_sides(outputs: dict, names: dict) -> set[tuple[str, str]]:
+    """The (layer, "in"/"out") whose traced tensor holds its channels in its last dimension
+    (a linear layer on a channels-last map, a layer norm over the channels of one), where
+    that is not also dimension 1. Where both have the channels' size, a linear layer and a
+    plain layer norm read the last one; a layer norm class named ...2d, dimension 1."""
+    found = set()
+    for key, tensor in outputs.items():
+        module, side = key if isinstance(key, tuple) else (key, "out")
+        size = sides(module).get(side)
+        if not isinstance(tensor, torch.Tensor) or tensor.dim() <= 2 or size is None:
+            continue
+        first, last = tensor.shape[1] == size, tensor.shape[-1] == size
+        if first and last:  # ambiguous at this input: by what the layer reads
+            plain_norm = isinstance(module, nn.LayerNorm) and not type(module).__name__.lower().endswith("2d")
+            last = isinstance(module, nn.Linear) or plain_norm
+        if last:
+            found.add((names[module], side))
+    return found
+
+
+KINDS = (
+    (nn.Conv2d, "conv"), (nn.Linear, "linear"), (nn.BatchNorm2d, "bn"), (nn.GroupNorm, "gn"),
+    (nn.LayerNorm, "ln"),
+)  # fmt: skip
 
 
 def width_name(layer: str, module: nn.Module) -> str:
@@ -232,27 +296,32 @@ def is_position(name: str) -> bool:
 
 
 def drop_sites(
-    modules: dict[str, nn.Module], members: dict, producers: list[str], width: int
+    modules: dict[str, nn.Module], members: dict, producers: list[str], width: int, last: set = frozenset()
 ) -> tuple[str, ...]:
     """Where a width's channels are dropped so that they are gone wherever they are read:
     after each of its norm layers (one mask for all: every addend of a residual sum); without
     one, on the input of each layer that reads them (``name:input``), when each reads them
     alone (no concatenation, no flatten); else after the layers that produce them. A layer
     whose output holds other channels too (a norm over a concatenation, as in DenseNet) is
-    no site: a mask of this width's channels does not fit it."""
+    no site: a mask of this width's channels does not fit it. A site whose tensor holds its
+    channels last (``last``: a channels-last layer norm or linear layer) is marked so."""
+
+    def site(name: str, side: str) -> str:
+        return name + (INPUT if side == "in" else "") + (LAST if (name, side) in last else "")
+
     whole = [name for name in producers if sides(modules[name])["out"] == width]
-    norms = tuple(name for name in whole if isinstance(modules[name], nn.BatchNorm2d | nn.GroupNorm))
+    norms = tuple(site(name, "out") for name in whole if isinstance(modules[name], NORMS))
     if norms:
         return norms
     readers = [name for (name, side), per_channel in members.items() if side == "in"]
     if readers and all(members[(r, "in")] == 1 and sides(modules[r])["in"] == width for r in readers):
-        return tuple(f"{name}:input" for name in readers)
+        return tuple(site(name, "in") for name in readers)
     if not whole:
         raise UserError(
             f"{shown(producers[0])}: no layer outputs exactly the channels of this width, so they cannot "
             "be dropped alone; refusing this model"
         )
-    return tuple(whole)
+    return tuple(site(name, "out") for name in whole)
 
 
 def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:
@@ -275,19 +344,38 @@ def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:
     for name, module in list(copied.named_modules()):
         if isinstance(module, RESIZABLE):
             _resize(name, module, sizes.get((name, "in"), 0), sizes[(name, "out")])
+    for name, (dim, value) in plan.parameters.items():  # layer scales: at the value they start at
+        owner, _, attribute = name.rpartition(".")
+        old = copied.get_parameter(name)
+        shape = (*old.shape[:dim], sizes[(name, "param")], *old.shape[dim + 1 :])
+        new = torch.full(shape, value, dtype=old.dtype, device=old.device)
+        setattr(copied.get_submodule(owner), attribute, nn.Parameter(new, old.requires_grad))
     return copied
 
 
 def _resize(name: str, module: nn.Module, inputs: int, outputs: int) -> None:
     """Resize ``module`` in place to ``inputs`` -> ``outputs`` channels: its class (a user's
     subclass with a fused activation or standardised weights) and its other attributes stay,
-    its parameters and buffers are new and initialised by the class's own reset."""
+    its parameters and buffers are new and initialised by the class's own reset; a
+    subclass's own tensor per output channel (a standardised convolution's gain) starts at
+    the mean of its old values."""
+    extra = {
+        tensor_name: tensor
+        for tensor_name, tensor in [
+            *module.named_parameters(recurse=False),
+            *module.named_buffers(recurse=False),
+        ]
+        if tensor.dim() > 0 and tensor.shape[0] == sides(module)["out"]
+    }
     if isinstance(module, nn.Linear):
         module.in_features, module.out_features = inputs, outputs
         shapes = {"weight": (outputs, inputs), "bias": (outputs,)}
     elif isinstance(module, nn.BatchNorm2d):
         module.num_features = outputs
         shapes = {tensor: (outputs,) for tensor in ("weight", "bias", "running_mean", "running_var")}
+    elif isinstance(module, nn.LayerNorm):
+        module.normalized_shape = (outputs,)
+        shapes = {"weight": (outputs,), "bias": (outputs,)}
     elif isinstance(module, nn.GroupNorm):
         if outputs % module.num_groups:
             raise UserError(f"{name}: {outputs} channels do not divide into its {module.num_groups} groups")
@@ -311,6 +399,15 @@ def _resize(name: str, module: nn.Module, inputs: int, outputs: int) -> None:
             nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new,
         )
     module.reset_parameters()
+    for tensor_name, old in extra.items():
+        if tensor_name not in shapes:
+            value = 0.0 if old.is_meta else float(old.detach().double().mean())
+            new = torch.full((outputs, *old.shape[1:]), value, dtype=old.dtype, device=old.device)
+            setattr(
+                module,
+                tensor_name,
+                nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new,
+            )
 
 
 def is_depthwise(module: nn.Module) -> bool:
@@ -334,6 +431,9 @@ def width_shares(model: nn.Module, plan: Plan, widths: Widths, input_shape: tupl
     for group in plan.groups:
         macs = params = 0.0
         for (name, side), per_channel in group.members.items():
+            if side == "param":  # a layer scale: one entry per channel
+                params += per_channel * widths[group.name] * model.get_parameter(name).requires_grad
+                continue
             module = modules[name]
             if side == "in" and is_depthwise(module):
                 continue  # its inputs are its outputs' channels

@@ -285,7 +285,10 @@ def inspect_model(
     shares = width_shares(network, plan, plan.widths, shape)["macs"]
     groups, order = [], {name: index for index, (name, _) in enumerate(network.named_modules())}
     for group in plan.groups:
-        layers = sorted(group.members, key=lambda member: (order[member[0]], member[1]))
+        # a layer scale (a parameter of no layer) sorts with the module that holds it
+        layers = sorted(
+            group.members, key=lambda m: (order[m[0] if m[0] in order else m[0].rpartition(".")[0]], m[1])
+        )
         groups.append(
             {
                 "name": group.name,

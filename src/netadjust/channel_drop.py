@@ -9,6 +9,7 @@ the site's output by a Bernoulli mask per (sample, channel), kept channels scale
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import torch
@@ -66,17 +67,20 @@ def regulariser_multipliers(
 
 Site = str | tuple[str, ...]  # a width's drop site: one module, or several that one mask serves
 INPUT = ":input"  # a site named "layer:input" is the layer's input, not its output
+LAST = ":last"  # ... and "layer:last" a tensor with its channels last (a channels-last layer norm)
 
 
-def site_modules(model: nn.Module, width_name: str, site: Site) -> list[tuple[nn.Module, bool]]:
+def site_modules(model: nn.Module, width_name: str, site: Site) -> list[tuple[nn.Module, bool, bool]]:
     """The modules of a width's drop site (a user's model may tie several, e.g. the norms of
-    every addend of a residual sum), each with whether its input (not its output) is masked;
-    a name that is no module is refused."""
+    every addend of a residual sum), each with whether its input (not its output) is masked
+    and whether that tensor holds its channels last; a name that is no module is refused."""
     modules = []
     for name in (site,) if isinstance(site, str) else site:
-        module_name = name.removesuffix(INPUT)
+        last = name.endswith(LAST)
+        on_input = name.removesuffix(LAST).endswith(INPUT)
+        module_name = name.removesuffix(LAST).removesuffix(INPUT)
         try:
-            modules.append((model.get_submodule(module_name), name.endswith(INPUT)))
+            modules.append((model.get_submodule(module_name), on_input, last))
         except AttributeError:
             raise UserError(
                 f"drop site {module_name!r} of width {width_name!r} is not a module of the model"
@@ -84,11 +88,18 @@ def site_modules(model: nn.Module, width_name: str, site: Site) -> list[tuple[nn
     return modules
 
 
-def on_site(module: nn.Module, on_input: bool, multiply):
-    """A hook that replaces the module's output, or its input, by ``multiply`` of it."""
+def on_site(module: nn.Module, on_input: bool, multiply, last: bool = False):
+    """A hook that replaces the module's output, or its input, by ``multiply`` of it; a
+    tensor with its channels last is seen by ``multiply`` with them at dimension 1."""
+    if last:
+        multiply = functools.partial(channels_first, multiply)
     if on_input:
         return module.register_forward_pre_hook(lambda m, inputs: (multiply(inputs[0]), *inputs[1:]))
     return module.register_forward_hook(lambda m, inputs, output: multiply(output))
+
+
+def channels_first(multiply, tensor: torch.Tensor) -> torch.Tensor:
+    return multiply(tensor.movedim(-1, 1)).movedim(1, -1)
 
 
 def per_channel(values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
@@ -115,8 +126,8 @@ class ChannelDrop:
         self._multipliers: dict[torch.dtype, tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]] = {}
         self._handles = []
         for index, (width_name, site) in enumerate(sites.items()):
-            for module, on_input in site_modules(model, width_name, site):
-                self._handles.append(on_site(module, on_input, self._hook(width_name, index)))
+            for module, on_input, last in site_modules(model, width_name, site):
+                self._handles.append(on_site(module, on_input, self._hook(width_name, index), last))
 
     def _hook(self, width_name: str, index: int):
         def drop(output: torch.Tensor) -> torch.Tensor:

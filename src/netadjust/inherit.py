@@ -199,7 +199,7 @@ def channel_importance(
     the site layers' weights for it (the width's own part where the site reads a
     concatenation); None where the site has neither."""
     scores, names = [], {module: qualified for qualified, module in model.named_modules()}
-    for module, on_input in site_modules(model, name, model.drop_sites[name]):
+    for module, on_input, _ in site_modules(model, name, model.drop_sites[name]):
         weight, entry = getattr(module, "weight", None), f"{names[module]}.weight"
         if weight is None or (on_input and getattr(module, "groups", 1) > 1):
             continue

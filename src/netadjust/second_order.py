@@ -56,9 +56,9 @@ def channel_probes(model: nn.Module, sites: Mapping[str, Site]) -> Iterator[dict
 
     handles = [model.register_forward_pre_hook(lambda module, inputs: probes.clear())]  # a new pass
     handles += [
-        on_site(module, on_input, hook_for(name))
+        on_site(module, on_input, hook_for(name), last)
         for name, site in sites.items()
-        for module, on_input in site_modules(model, name, site)
+        for module, on_input, last in site_modules(model, name, site)
     ]
     try:
         yield probes
