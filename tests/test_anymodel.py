@@ -250,12 +250,18 @@ def test_built_in_spaces_are_found_with_their_widths(space):
     assert count(rebuild(base, plan, found.widths), (3, 16, 16)) == count(native, (3, 16, 16))
 
 
-def test_a_zero_padded_shortcut_is_refused_not_misread():
+def test_a_zero_padded_shortcut_is_held_not_misread():
     # our CIFAR ResNets pad the shortcut with zero channels (F.pad), which Torch-Pruning
-    # takes for an element-wise operation: the check must catch it
-    model = build(ModelSpec("resnet20", num_classes=10, in_channels=3, image_size=16, width_mult=0.25))
-    with pytest.raises(UserError, match="refusing it"):
-        checked_plan(model, EXAMPLE)
+    # takes for an element-wise operation, tying every stage's stream into one: the model
+    # does not run when that changes, so the stream is held; the blocks' inner widths are
+    # searched, and rebuilt they count as the space built natively at those widths
+    spec = ModelSpec("resnet20", num_classes=10, in_channels=3, image_size=16, width_mult=0.25)
+    plan = checked_plan(build(spec), EXAMPLE)
+    assert set(plan.held) == {"stem.conv"} and "does not run when it changes" in plan.held["stem.conv"]
+    assert set(plan.widths) == {name for name in base_widths(spec) if name.endswith("conv1")}
+    widths = {name: width + 3 for name, width in plan.widths.items()}
+    native = build(spec, {**base_widths(spec), **widths})
+    assert count(rebuild(build(spec), plan, widths), (3, 16, 16)) == count(native, (3, 16, 16))
 
 
 def test_inspect_prints_the_widths_of_a_users_file(tmp_path):
@@ -918,7 +924,10 @@ def test_convnext_layer_norms_and_layer_scales_are_resized_with_their_widths(tmp
     assert discover(native, EXAMPLE).widths == widths
     rebuilt = rebuild(convnext_from_file(tmp_path), plan, widths)
     assert count(rebuilt, (3, 16, 16)) == count(native, (3, 16, 16))
-    assert rebuilt.block1.layer_scale.shape == (12, 1, 1) and (rebuilt.block1.layer_scale == torch.tensor(0.1)).all()
+    assert (
+        rebuilt.block1.layer_scale.shape == (12, 1, 1)
+        and (rebuilt.block1.layer_scale == torch.tensor(0.1)).all()
+    )
 
 
 @pytest.mark.parametrize("width, channel", [("stem.0", 5), ("block1.fc1", 17), ("down.1", 3)])
@@ -946,3 +955,31 @@ def test_a_channel_masked_at_its_sites_reaches_no_layer_that_mixes_channels(tmp_
         channels_last = isinstance(model.get_submodule(name), nn.Linear)
         values = tensor.movedim(-1, 1) if channels_last else tensor
         assert (values[:, channel] == 0).all() and values.abs().sum() > 0, name
+
+
+class SplitByCount(nn.Module):
+    """A CSP-style split: the expansion's channels cut in two by a count fixed at build time."""
+
+    def __init__(self, num_classes=10, in_channels=3):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.expand = nn.Sequential(nn.Conv2d(16, 32, 1), nn.BatchNorm2d(32), nn.ReLU())
+        self.half = 16
+        self.branch = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.merge = nn.Sequential(nn.Conv2d(32, 24, 1), nn.BatchNorm2d(24), nn.ReLU())
+        self.fc = nn.Linear(24, num_classes)
+
+    def forward(self, x):
+        a, b = self.expand(self.stem(x)).split(self.half, 1)
+        return self.fc(self.merge(torch.cat([self.branch(a), b], 1)).mean((2, 3)))
+
+
+def test_a_width_split_by_a_fixed_count_is_held_and_the_others_searched():
+    # the graph reads the split as if the branch produced all 32 channels: the widths it
+    # ties there are held, the others searched
+    plan = checked_plan(SplitByCount(), EXAMPLE)
+    assert set(plan.held) == {"expand.0"} and "slice or split" in plan.held["expand.0"]
+    assert plan.widths == {"stem.0": 16, "merge.0": 24}
+    widths = {"stem.0": 8, "merge.0": 40}
+    rebuilt = rebuild(SplitByCount(), plan, widths)
+    assert rebuilt.expand[0].out_channels == 32 and rebuilt(EXAMPLE).shape == (2, 10)

@@ -63,6 +63,7 @@ class Plan:
     multiples: dict[str, int] = field(default_factory=dict)  # per width: what its channels divide by
     # per-channel parameters of no layer: the dimension that holds the channels, the value they start at
     parameters: dict[str, tuple[int, float]] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)  # widths kept at their size, and why
 
     @property
     def widths(self) -> Widths:
@@ -198,10 +199,10 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         if not isinstance(model.get_submodule(name.rpartition(".")[0]), RESIZABLE) and parameter.numel() > 1
     }
     last = channels_last_sides(outputs, names)
-    groups, owned, modules = [], {}, dict(model.named_modules())
+    groups, owned, modules, held = [], {}, dict(model.named_modules()), {}
     for found in found_groups:
         members: dict[tuple[str, str], int] = {}
-        root_width = len(found[0][1])
+        root_width, uneven = len(found[0][1]), None
         for dependency, indices in found:
             module = dependency.target.module
             if module in loose:
@@ -210,14 +211,17 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
                 key = (names[module], "out" if graph.is_out_channel_pruning_fn(dependency.handler) else "in")
             else:
                 continue
-            if len(indices) % root_width:
-                raise UserError(
-                    f"{shown(key[0])}: its {key[1]}put channels are not a whole multiple of a width "
-                    f"({len(indices)} for {root_width}); refusing this model"
+            size = sides(module).get(key[1]) if key[1] != "param" else module.shape[channel_dimension(module)]
+            if len(indices) % root_width or len(indices) > size:  # a slice or split, or misread by the graph
+                uneven = (
+                    f"{shown(key[0])} takes {len(indices)} of its {root_width} channels (a slice or split)"
                 )
             members[key] = max(members.get(key, 0), len(indices) // root_width)
         producers = sorted((key[0] for key in members if key[1] == "out"), key=order.get)
         if not producers:
+            continue
+        if uneven:  # its channels stay as they are: counted with the channels no width owns
+            held[width_name(producers[0], modules[producers[0]])] = uneven
             continue
         sites = drop_sites(modules, members, producers, root_width, last)
         name = width_name(producers[0], modules[producers[0]])
@@ -247,7 +251,21 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
                 "netadjust cannot resize it: refusing this model"
             )
         parameters[name] = (dim, float(parameter.detach().double().mean()))
-    return Plan(tuple(groups), fixed, required_multiples(modules, groups), parameters)
+    return Plan(tuple(groups), fixed, required_multiples(modules, groups), parameters, held)
+
+
+def holding(plan: Plan, reasons: dict[str, str]) -> Plan:
+    """``plan`` with the widths ``reasons`` names held at their size: their channels count
+    with those no width owns."""
+    fixed, kept = dict(plan.fixed), []
+    for group in plan.groups:
+        if group.name not in reasons:
+            kept.append(group)
+            continue
+        for key, per_channel in group.members.items():
+            fixed[key] = fixed.get(key, 0) + per_channel * group.width
+    multiples = {name: multiple for name, multiple in plan.multiples.items() if name not in reasons}
+    return Plan(tuple(kept), fixed, multiples, plan.parameters, {**plan.held, **reasons})
 
 
 def channels_last_sides(outputs: dict, names: dict) -> set[tuple[str, str]]:
@@ -483,7 +501,9 @@ def random_widths(plan: Plan, seed: int) -> Widths:
 
 
 def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
-    """``discover``, then the check that makes its plan safe to use (see the module's text)."""
+    """``discover``, then the check that makes its plan safe to use (see the module's text);
+    a width that the model cannot run without (a split by a count fixed when it was built)
+    is held at its size."""
     plan = discover(model, example)
     if not plan.groups:
         raise UserError(
@@ -491,12 +511,11 @@ def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
         )
     with torch.no_grad():
         shape = model.eval()(example).shape
+    plan = without_breaking_widths(model, plan, example)
     for seed in (0, 1):
         widths = random_widths(plan, seed)
         try:
-            rebuilt = rebuild(model, plan, widths).eval()
-            with torch.no_grad():
-                output = rebuilt(example)
+            output = run_at(model, plan, widths, example)
         except (RuntimeError, ValueError) as error:
             raise UserError(
                 f"the model does not run at other widths ({first_line(error)}); refusing it"
@@ -505,11 +524,40 @@ def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
             raise UserError(
                 f"at other widths the model's output is {tuple(output.shape)}, not {tuple(shape)}"
             )
-        again = discover(rebuilt, example).widths
-        if again != widths:
+        again = discover(rebuild(model, plan, widths), example).widths
+        if any(again.get(name) != width for name, width in widths.items()):
             differing = [name for name in widths if again.get(name) != widths[name]][:3]
             raise UserError(
                 f"the model rebuilt at other widths is not found again as built (widths {differing}): "
                 "some operation ties channels in a way netadjust cannot follow; refusing it"
             )
     return plan
+
+
+def run_at(model: nn.Module, plan: Plan, widths: Widths, example: torch.Tensor) -> torch.Tensor:
+    rebuilt = rebuild(model, plan, widths).eval()
+    with torch.no_grad():
+        return rebuilt(example)
+
+
+def without_breaking_widths(model: nn.Module, plan: Plan, example: torch.Tensor) -> Plan:
+    """``plan`` with each width held at its size whose change alone stops the model from
+    running (its code splits or slices channels by a count fixed when it was built); the
+    plan itself where the model runs at seeded random widths."""
+    widths = random_widths(plan, 0)
+    try:
+        run_at(model, plan, widths, example)
+        return plan
+    except (RuntimeError, ValueError) as error:
+        failure = first_line(error)
+    reasons = {}
+    for group in plan.groups:
+        step = plan.multiples.get(group.name, 1)
+        changed = widths[group.name] if widths[group.name] != group.width else group.width + step
+        try:
+            run_at(model, plan, {**plan.widths, group.name: changed}, example)
+        except (RuntimeError, ValueError) as error:
+            reasons[group.name] = f"the model does not run when it changes ({first_line(error)})"
+    if not reasons:
+        raise UserError(f"the model does not run at other widths ({failure}); refusing it")
+    return holding(plan, reasons)

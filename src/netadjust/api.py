@@ -243,12 +243,14 @@ def resumed_config(run_dir: str | Path) -> SearchConfig:
 @dataclass(frozen=True)
 class InspectReport:
     """What ``netadjust inspect --json`` prints: the widths found in a user's model, each
-    group's layers (name, "in"/"out") and share of the MACs (its f_i over the total)."""
+    group's layers (name, "in"/"out") and share of the MACs (its f_i over the total), and
+    the widths held at their size with why (the model slices or splits them by fixed counts)."""
 
     widths: Widths
     macs: int
     params: int
     groups: list[dict]
+    held: dict[str, str]
 
 
 def inspect_model(
@@ -298,7 +300,7 @@ def inspect_model(
                 "macs_share": shares[group.name] / total.macs,
             }
         )
-    return InspectReport(plan.widths, total.macs, total.params, groups)
+    return InspectReport(plan.widths, total.macs, total.params, groups, plan.held)
 
 
 @dataclass

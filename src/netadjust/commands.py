@@ -378,6 +378,10 @@ def command_inspect(args: argparse.Namespace) -> int:
         multiple = f"×{group['multiple']}" if group["multiple"] > 1 else ""
         share = f"{group['macs_share']:7.1%}"
         print(f"  {group['name']:<{column}} {group['width']:>5} {multiple:>3} {share}  {layers}")
+    if found.held:
+        print(f"held at their size, not searched ({plural(len(found.held), 'width')}):")
+        for name, reason in found.held.items():
+            print(f"  {name}: {reason}")
     return 0
 
 
