@@ -553,11 +553,12 @@ def without_breaking_widths(model: nn.Module, plan: Plan, example: torch.Tensor)
     reasons = {}
     for group in plan.groups:
         step = plan.multiples.get(group.name, 1)
-        changed = widths[group.name] if widths[group.name] != group.width else group.width + step
-        try:
-            run_at(model, plan, {**plan.widths, group.name: changed}, example)
-        except (RuntimeError, ValueError) as error:
-            reasons[group.name] = f"the model does not run when it changes ({first_line(error)})"
+        for changed in (max(step, group.width // 2 // step * step), 2 * group.width):  # narrower, wider
+            try:
+                run_at(model, plan, {**plan.widths, group.name: changed}, example)
+            except (RuntimeError, ValueError) as error:
+                reasons[group.name] = f"the model does not run when it changes ({first_line(error)})"
+                break
     if not reasons:
         raise UserError(f"the model does not run at other widths ({failure}); refusing it")
     return holding(plan, reasons)
