@@ -6,9 +6,11 @@ user would type them (random weights, nothing downloaded).
     OMP_NUM_THREADS=1 .venv/bin/python bench/zoo_coverage.py [--only NAME ...] [--summary]
 
 Each model's outcome is appended to ``bench/results/zoo_coverage.jsonl`` as it finishes (a
-model already there is skipped, so an interrupted run continues); ``--summary`` writes the
-table ``bench/results/zoo_coverage.md`` from those records. A model refused for its input
-size is tried again at the smallest side the refusal names.
+model already there is skipped, so an interrupted run continues; ``--again`` replaces the
+records of the models named with ``--only``); ``--summary`` writes the table
+``bench/results/zoo_coverage.md`` from those records. A model refused for its input size is
+tried again at the smallest side the refusal names. ``--retime`` times ``inspect`` again for
+every record, one after another on an otherwise idle machine, and keeps the new seconds.
 """
 
 from __future__ import annotations
@@ -81,7 +83,12 @@ def outcome(model: str) -> dict:
         traceback = "Traceback" in err
         return record | {"status": "traceback" if traceback else "refused", "reason": reason(err)}
     found = json.loads(out)
-    record |= {"widths": len(found["widths"]), "macs": found["macs"], "params": found["params"]}
+    record |= {
+        "widths": len(found["widths"]),
+        "held": len(found.get("held", {})),
+        "macs": found["macs"],
+        "params": found["params"],
+    }
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder) / "run"
         code, out, err, seconds = netadjust(
@@ -112,7 +119,7 @@ def summary() -> str:
         f"{len(records)} models: "
         + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())),
         "",
-        "| model | side | widths | MACs | inspect s | outcome | searched MACs (widths changed) or reason |",
+        "| model | side | widths (held) | MACs | inspect s | outcome | searched MACs (changed) or reason |",
         "|---|---:|---:|---:|---:|---|---|",
     ]
     for record in records:
@@ -122,7 +129,8 @@ def summary() -> str:
             else record.get("reason", "").replace("|", "/")
         )
         lines.append(
-            f"| {record['model']} | {record['side']} | {record.get('widths', '')} | "
+            f"| {record['model']} | {record['side']} | {record.get('widths', '')}"
+            f"{' (' + str(record['held']) + ')' if record.get('held') else ''} | "
             f"{format(record['macs'], ',') if 'macs' in record else ''} | {record['inspect_seconds']:.1f} | "
             f"{record['status']} | {detail} |"
         )
@@ -153,7 +161,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="these models (zoo:NAME) only")
     parser.add_argument("--summary", action="store_true", help="write the table from the records and stop")
+    parser.add_argument(
+        "--again", action="store_true", help="run the --only models again, replacing their records"
+    )
+    parser.add_argument("--retime", action="store_true", help="time inspect again for every record")
     args = parser.parse_args()
+    if args.retime:
+        retime()
+        return
     everything = [f"torchvision:{name}" for name in torchvision_names()] + [f"timm:{n}" for n in TIMM]
     if args.summary:
         TABLE.write_text(summary() + "\n")
@@ -161,11 +176,11 @@ def main() -> None:
         print(TABLE.read_text().splitlines()[0])
         return
     models = args.only or everything
-    done = (
-        {json.loads(line)["model"] for line in RECORDS.read_text().splitlines()}
-        if RECORDS.exists()
-        else set()
-    )
+    records = [json.loads(line) for line in RECORDS.read_text().splitlines()] if RECORDS.exists() else []
+    if args.again and args.only:
+        records = [record for record in records if record["model"] not in args.only]
+        RECORDS.write_text("".join(json.dumps(record) + "\n" for record in records))
+    done = {record["model"] for record in records}
     machine = {
         "processor": platform.processor() or platform.machine(),
         "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
@@ -177,6 +192,18 @@ def main() -> None:
         with RECORDS.open("a") as file:
             file.write(json.dumps(record) + "\n")
         print(f"{model}: {record['status']} {record.get('reason', '')}", flush=True)
+
+
+def retime() -> None:
+    """Each record's inspect, timed again (nothing else running: the seconds are comparable)."""
+    records = [json.loads(line) for line in RECORDS.read_text().splitlines()]
+    for record in records:
+        code, _, _, seconds = netadjust(
+            "inspect", "--model", record["model"], "--image-size", str(record["side"]), "--json"
+        )
+        record["inspect_seconds"], record["inspect_retimed"] = seconds, True
+        print(f"{record['model']}: {seconds:.1f} s (exit {code})", flush=True)
+        RECORDS.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 if __name__ == "__main__":
