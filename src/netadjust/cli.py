@@ -176,11 +176,14 @@ def compare_parser(commands) -> None:
     compare.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     compare.add_argument(
         "--baseline",
-        choices=["pruned"],
-        help="also train the widths a pruning tool gives at the searched cost: the original at 2x "
-        "its widths, trained for the search's epochs, pruned by Torch-Pruning's global L1 magnitude "
-        "(needs netadjust[models]; ResNet-18/34, plain nets, DenseNet and your --model; not the CIFAR "
-        "ResNets, PyramidNets or MobileNets)",
+        nargs="+",
+        choices=["pruned", "slimming", "depgraph"],
+        metavar="NAME",
+        help="also train pruning counterparts at the searched cost, each from the original at 2x its "
+        "widths trained for the search's epochs: slimming (Network Slimming: L1 on the norm scales, "
+        "one global |gamma| threshold), depgraph (DepGraph's group sparsity, one global threshold on "
+        "group norms), pruned (Torch-Pruning's L1 magnitude with its per-group normalisation: keeps "
+        "the original's proportions; needs netadjust[models]; not on the CIFAR ResNets)",
     )
     compare.add_argument(
         "--preset",

@@ -284,7 +284,7 @@ def command_compare(args: argparse.Namespace) -> int:
             data_overrides=given(args, DataConfig),
             device=args.device,
             force=args.force,
-            baseline=args.baseline,
+            baselines=tuple(args.baseline or ()),
         )
     except KeyboardInterrupt:
         print(

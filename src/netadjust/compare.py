@@ -19,11 +19,12 @@ from pathlib import Path
 from .adjust import closest_scaling, within_budget
 from .config import BUDGET_TOLERANCE, UNITS, DataConfig, ModelSpec, Recipe, Widths, as_settings, configured
 from .cost import measure, model_cost
+from .counterparts import METHODS, counterpart, scorable_parts
 from .data import prepare_data
 from .errors import UserError
 from .export import save_weights
 from .latency import LATENCY_TOLERANCE, latency_model, timed_precision, timing_threads
-from .pruned import check_prunable, pruned_baseline
+from .pruned import check_prunable, pruned_baseline, wide_network
 from .retrain import train_on_full
 from .rundir import Run, read_run
 from .spaces import build, width_grid
@@ -33,7 +34,7 @@ from .train import resolve_device
 from .wording import plural
 
 NETWORKS = ("original", "searched", "uniform")
-BASELINES = ("pruned",)  # networks trained only when asked
+BASELINES = ("pruned", "slimming", "depgraph")  # networks trained only when asked
 MATCHED = ("widths", "seed", "recipe", "dataset", "data_sizes")  # a kept result must agree on these
 
 
@@ -71,19 +72,21 @@ def compare_run(
     data_overrides: dict | None = None,
     device: str | None = None,
     force: bool = False,
-    baseline: str | None = None,
+    baselines: tuple[str, ...] = (),
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train the three networks (and the ``baseline``'s, when given) for ``seeds`` seeds;
-    write and return ``compare.json``."""
+    """Train the three networks (and each of ``baselines``': the pruning counterparts) for
+    ``seeds`` seeds; write and return ``compare.json``."""
     run_dir = user_path(run_dir)
     run = read_run(run_dir)
     if run.final is None:
         raise UserError(f"{run_dir} holds no finished search (no final.json); finish it with --resume first")
     if seeds < 1:
         raise UserError(f"--seeds is {seeds}; give at least 1")
-    if baseline not in (None, *BASELINES):
-        raise UserError(f"--baseline is {baseline!r}; choose {' or '.join(BASELINES)}")
+    unknown = [name for name in baselines if name not in BASELINES]
+    if unknown:
+        raise UserError(f"--baseline {unknown[0]!r} is not one of {', '.join(BASELINES)}")
+    baselines = tuple(name for name in BASELINES if name in baselines)  # table order, once each
     spec, config = run.final.model, run.config
     recipe = configured(Recipe, {**as_settings(config.recipe), **(recipe_overrides or {})})
     recipe.validate()
@@ -93,8 +96,12 @@ def compare_run(
     torch_device = resolve_device(device or config.device)
     cost, tolerance = budget_measure(run, spec)
     networks = candidate_widths(run, spec, cost)
-    if baseline == "pruned":  # refused here, before anything is written, if it cannot be pruned
-        check_prunable(spec, networks["original"], width_grid(spec, config.rule.round_to))
+    grid = width_grid(spec, config.rule.round_to)
+    for name in baselines:  # refused here, before anything is written, where it cannot prune
+        if name == "pruned":
+            check_prunable(spec, networks["original"], grid)
+        else:
+            scorable_parts(METHODS[name], *wide_network(spec, networks["original"], grid))
     budget, uniform_cost = cost(networks["searched"]), cost(networks["uniform"])
     if not within_budget(uniform_cost, budget, tolerance):
         log(
@@ -111,17 +118,22 @@ def compare_run(
         "data_sizes": {"train": len(data.train), "test": len(data.test)},
     }
     seed_list = list(range(first_seed, first_seed + seeds))
-    names = NETWORKS + ((baseline,) if baseline else ())
+    names = NETWORKS + baselines
     # the uniform network may be the original or the searched one itself: their results serve
     same_as = next((name for name in ("original", "searched") if networks["uniform"] == networks[name]), None)
     plan = [(name, seed) for name in NETWORKS for seed in seed_list]
     if same_as:
         plan = [(name, seed) for name, seed in plan if name != "uniform"]
     kept = _kept_results(folder, plan, networks, expected, force)  # stale ones refused before training
-    if baseline == "pruned":
-        pruned = pruned_baseline(run, cost, tolerance, data, first_seed, folder / "pruned.json", log)
-        networks["pruned"] = pruned["widths"]
-        plan += [("pruned", seed) for seed in seed_list]
+    made = {}  # each counterpart's record: its wide training, pruning and widths
+    for name in baselines:
+        record_path = folder / f"{name}.json"
+        if name == "pruned":
+            made[name] = pruned_baseline(run, cost, tolerance, data, first_seed, record_path, log)
+        else:
+            made[name] = counterpart(METHODS[name], run, cost, tolerance, data, first_seed, record_path, log)
+        networks[name] = made[name]["widths"]
+        plan += [(name, seed) for seed in seed_list]
         kept |= _kept_results(folder, plan[-len(seed_list) :], networks, expected, force)
     log(
         f"compare: {plural(len(plan), 'training')} ({', '.join(sorted({name for name, _ in plan}))}; "
@@ -151,10 +163,13 @@ def compare_run(
         name: _summarise(networks[name], [results[source[name], seed] for seed in seed_list], spec)
         for name in names
     }
-    if baseline == "pruned":
-        summary["pruned"]["pruning"] = {
-            key: pruned[key] for key in ("importance", "wide_widths", "pruning_ratio", "pruned_widths")
-        }
+    for name, record in made.items():
+        summary[name]["pruning"] = {
+            key: record[key]
+            for key in ("importance", "method", "strength", "wide_widths", "pruning_ratio", "removed_share",
+                        "pruned_widths", "seconds")
+            if key in record
+        }  # fmt: skip
     if same_as:
         summary["uniform"]["same_as"] = same_as
     measured = {name: build(spec, networks[name]).to(torch_device) for name in names if source[name] == name}
@@ -174,11 +189,10 @@ def compare_run(
         "difference": {
             "searched_minus_original": _difference(summary["searched"], summary["original"]),
             "searched_minus_uniform": _difference(summary["searched"], summary["uniform"]),
-            **(
-                {f"searched_minus_{baseline}": _difference(summary["searched"], summary[baseline])}
-                if baseline
-                else {}
-            ),
+            **{
+                f"searched_minus_{name}": _difference(summary["searched"], summary[name])
+                for name in baselines
+            },
         },
         "seeds": seed_list,
         "recipe": expected["recipe"],
@@ -320,6 +334,12 @@ def trained_networks(comparison: dict) -> list[str]:
     return [name for name in (*NETWORKS, *BASELINES) if name in comparison]
 
 
+def width_ratio_range(widths: Widths, original: Widths) -> tuple[float, float]:
+    """The least and the most of each width over the original's."""
+    ratios = [widths[name] / original[name] for name in original]
+    return min(ratios), max(ratios)
+
+
 def noisy_speeds(comparison: dict) -> bool:
     """Whether any network's speed rounds spread beyond ``NOISY_SPEED`` (a busy machine)."""
     return any(
@@ -350,6 +370,13 @@ def comparison_table(comparison: dict) -> str:
             + (f" (paired standard error {100 * se:.2f})" if se is not None else "")
             + f", top-5 {100 * difference['top5']:+.2f}"
         )
+    ratios = [
+        f"{name} {low:.2f}–{high:.2f}"
+        for name in trained_networks(comparison)
+        if name != "original"
+        for low, high in [width_ratio_range(comparison[name]["widths"], comparison["original"]["widths"])]
+    ]
+    lines.append("widths over the original's (least–most): " + "; ".join(ratios))
     if "latency_precision" in comparison:
         threads = comparison.get("latency_threads", 0)
         lines.append(

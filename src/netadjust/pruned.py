@@ -131,9 +131,10 @@ def pruning_plan(model: nn.Module, widths: Widths, example: torch.Tensor, what: 
 def pruned_to_budget(
     plan: PruningPlan, cost: Callable[[Widths], float], budget: float
 ) -> tuple[Widths, float]:
-    """The widths at the least pruning ratio (bisected) whose cost is within the budget."""
-    low, high = 0.0, 1.0
-    best = plan.widths(high)
+    """The widths at the least pruning ratio (bisected) whose cost is within the budget;
+    refused in one line where no ratio below 1 reaches it (Torch-Pruning leaves any group
+    it would empty, so ratio 1 is the unpruned network, never a fallback)."""
+    low, high, best = 0.0, 1.0, None
     for _ in range(16):
         middle = (low + high) / 2
         widths = plan.widths(middle)
@@ -141,6 +142,11 @@ def pruned_to_budget(
             low = middle
         else:
             high, best = middle, widths
+    if best is None:
+        raise UserError(
+            f"--baseline pruned: no pruning ratio brings the wide network within the searched network's "
+            f"cost ({budget:,.0f}; at ratio {low:.4f}: {cost(plan.widths(low)):,.0f})"
+        )
     return best, high
 
 

@@ -7,7 +7,7 @@ import json
 from itertools import groupby
 from pathlib import Path
 
-from .compare import NOISY_SPEED, mean_spread, noisy_speeds, trained_networks
+from .compare import NOISY_SPEED, mean_spread, noisy_speeds, trained_networks, width_ratio_range
 from .config import BUDGET_TOLERANCE
 from .errors import UserError
 from .export import build_call
@@ -99,6 +99,33 @@ def plot_widths(run: Run, path: Path) -> None:
     axes.legend(loc="upper left", fontsize=8)
     title = network_name(run.config.model)
     axes.set_title(f"{title}: widths per layer, forward order", pad=18)
+    _save(figure, path)
+
+
+def plot_allocation(run: Run, comparison: dict, path: Path) -> None:
+    """Each width's channels over the original's, for the searched network and every other
+    network the comparison trained (log scale): who moved capacity where."""
+    plt = _pyplot()
+    original = run.final.original_widths
+    names = list(original)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2), 4.2))
+    x = range(len(names))
+    axes.axhline(1.0, color="0.35", linewidth=1.4, label="original")
+    for name in trained_networks(comparison):
+        if name == "original" or comparison[name].get("same_as"):
+            continue
+        widths = comparison[name]["widths"]
+        style = {"searched": ("o-", "tab:blue"), "uniform": ("--", "0.6")}.get(name, (".-", None))
+        axes.plot(
+            x, [widths[n] / original[n] for n in names], style[0], color=style[1], markersize=3.5,
+            linewidth=1.4, label=name,
+        )  # fmt: skip
+    _mark_stages(axes, names)
+    axes.set_yscale("log")
+    axes.set_ylabel("channels / original's")
+    axes.grid(axis="y", alpha=0.3, which="both")
+    axes.legend(loc="upper left", fontsize=8)
+    axes.set_title(f"{network_name(run.config.model)}: each width over the original's, at equal cost", pad=18)
     _save(figure, path)
 
 
@@ -368,14 +395,23 @@ def _comparison_section(run_dir: Path) -> list[str]:
             )
             + f", {100 * difference['top5']:+.2f} top-5."
         )
-    if "pruned" in comparison:
-        pruning = comparison["pruned"]["pruning"]
-        lines += [
-            "",
-            f"Pruned: the original at 2× its widths, trained for the search's epochs per iteration, "
-            f"pruned by {pruning['importance']} ({pruning['pruning_ratio']:.1%} of its channels) to the "
-            "searched network's cost, then rescaled onto it in this space.",
-        ]
+    counterparts = [name for name in trained_networks(comparison) if "pruning" in comparison[name]]
+    if counterparts:
+        lines += ["", "The pruning counterparts, each from the original at 2× its widths trained for the "
+                  "search's epochs per iteration, pruned to the searched network's cost, then rescaled "
+                  "onto it in this space (figure: `allocation.png`):", ""]  # fmt: skip
+    for name in counterparts:
+        pruning = comparison[name]["pruning"]
+        how = pruning.get("method") or f"pruned by {pruning['importance']}"
+        removed = pruning.get("removed_share", pruning.get("pruning_ratio"))
+        lines.append(f"- {name}: {how}; {removed:.1%} of the wide network's channels removed.")
+    ratios = {
+        name: width_ratio_range(comparison[name]["widths"], comparison["original"]["widths"])
+        for name in trained_networks(comparison)
+        if name != "original"
+    }
+    lines += ["", "Widths over the original's (least – most): " + "; ".join(
+        f"{name} {low:.2f}–{high:.2f}" for name, (low, high) in ratios.items()) + "."]  # fmt: skip
     return lines
 
 
@@ -391,4 +427,8 @@ def write_report(run_dir: str | Path) -> list[Path]:
     plot_fur(run, paths[1])
     plot_progress(run, paths[2])
     write_text(paths[3], markdown(run))
+    comparison = run.path / "compare.json"
+    if run.final is not None and comparison.exists():
+        paths.append(folder / "allocation.png")
+        plot_allocation(run, json.loads(comparison.read_text()), paths[-1])
     return paths

@@ -112,6 +112,7 @@ def fit(
     resume_from: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     processes: Processes = SINGLE,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
 ) -> dict:
     """Train ``model`` from its current weights; return per-epoch loss/accuracy and seconds.
 
@@ -122,7 +123,8 @@ def fit(
     from (seed, epoch, process), so there is no generator state to keep (the regulariser's
     masks, and any dropout of the model's own, draw from the device's default generator,
     seeded at every epoch and put back as it was when training ends). ``on_epoch``
-    receives each epoch's record and its last learning rate (for logging).
+    receives each epoch's record and its last learning rate (for logging). ``penalty`` of
+    the model is added to every step's loss (the counterparts' sparsity regularisers).
 
     With several ``processes`` (torchrun), each trains a DistributedDataParallel replica on
     its share of every global batch of ``recipe.batch_size`` x processes images.
@@ -192,7 +194,7 @@ def fit(
                 if world > 1:  # DDP averages over processes: weigh each by its share of the batch
                     loss = loss * (len(labels) * world / batch_total)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(loss if penalty is None else loss + penalty(model)).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 sums[0] += loss.detach() * (batch_total / world)

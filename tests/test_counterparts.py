@@ -1,0 +1,141 @@
+"""The pruning counterparts that choose widths (``compare --baseline slimming depgraph``):
+the channels their scores keep, their sparsity training, the budget they meet, and the
+budgets and spaces they refuse."""
+
+import json
+
+import pytest
+import torch
+
+import netadjust
+from conftest import in_process as cli
+from conftest import write_mnist_like
+from netadjust.config import DataConfig, Recipe
+from netadjust.cost import measure
+from netadjust.counterparts import (
+    channel_parts,
+    depgraph_penalty,
+    group_norms,
+    norm_scales,
+    slimming_penalty,
+    slimming_scores,
+    thresholded_to_budget,
+)
+from netadjust.data import prepare_data
+from netadjust.errors import UserError
+from netadjust.rundir import read_run
+from netadjust.spaces import ModelSpec, base_widths, build
+from netadjust.train import train_network
+
+SPEC = ModelSpec("plain20", num_classes=10, in_channels=1, image_size=28, width_mult=0.25)
+
+
+def hand_set(model, widths, small: dict[str, list[int]]):
+    """Every norm scale 1, except the channels ``small`` names, scaled to 0.01."""
+    parts = channel_parts(model, SPEC, widths, "the test net")
+    scales = norm_scales(model)
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in scales:
+            parameters[name].fill_(1.0)
+        for width, channels in small.items():
+            for entry, dim, first, per in parts[width]:
+                if entry in scales:
+                    parameters[entry].movedim(dim, 0)[[first + per * c for c in channels]] = 0.01
+    return parts
+
+
+def test_hand_set_norm_scales_prune_exactly_those_channels():
+    widths = base_widths(SPEC)
+    model = build(SPEC, widths)
+    small = {"stage1.block0.conv1": [0, 2], "stage3.block1.conv2": [1, 3, 5, 7, 9]}
+    parts = hand_set(model, widths, small)
+    scores = slimming_scores(model, parts, widths, "the test net")
+    channels = lambda w: sum(w.values())  # noqa: E731 (channels as the cost)
+    kept, removed = thresholded_to_budget(scores, channels, channels(widths) - 7, "the test net")
+    assert kept == {name: width - len(small.get(name, [])) for name, width in widths.items()}
+    assert removed == pytest.approx(7 / channels(widths))
+    with pytest.raises(UserError, match="even one channel per width"):
+        thresholded_to_budget(scores, channels, len(widths) - 1, "the test net")
+    with pytest.raises(UserError, match="nothing to prune"):
+        thresholded_to_budget(scores, channels, channels(widths), "the test net")
+
+
+def test_group_norms_count_every_parameter_of_a_channel():
+    widths = base_widths(SPEC)
+    model = build(SPEC, widths)
+    parts = channel_parts(model, SPEC, widths, "the test net")
+    name = "stage2.block1.conv1"
+    conv1 = model.get_submodule("stage2.block1.conv1")
+    bn1 = model.get_submodule("stage2.block1.bn1")
+    conv2 = model.get_submodule("stage2.block1.conv2")
+    expected = (
+        conv1.weight.pow(2).flatten(1).sum(1)
+        + bn1.weight.pow(2)
+        + bn1.bias.pow(2)
+        + conv2.weight.pow(2).transpose(0, 1).flatten(1).sum(1)
+    ).sqrt()
+    if conv1.bias is not None:
+        expected = (expected.pow(2) + conv1.bias.pow(2)).sqrt()
+    assert torch.allclose(group_norms(model, parts, widths)[name], expected.detach())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_mnist_like(tmp_path_factory.mktemp("counterparts") / "data", n_train=300, n_test=100)
+
+
+@pytest.mark.parametrize("method", ["slimming", "depgraph"])
+def test_the_sparsity_training_lowers_the_regularised_scores(data, method):
+    config = DataConfig(dataset="mnist", data_dir=str(data), train_limit=300)
+    prepared = prepare_data(config, 0, torch.device("cpu"), hold_out=False)
+    widths = base_widths(SPEC)
+    recipe = Recipe(epochs=2, batch_size=50, lr=0.05)
+    with torch.device("meta"):
+        parts = channel_parts(build(SPEC, widths), SPEC, widths, "the test net")
+    strength = 0.5  # strong, so that 12 steps show it
+    penalty = (
+        slimming_penalty(strength) if method == "slimming" else depgraph_penalty(parts, widths, strength)
+    )
+
+    def scores(model):
+        found = (
+            slimming_scores(model, parts, widths, "the test net")
+            if method == "slimming"
+            else group_norms(model, parts, widths)
+        )
+        return torch.cat(list(found.values())).mean()
+
+    plain, _ = train_network(SPEC, widths, prepared, recipe, seed=0, label="plain")
+    sparse, _ = train_network(SPEC, widths, prepared, recipe, seed=0, label="sparse", penalty=penalty)
+    assert scores(sparse) < 0.8 * scores(plain)
+
+
+def tiny_run(data, out) -> str:
+    netadjust.search(
+        space="resnet18", dataset="mnist", data_dir=str(data), width_mult=0.25, train_limit=300,
+        val_limit=100, test_limit=100, epochs=1, iterations=1, repeats=1, k=2, out=str(out),
+        log=lambda line: None,
+    )  # fmt: skip
+    return str(out)
+
+
+def test_compare_trains_each_counterpart_at_the_searched_cost(data, tmp_path):
+    run_dir = tiny_run(data, tmp_path / "run")
+    result = cli("compare", run_dir, "--baseline", "slimming", "depgraph", "--seeds", "2", "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads((tmp_path / "run/compare.json").read_text())
+    spec = read_run(run_dir).final.model
+    budget = measure(spec, comparison["searched"]["widths"], "macs")
+    original = read_run(run_dir).final.original_widths
+    for name in ("slimming", "depgraph"):
+        record = json.loads((tmp_path / f"run/compare/{name}.json").read_text())
+        assert abs(measure(spec, record["widths"], "macs") / budget - 1) <= 0.01
+        assert record["wide_widths"] == {width: 2 * channels for width, channels in original.items()}
+        assert 0 < record["removed_share"] < 1 and record["pruned_widths"] != record["wide_widths"]
+        assert len(comparison[name]["top1"]) == 2 and f"searched_minus_{name}" in comparison["difference"]
+        assert f"searched − {name}" in result.stdout
+    assert "widths over the original's" in result.stdout
+    assert cli("report", run_dir).returncode == 0
+    assert (tmp_path / "run/report/allocation.png").stat().st_size > 0
+    assert "Searched − depgraph" in (tmp_path / "run/report/report.md").read_text()
