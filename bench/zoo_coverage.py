@@ -110,14 +110,24 @@ def outcome(model: str) -> dict:
     }
 
 
+TRANSFORMERS = ("torchvision:vit_", "torchvision:swin_", "torchvision:maxvit")  # not CNNs
+
+
 def summary() -> str:
     records = [json.loads(line) for line in RECORDS.read_text().splitlines()]
     counts: dict[str, int] = {}
     for record in records:
         counts[record["status"]] = counts.get(record["status"], 0) + 1
+    cnns = [record for record in records if not record["model"].startswith(TRANSFORMERS)]
+    searched = sum(record["status"] == "searched" for record in cnns)
+    held = sum(record["status"] == "searched" and record.get("held", 0) > 0 for record in cnns)
+    slowest = max(records, key=lambda record: record["inspect_seconds"])
     lines = [
         f"{len(records)} models: "
         + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())),
+        f"CNNs (all but the vision transformers: ViT, Swin, MaxViT): {searched} of {len(cnns)} searched "
+        f"({searched / max(1, len(cnns)):.0%}), {held} of them with some widths held at their size; "
+        f"slowest inspect {slowest['inspect_seconds']:.1f} s ({slowest['model']})",
         "",
         "| model | side | widths (held) | MACs | inspect s | outcome | searched MACs (changed) or reason |",
         "|---|---:|---:|---:|---:|---|---|",
@@ -153,7 +163,9 @@ def document(planned: int) -> str:
         "at the smallest side a refusal names where a model cannot run at that size) and a\n"
         f"one-iteration search on 300 Fashion-MNIST images (`{' '.join(SEARCH)}`).\n"
         "Hardware: a 2-core x86-64 VM, one thread per job, other jobs running beside it: the\n"
-        "seconds are an upper bound.\n\n" + (partial if done < planned else "") + summary() + "\n"
+        "seconds are an upper bound. Widths (held): the searchable widths, and in brackets those\n"
+        "held at their size because the model splits or slices them by counts fixed when it was\n"
+        "built (docs/models.md).\n\n" + (partial if done < planned else "") + summary() + "\n"
     )
 
 
