@@ -14,10 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import in_process, netadjust, write_mnist_like
-from netadjust.anymodel import checked_plan, discover, rebuild, width_shares
+from netadjust.anymodel import discover
 from netadjust.cost import count, model_cost
 from netadjust.errors import UserError
+from netadjust.resize import rebuild, width_shares
 from netadjust.spaces import ModelSpec, base_widths, build
+from netadjust.usermodel import checked_plan
 from test_cli import assert_user_error, dry_run
 
 pytest.importorskip("torch_pruning")
@@ -324,8 +326,8 @@ def net(num_classes, in_channels, width=8):
 
 
 def test_masking_a_width_at_its_sites_removes_its_channel_from_every_addend(tmp_path):
-    from netadjust.anymodel import user_model
     from netadjust.channel_drop import ChannelDrop
+    from netadjust.usermodel import user_model
 
     (tmp_path / "residual.py").write_text(RESIDUAL_NET)
     spec = ModelSpec(model=f"{tmp_path / 'residual.py'}:net", in_channels=3, image_size=16)
@@ -650,8 +652,8 @@ def without_channel(model, group, channel):
 @pytest.mark.parametrize("width", ["conv0", "4.conv1", "4.conv2", "5.conv2"])
 def test_zeroing_a_channel_at_its_drop_sites_equals_cutting_it_out(tmp_path, width):
     # the property FUR rests on: what the masks do is what a narrower network would compute
-    from netadjust.anymodel import user_model, user_plan
     from netadjust.channel_drop import on_site, site_modules
+    from netadjust.usermodel import user_model, user_plan
 
     (tmp_path / "residual.py").write_text(RESIDUAL_NET)
     spec = ModelSpec(model=f"{tmp_path / 'residual.py'}:net", in_channels=3, image_size=16)

@@ -1,39 +1,29 @@
 """The widths of a user's own ``nn.Module``: its coupled channels found by Torch-Pruning's
-dependency graph (the optional extra ``netadjust[models]``), and the model rebuilt at other
-widths.
+dependency graph (the optional extra ``netadjust[models]``), and where each width's
+channels are dropped. ``resize.py`` rebuilds the model at other widths; ``usermodel.py``
+checks a plan and serves it to the search.
 
 A *group* is a set of channels that must keep one width: a layer's outputs and every input
 that reads them, through residual additions, depthwise convolutions, gates and flattening.
 Each layer's size is then a sum over the groups it touches: a width times how many of the
 layer's channels one channel of the group occupies (1, or a linear layer's block of
 inputs after a flatten), plus what no group owns (the image's channels, the classes).
-Rebuilt layers are new modules with their own initialisation: each iteration trains from
-scratch, so weights are not kept (nor is any custom initialisation of the user's).
-
-Torch-Pruning treats operations it does not know as element-wise (a zero-padded shortcut, a
-channel shuffle). So every plan is checked before use: rebuilt at two seeded random width
-sets, the model must run, give the same output shape, and be found to have exactly those
-widths; anything else is refused.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import math
-import random
 import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from .channel_drop import INPUT, LAST
-from .config import ModelSpec, Widths
+from .config import Widths
 from .dependency import DISCOVERY_SECONDS, DiscoveryTooLong, indexed_groups, require_torch_pruning
 from .errors import UserError
-from .factories import check_runs, first_line, instantiate
+from .factories import first_line
 
 RESIZABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
@@ -342,223 +332,5 @@ def drop_sites(
     return tuple(site(name, "out") for name in whole)
 
 
-def rebuild(model: nn.Module, plan: Plan, widths: Widths) -> nn.Module:
-    """A copy of ``model`` with its resizable layers sized for ``widths`` (freshly initialised)."""
-    unknown = sorted(set(widths) ^ set(plan.widths))
-    if unknown:
-        raise UserError(f"widths {unknown[:3]} do not match the model's; `netadjust inspect` lists them")
-    off_grid = [name for name, width in widths.items() if width % plan.multiples.get(name, 1)]
-    if off_grid:
-        name = off_grid[0]
-        raise UserError(
-            f"width {name} is {widths[name]}, not a multiple of {plan.multiples[name]} (the groups of its "
-            "grouped layers); `netadjust inspect` shows each width's multiple"
-        )
-    sizes = dict(plan.fixed)
-    for group in plan.groups:
-        for key, per_channel in group.members.items():
-            sizes[key] = sizes.get(key, 0) + per_channel * widths[group.name]
-    copied = copy.deepcopy(model).to(torch.empty(()).device)  # the meta device when counting costs
-    for name, module in list(copied.named_modules()):
-        if isinstance(module, RESIZABLE):
-            _resize(name, module, sizes.get((name, "in"), 0), sizes[(name, "out")])
-    for name, (dim, value) in plan.parameters.items():  # layer scales: at the value they start at
-        owner, _, attribute = name.rpartition(".")
-        old = copied.get_parameter(name)
-        shape = (*old.shape[:dim], sizes[(name, "param")], *old.shape[dim + 1 :])
-        new = torch.full(shape, value, dtype=old.dtype, device=old.device)
-        setattr(copied.get_submodule(owner), attribute, nn.Parameter(new, old.requires_grad))
-    return copied
-
-
-def _resize(name: str, module: nn.Module, inputs: int, outputs: int) -> None:
-    """Resize ``module`` in place to ``inputs`` -> ``outputs`` channels: its class (a user's
-    subclass with a fused activation or standardised weights) and its other attributes stay,
-    its parameters and buffers are new and initialised by the class's own reset; a
-    subclass's own tensor per output channel (a standardised convolution's gain) starts at
-    the mean of its old values."""
-    extra = {
-        tensor_name: tensor
-        for tensor_name, tensor in [
-            *module.named_parameters(recurse=False),
-            *module.named_buffers(recurse=False),
-        ]
-        if tensor.dim() > 0 and tensor.shape[0] == sides(module)["out"]
-    }
-    if isinstance(module, nn.Linear):
-        module.in_features, module.out_features = inputs, outputs
-        shapes = {"weight": (outputs, inputs), "bias": (outputs,)}
-    elif isinstance(module, nn.BatchNorm2d):
-        module.num_features = outputs
-        shapes = {tensor: (outputs,) for tensor in ("weight", "bias", "running_mean", "running_var")}
-    elif isinstance(module, nn.LayerNorm):
-        module.normalized_shape = (outputs,)
-        shapes = {"weight": (outputs,), "bias": (outputs,)}
-    elif isinstance(module, nn.GroupNorm):
-        if outputs % module.num_groups:
-            raise UserError(f"{name}: {outputs} channels do not divide into its {module.num_groups} groups")
-        module.num_channels = outputs
-        shapes = {"weight": (outputs,), "bias": (outputs,)}
-    else:
-        groups = outputs if is_depthwise(module) else module.groups
-        inputs = outputs if is_depthwise(module) else inputs  # its inputs are its outputs' channels
-        if inputs % groups or outputs % groups:
-            raise UserError(f"{name}: {inputs} -> {outputs} channels do not divide into its {groups} groups")
-        module.in_channels, module.out_channels, module.groups = inputs, outputs, groups
-        shapes = {"weight": (outputs, inputs // groups, *module.kernel_size), "bias": (outputs,)}
-    for tensor_name, shape in shapes.items():
-        old = getattr(module, tensor_name, None)
-        if old is None:
-            continue
-        new = torch.empty(shape, dtype=old.dtype, device=old.device)
-        setattr(
-            module,
-            tensor_name,
-            nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new,
-        )
-    module.reset_parameters()
-    for tensor_name, old in extra.items():
-        if tensor_name not in shapes:
-            value = 0.0 if old.is_meta else float(old.detach().double().mean())
-            new = torch.full((outputs, *old.shape[1:]), value, dtype=old.dtype, device=old.device)
-            setattr(
-                module,
-                tensor_name,
-                nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new,
-            )
-
-
 def is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and 1 < module.groups == module.in_channels == module.out_channels
-
-
-def width_shares(model: nn.Module, plan: Plan, widths: Widths, input_shape: tuple[int, ...]) -> dict:
-    """Per measure ("macs", "params") and width, ``f_i = c_i dF/dc_i`` of ``model`` built at
-    ``widths``, from one traced pass. A layer's MACs and its weight are proportional to its
-    input and to its output channels (a depthwise convolution's to its outputs only), its
-    biases and norm scales to its outputs; each side is a sum of widths times channels per
-    width, so a width's share of a side takes that share of the layer's cost. Exact, as a
-    central difference of the traced count is, without rebuilding the model twice per width."""
-    counter = FlopCounterMode(display=False)
-    device = next(model.parameters()).device
-    with counter, torch.no_grad():
-        model.eval()(torch.zeros((1, *input_shape), device=device))
-    flops, prefix = counter.get_flop_counts(), type(model).__name__
-    modules = dict(model.named_modules())
-    shares: dict[str, dict[str, float]] = {"macs": {}, "params": {}}
-    for group in plan.groups:
-        macs = params = 0.0
-        for (name, side), per_channel in group.members.items():
-            if side == "param":  # a layer scale: one entry per channel
-                params += per_channel * widths[group.name] * model.get_parameter(name).requires_grad
-                continue
-            module = modules[name]
-            if side == "in" and is_depthwise(module):
-                continue  # its inputs are its outputs' channels
-            fraction = per_channel * widths[group.name] / sides(module)[side]
-            macs += fraction * sum(flops.get(f"{prefix}.{name}", {}).values()) / 2
-            params += fraction * sum(
-                p.numel()
-                for p in module.parameters(recurse=False)
-                if p.requires_grad and (side == "out" or p.dim() > 1)
-            )
-        shares["macs"][group.name], shares["params"][group.name] = macs, params
-    return shares
-
-
-@functools.lru_cache(maxsize=8)
-def user_plan(spec: ModelSpec) -> tuple[nn.Module, Plan]:
-    """The user's model of ``spec`` (at its own widths, on the CPU) and its checked plan."""
-    require_torch_pruning()  # before the user's code is imported
-    with torch.device("cpu"):
-        model = instantiate(spec.model, spec.num_classes, spec.in_channels, spec.model_args)
-        refuse_unsupported(model)  # by name, before the model is run
-        check_runs(model, spec.model, spec.in_channels, spec.image_size)
-        example = torch.randn(
-            2, spec.in_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)
-        )
-        return model, checked_plan(model, example)
-
-
-def user_model(spec: ModelSpec, widths: Widths) -> nn.Module:
-    """The user's model rebuilt at ``widths``, with the drop sites of its widths."""
-    model, plan = user_plan(spec)
-    rebuilt = rebuild(model, plan, widths)
-    rebuilt.drop_sites = {
-        group.name: group.sites if len(group.sites) > 1 else group.sites[0] for group in plan.groups
-    }
-    return rebuilt
-
-
-def random_widths(plan: Plan, seed: int) -> Widths:
-    """Seeded widths between half and twice each group's, on each width's multiple."""
-    rng = random.Random(seed)
-    widths = {}
-    for group in plan.groups:
-        multiple = plan.multiples.get(group.name, 1)
-        widths[group.name] = multiple * max(1, round(group.width * rng.uniform(0.5, 2.0) / multiple))
-    return widths
-
-
-def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
-    """``discover``, then the check that makes its plan safe to use (see the module's text);
-    a width that the model cannot run without (a split by a count fixed when it was built)
-    is held at its size."""
-    plan = discover(model, example)
-    if not plan.groups:
-        raise UserError(
-            "no searchable widths found in this model (no convolution or linear layer feeds another)"
-        )
-    with torch.no_grad():
-        shape = model.eval()(example).shape
-    plan = without_breaking_widths(model, plan, example)
-    for seed in (0, 1):
-        widths = random_widths(plan, seed)
-        try:
-            output = run_at(model, plan, widths, example)
-        except (RuntimeError, ValueError) as error:
-            raise UserError(
-                f"the model does not run at other widths ({first_line(error)}); refusing it"
-            ) from None
-        if output.shape != shape:
-            raise UserError(
-                f"at other widths the model's output is {tuple(output.shape)}, not {tuple(shape)}"
-            )
-        again = discover(rebuild(model, plan, widths), example).widths
-        if any(again.get(name) != width for name, width in widths.items()):
-            differing = [name for name in widths if again.get(name) != widths[name]][:3]
-            raise UserError(
-                f"the model rebuilt at other widths is not found again as built (widths {differing}): "
-                "some operation ties channels in a way netadjust cannot follow; refusing it"
-            )
-    return plan
-
-
-def run_at(model: nn.Module, plan: Plan, widths: Widths, example: torch.Tensor) -> torch.Tensor:
-    rebuilt = rebuild(model, plan, widths).eval()
-    with torch.no_grad():
-        return rebuilt(example)
-
-
-def without_breaking_widths(model: nn.Module, plan: Plan, example: torch.Tensor) -> Plan:
-    """``plan`` with each width held at its size whose change alone stops the model from
-    running (its code splits or slices channels by a count fixed when it was built); the
-    plan itself where the model runs at seeded random widths."""
-    widths = random_widths(plan, 0)
-    try:
-        run_at(model, plan, widths, example)
-        return plan
-    except (RuntimeError, ValueError) as error:
-        failure = first_line(error)
-    reasons = {}
-    for group in plan.groups:
-        step = plan.multiples.get(group.name, 1)
-        for changed in (max(step, group.width // 2 // step * step), 2 * group.width):  # narrower, wider
-            try:
-                run_at(model, plan, {**plan.widths, group.name: changed}, example)
-            except (RuntimeError, ValueError) as error:
-                reasons[group.name] = f"the model does not run when it changes ({first_line(error)})"
-                break
-    if not reasons:
-        raise UserError(f"the model does not run at other widths ({failure}); refusing it")
-    return holding(plan, reasons)

@@ -263,8 +263,9 @@ def inspect_model(
 ) -> InspectReport:
     """The searchable widths of the model the factory ``model`` (pkg.module:factory or
     file.py:factory) returns, checked by rebuilding it at other widths (``anymodel``)."""
-    from .anymodel import user_plan, width_shares
     from .dependency import require_torch_pruning
+    from .resize import width_shares
+    from .usermodel import user_plan
 
     require_torch_pruning()  # before the user's code is imported
     for name, value in (

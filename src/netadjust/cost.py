@@ -63,7 +63,7 @@ def sensitivities(spec: ModelSpec, widths: Widths, budget: str = "macs") -> dict
     the stream does not take it over in the CIFAR expression), which a difference of the
     traced count cannot tell: there F has a kink, and neither one-sided difference matches
     the reference everywhere. A user's model is traced once too: its plan says which layer
-    sides each width sizes (``anymodel.width_shares``). Elsewhere F has no kink and is at
+    sides each width sizes (``resize.width_shares``). Elsewhere F has no kink and is at
     most quadratic in each single width, so a central difference (at width 1 the one-sided
     three-point one) of the traced count is exact.
     """
@@ -90,7 +90,8 @@ def sensitivities(spec: ModelSpec, widths: Widths, budget: str = "macs") -> dict
 
 @lru_cache(maxsize=1024)
 def _user_shares(spec: ModelSpec, widths_key: tuple[tuple[str, int], ...]) -> dict[str, dict]:
-    from .anymodel import user_plan, width_shares
+    from .resize import width_shares
+    from .usermodel import user_plan
 
     _, plan = user_plan(spec)
     with torch.device("meta"):

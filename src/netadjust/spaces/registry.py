@@ -112,7 +112,7 @@ def space_names() -> list[str]:
 def space_of(spec: ModelSpec) -> SearchSpace:
     """The space ``spec`` names, or the one made of the user's model ``spec.model``."""
     if spec.model is not None:
-        from ..anymodel import user_model, user_plan
+        from ..usermodel import user_model, user_plan
 
         return SearchSpace(spec.model, "your model", lambda spec: user_plan(spec)[1].widths, user_model)
     return get_space(spec.space)
@@ -126,7 +126,7 @@ def width_multiples(spec: ModelSpec) -> dict[str, int]:
     """Per width, the number its channels must divide by: the groups of the grouped
     convolutions and group norms it sizes in a user's model; 1 in the built-in spaces."""
     if spec.model is not None:
-        from ..anymodel import user_plan
+        from ..usermodel import user_plan
 
         return dict(user_plan(spec)[1].multiples)
     return dict.fromkeys(base_widths(spec), 1)

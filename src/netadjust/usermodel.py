@@ -1,0 +1,122 @@
+"""A user's model served to the search: built from its factory, its plan discovered and
+checked, and rebuilt at the widths asked for with their drop sites.
+
+Torch-Pruning treats operations it does not know as element-wise (a zero-padded shortcut, a
+channel shuffle). So every plan is checked before use: a width whose change alone stops the
+model from running is held at its size; then, rebuilt at two seeded random width sets, the
+model must run, give the same output shape, and be found to have exactly those widths;
+anything else is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import torch
+from torch import nn
+
+from .anymodel import Plan, discover, holding, refuse_unsupported
+from .config import ModelSpec, Widths
+from .dependency import require_torch_pruning
+from .errors import UserError
+from .factories import check_runs, first_line, instantiate
+from .resize import rebuild
+
+
+@functools.lru_cache(maxsize=8)
+def user_plan(spec: ModelSpec) -> tuple[nn.Module, Plan]:
+    """The user's model of ``spec`` (at its own widths, on the CPU) and its checked plan."""
+    require_torch_pruning()  # before the user's code is imported
+    with torch.device("cpu"):
+        model = instantiate(spec.model, spec.num_classes, spec.in_channels, spec.model_args)
+        refuse_unsupported(model)  # by name, before the model is run
+        check_runs(model, spec.model, spec.in_channels, spec.image_size)
+        example = torch.randn(
+            2, spec.in_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)
+        )
+        return model, checked_plan(model, example)
+
+
+def user_model(spec: ModelSpec, widths: Widths) -> nn.Module:
+    """The user's model rebuilt at ``widths``, with the drop sites of its widths."""
+    model, plan = user_plan(spec)
+    rebuilt = rebuild(model, plan, widths)
+    rebuilt.drop_sites = {
+        group.name: group.sites if len(group.sites) > 1 else group.sites[0] for group in plan.groups
+    }
+    return rebuilt
+
+
+def random_widths(plan: Plan, seed: int) -> Widths:
+    """Seeded widths between half and twice each group's, on each width's multiple."""
+    rng = random.Random(seed)
+    widths = {}
+    for group in plan.groups:
+        multiple = plan.multiples.get(group.name, 1)
+        widths[group.name] = multiple * max(1, round(group.width * rng.uniform(0.5, 2.0) / multiple))
+    return widths
+
+
+def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
+    """``discover``, then the check that makes its plan safe to use (see the module's text);
+    a width that the model cannot run without (a split by a count fixed when it was built)
+    is held at its size."""
+    plan = discover(model, example)
+    if not plan.groups:
+        raise UserError(
+            "no searchable widths found in this model (no convolution or linear layer feeds another)"
+        )
+    with torch.no_grad():
+        shape = model.eval()(example).shape
+    plan = without_breaking_widths(model, plan, example)
+    for seed in (0, 1):
+        widths = random_widths(plan, seed)
+        try:
+            output = run_at(model, plan, widths, example)
+        except (RuntimeError, ValueError) as error:
+            raise UserError(
+                f"the model does not run at other widths ({first_line(error)}); refusing it"
+            ) from None
+        if output.shape != shape:
+            raise UserError(
+                f"at other widths the model's output is {tuple(output.shape)}, not {tuple(shape)}"
+            )
+        again = discover(rebuild(model, plan, widths), example).widths
+        if any(again.get(name) != width for name, width in widths.items()):
+            differing = [name for name in widths if again.get(name) != widths[name]][:3]
+            raise UserError(
+                f"the model rebuilt at other widths is not found again as built (widths {differing}): "
+                "some operation ties channels in a way netadjust cannot follow; refusing it"
+            )
+    return plan
+
+
+def run_at(model: nn.Module, plan: Plan, widths: Widths, example: torch.Tensor) -> torch.Tensor:
+    rebuilt = rebuild(model, plan, widths).eval()
+    with torch.no_grad():
+        return rebuilt(example)
+
+
+def without_breaking_widths(model: nn.Module, plan: Plan, example: torch.Tensor) -> Plan:
+    """``plan`` with each width held at its size whose change alone stops the model from
+    running (its code splits or slices channels by a count fixed when it was built); the
+    plan itself where the model runs at seeded random widths."""
+    widths = random_widths(plan, 0)
+    try:
+        run_at(model, plan, widths, example)
+        return plan
+    except (RuntimeError, ValueError) as error:
+        failure = first_line(error)
+    reasons = {}
+    for group in plan.groups:
+        step = plan.multiples.get(group.name, 1)
+        for changed in (max(step, group.width // 2 // step * step), 2 * group.width):  # narrower, wider
+            try:
+                run_at(model, plan, {**plan.widths, group.name: changed}, example)
+            except (RuntimeError, ValueError) as error:
+                reasons[group.name] = f"the model does not run when it changes ({first_line(error)})"
+                break
+    if not reasons:
+        raise UserError(f"the model does not run at other widths ({failure}); refusing it")
+    return holding(plan, reasons)
