@@ -135,7 +135,7 @@ def test_report_writes_valid_figures_and_a_summary(run, tmp_path):
     assert 'rebuild it in Python with: netadjust.build("resnet20", ' in printed.stdout
 
     # the three panels of progress.png share one x-axis, whose last tick is the result
-    from netadjust.report import progress_figure
+    from netadjust.figures import progress_figure
 
     figure = progress_figure(read_run(run.out))
     assert len({axes.get_xlim() for axes in figure.axes}) == 1
