@@ -10,7 +10,7 @@ model already there is skipped, so an interrupted run continues; ``--again`` rep
 records of the models named with ``--only``); ``--summary`` writes the table
 ``bench/results/zoo_coverage.md`` from those records. A model refused for its input size is
 tried again at the smallest side the refusal names. ``--retime`` times ``inspect`` again for
-every record, one after another on an otherwise idle machine, and keeps the new seconds.
+every record (or the ``--only`` models) and keeps the new seconds.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def main() -> None:
     parser.add_argument("--retime", action="store_true", help="time inspect again for every record")
     args = parser.parse_args()
     if args.retime:
-        retime()
+        retime(args.only)
         return
     everything = [f"torchvision:{name}" for name in torchvision_names()] + [f"timm:{n}" for n in TIMM]
     if args.summary:
@@ -206,10 +206,12 @@ def main() -> None:
         print(f"{model}: {record['status']} {record.get('reason', '')}", flush=True)
 
 
-def retime() -> None:
-    """Each record's inspect, timed again (nothing else running: the seconds are comparable)."""
+def retime(only: list[str] | None) -> None:
+    """Each record's inspect (or those of ``only``), timed again, one at a time."""
     records = [json.loads(line) for line in RECORDS.read_text().splitlines()]
     for record in records:
+        if only and record["model"] not in only:
+            continue
         code, _, _, seconds = netadjust(
             "inspect", "--model", record["model"], "--image-size", str(record["side"]), "--json"
         )
