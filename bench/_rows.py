@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
-from netadjust.config import DataConfig, Recipe, configured
+from netadjust.config import DataConfig, Recipe
 from netadjust.data import PreparedData, prepare_data
 from netadjust.rundir import Run, read_run
+from netadjust.settings import configured
 
 RUNS = Path(__file__).resolve().parent / "results" / "runs"
 

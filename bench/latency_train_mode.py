@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from netadjust.config import LatencyConfig, Recipe, configured
+from netadjust.config import LatencyConfig, Recipe
 from netadjust.data import load
 from netadjust.latency import LatencyModel, LatencyTable
+from netadjust.settings import configured
 from netadjust.spaces import ModelSpec, base_widths, build
 from netadjust.speed import using_threads
 from netadjust.train import fit

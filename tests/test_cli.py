@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import in_process, netadjust, write_cifar, write_mnist_like
-from netadjust.config import Recipe, as_settings
+from netadjust.config import Recipe
 from netadjust.presets import TRAINING, final_training
+from netadjust.settings import as_settings
 from netadjust.spaces import ModelSpec, base_widths
 from test_cost import REFERENCE_RESNET20_CIFAR100
 

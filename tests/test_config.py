@@ -10,18 +10,10 @@ import pytest
 import netadjust
 from netadjust.cli import build_parser
 from netadjust.commands import search_config
-from netadjust.config import (
-    Flag,
-    ModelSpec,
-    Recipe,
-    SearchConfig,
-    as_settings,
-    configured,
-    flags,
-    known_settings,
-)
+from netadjust.config import ModelSpec, Recipe, SearchConfig
 from netadjust.errors import UserError
 from netadjust.presets import FINAL_TRAINING, PAPER_IMAGENET, PAPER_IMAGENET_FINAL, PRESETS
+from netadjust.settings import Flag, as_settings, configured, flags, known_settings
 
 STRINGS = {"space": "resnet56", "dataset": "mnist", "data_dir": "/d", "device": "cuda:1", "out": "runs/x"}
 STRINGS |= {"model": "mine.py:net", "model_args": '{"width": 4}', "latency_table": "t.json"}
@@ -150,7 +142,8 @@ def test_no_import_circles_and_only_the_api_reaches_the_loop():
 
 
 def test_a_records_keys_are_mapped_to_settings_in_one_place_and_never_ignored():
-    from netadjust.config import ModelSpec, Recipe, configured, record_settings
+    from netadjust.config import ModelSpec, Recipe
+    from netadjust.settings import configured, record_settings
 
     # Recipe.drop_rate is set by --train-drop-rate: its field name passed as a setting is refused
     with pytest.raises(TypeError, match="drop_rate"):

@@ -18,17 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .config import (
-    BUDGETS,
-    DataConfig,
-    LatencyConfig,
-    ModelSpec,
-    SearchConfig,
-    Widths,
-    configured,
-    known_settings,
-    record_settings,
-)
+from .config import BUDGETS, DataConfig, LatencyConfig, ModelSpec, SearchConfig, Widths
 from .cost import count, model_cost, sensitivities
 from .distributed import SINGLE, Processes
 from .errors import UserError
@@ -38,6 +28,7 @@ from .planning import dry_run, with_default_k_capped
 from .presets import preset_settings
 from .rundir import FinalResult, config_from_settings, read_history, read_run_settings
 from .search import run_search
+from .settings import configured, known_settings, record_settings
 from .spaces import base_widths, check_widths, get_space
 from .spaces import build as build_spec
 from .store import read_widths_file, user_path

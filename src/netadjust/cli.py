@@ -11,19 +11,10 @@ import math
 import os
 import sys
 
-from .config import (
-    BUDGETS,
-    AdjustRule,
-    DataConfig,
-    FurConfig,
-    LatencyConfig,
-    ModelSpec,
-    Recipe,
-    SearchConfig,
-    flags,
-)
+from .config import BUDGETS, AdjustRule, DataConfig, FurConfig, LatencyConfig, ModelSpec, Recipe, SearchConfig
 from .errors import UserError
 from .presets import FINAL_TRAINING, PRESETS
+from .settings import flags
 from .version import __version__
 from .wording import after_bar, one_line
 

@@ -12,17 +12,7 @@ import sys
 import time
 
 from . import api
-from .config import (
-    DataConfig,
-    LatencyConfig,
-    ModelSpec,
-    Recipe,
-    SearchConfig,
-    as_settings,
-    configured,
-    from_record,
-    known_settings,
-)
+from .config import DataConfig, LatencyConfig, ModelSpec, Recipe, SearchConfig
 from .cost import model_cost
 from .data import DATASETS, model_spec_for
 from .distributed import launch, launched_by_torchrun, local_device, start, without_flag
@@ -32,6 +22,7 @@ from .export import build_call
 from .presets import TRAINING, final_training
 from .resume import refuse_finished, resume_notes
 from .rundir import config_from_settings, read_run, read_run_settings
+from .settings import as_settings, configured, from_record, known_settings
 from .spaces import base_widths, check_widths, get_space, space_names
 from .store import user_path
 from .train import default_device

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .adjust import closest_scaling, within_budget
-from .config import BUDGET_TOLERANCE, UNITS, DataConfig, ModelSpec, Recipe, Widths, as_settings, configured
+from .config import BUDGET_TOLERANCE, UNITS, DataConfig, ModelSpec, Recipe, Widths
 from .cost import measure, model_cost
 from .counterparts import METHODS, counterpart, scorable_parts
 from .data import prepare_data
@@ -27,6 +27,7 @@ from .latency import LATENCY_TOLERANCE, latency_model, timed_precision, timing_t
 from .pruned import check_prunable, pruned_baseline, wide_network
 from .retrain import train_on_full
 from .rundir import Run, read_run
+from .settings import as_settings, configured
 from .spaces import build, width_grid
 from .speed import side_by_side, slower
 from .store import check_writable, user_path, write_json

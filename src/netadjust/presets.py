@@ -11,8 +11,9 @@ the argparse default of its ``channel_search_distributed.py``.
 
 from __future__ import annotations
 
-from .config import Recipe, as_settings, configured
+from .config import Recipe
 from .errors import UserError
+from .settings import as_settings, configured
 
 # A few minutes on a 2-core CPU: a half-width ResNet-20 on a slice of Fashion-MNIST.
 QUICK = {

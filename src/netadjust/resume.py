@@ -8,9 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import SearchConfig, known_settings
+from .config import SearchConfig
 from .errors import UserError
 from .rundir import extend_run, read_run_settings
+from .settings import known_settings
 from .store import user_path
 from .wording import plural
 

@@ -20,18 +20,9 @@ from typing import Any
 
 import torch
 
-from .config import (
-    AdjustRule,
-    DataConfig,
-    FurConfig,
-    LatencyConfig,
-    ModelSpec,
-    Recipe,
-    SearchConfig,
-    Widths,
-    from_record,
-)
+from .config import AdjustRule, DataConfig, FurConfig, LatencyConfig, ModelSpec, Recipe, SearchConfig, Widths
 from .errors import UserError
+from .settings import from_record
 from .store import append_jsonl, parse_jsonl, save_torch, user_path, write_json
 from .version import __version__
 from .wording import plural
