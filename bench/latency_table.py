@@ -24,7 +24,8 @@ import torch
 from netadjust.adjust import scale_widths
 from netadjust.config import LatencyConfig, ModelSpec
 from netadjust.cost import model_cost
-from netadjust.latency import device_description, latency_model
+from netadjust.latency import latency_model
+from netadjust.layer_table import device_description
 from netadjust.spaces import base_widths
 
 MODES = (("infer", 1), ("infer", 64), ("train", 128))

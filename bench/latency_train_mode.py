@@ -21,7 +21,8 @@ import torch
 
 from netadjust.config import LatencyConfig, Recipe
 from netadjust.data import load
-from netadjust.latency import LatencyModel, LatencyTable
+from netadjust.latency import LatencyModel
+from netadjust.layer_table import LatencyTable
 from netadjust.settings import configured
 from netadjust.spaces import ModelSpec, base_widths, build
 from netadjust.speed import using_threads

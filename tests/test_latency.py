@@ -17,7 +17,8 @@ from netadjust.adjust import filled, widest_within
 from netadjust.config import LatencyConfig, ModelSpec
 from netadjust.cost import measure, sensitivities
 from netadjust.errors import UserError
-from netadjust.latency import NOISY_ENTRY, LatencyModel, LatencyTable, device_description, latency_model
+from netadjust.latency import LatencyModel, latency_model
+from netadjust.layer_table import NOISY_ENTRY, LatencyTable, device_description
 from netadjust.spaces import base_widths, build
 from netadjust.speed import Timing, abba_ratio, block_times, time_work
 from test_cli import assert_user_error
