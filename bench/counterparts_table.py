@@ -1,0 +1,68 @@
+"""The README's table of the pruning counterparts, computed from the raw rows of
+``bench/pruned_peer.py --method METHOD`` (``bench/results/METHOD_peer.json``): per row,
+searched − each counterpart (paired by seed, mean ± standard error, from unrounded values)
+and the range of each network's widths over the original's.
+
+    .venv/bin/python bench/counterparts_table.py    # prints the Markdown table
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROWS = {  # the README's rows, in its order
+    "resnet18-x0.25-a0.5-step-current": "ResNet-18 ×0.25, `--preset fmnist --step current`",
+    "resnet18-x0.25-a0.5": "ResNet-18 ×0.25, `--preset fmnist`",
+    "resnet18-x0.25-a0.5-params": "ResNet-18 ×0.25, `--preset fmnist`",
+}
+METHODS = {"slimming": "Network Slimming", "depgraph": "DepGraph", "pruned": "L1 (Torch-Pruning)"}
+
+
+def peers() -> dict[str, dict]:
+    return {
+        method: json.loads(path.read_text())
+        for method in METHODS
+        if (path := RESULTS / f"{method}_peer.json").exists()
+    }
+
+
+def ratio_range(name: str, widths: dict[str, int]) -> tuple[float, float]:
+    """The least and the most of ``widths`` over the row's original widths."""
+    original = json.loads((RESULTS / "runs" / name / "final.json").read_text())["original_widths"]
+    ratios = [widths[width] / original[width] for width in original]
+    return min(ratios), max(ratios)
+
+
+def cell(name: str, method: str, row: dict) -> str:
+    widths = json.loads((RESULTS / "runs" / name / "compare" / f"{method}.json").read_text())["widths"]
+    low, high = ratio_range(name, widths)
+    se = row["searched_minus_pruned_se"]
+    return (
+        f"{100 * row['searched_minus_pruned']:+.2f} ± {100 * se:.2f} "
+        f"({row['searched_minus_pruned'] / se:+.1f} SE); {low:.2f}–{high:.2f}"
+    )
+
+
+def table() -> str:
+    found = peers()
+    methods = [method for method in METHODS if method in found]
+    header = "| setting | budget | searched widths / original's | " + " | ".join(
+        f"searched − {METHODS[method]}; its widths / original's" for method in methods
+    )
+    lines = [header + " |", "|---|---|---|" + "---|" * len(methods)]
+    for name, label in ROWS.items():
+        rows = {method: found[method][name] for method in methods if name in found[method]}
+        if not rows:
+            continue
+        budget = next(iter(rows.values()))["budget"]
+        searched = json.loads((RESULTS / "runs" / name / "final.json").read_text())["widths"]
+        low, high = ratio_range(name, searched)
+        cells = [cell(name, method, rows[method]) if method in rows else "not run" for method in methods]
+        lines.append(f"| {label} (`{name}`) | {budget} | {low:.2f}–{high:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table())
