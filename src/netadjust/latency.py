@@ -157,7 +157,7 @@ class LatencyModel:
             delta = max(1, c // 4)
             points = sorted({max(1, c + k * delta) for k in (-2, -1, 0, 1, 2)})
             times = [self.layers_sum({**widths, name: point}) for point in points]
-            slope = _least_squares_slope(points, times)
+            slope = statistics.linear_regression(points, times).slope
             result[name] = c * slope if slope > 0 else by_macs[name] * seconds_per_mac
         self.table.save()
         return result
@@ -302,12 +302,6 @@ def _agreeing_pair(times: list[float], limit: float) -> tuple[float, float] | No
         return None
     apart, faster = min(pairs)
     return faster, apart
-
-
-def _least_squares_slope(xs: list[int], ys: list[float]) -> float:
-    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    spread_x = sum((x - mean_x) ** 2 for x in xs)
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread_x
 
 
 def timed_precision(config: LatencyConfig, recipe_precision: str) -> str:

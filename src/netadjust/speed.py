@@ -188,11 +188,9 @@ def calls_per_block(work: Callable[[], None], device: torch.device, block_second
 
 def low_percentile(values: list[float]) -> float:
     """The ``LOW_QUANTILE`` quantile of ``values`` (linear between neighbours)."""
-    ordered = sorted(values)
-    position = LOW_QUANTILE * (len(ordered) - 1)
-    below = int(position)
-    above = min(below + 1, len(ordered) - 1)
-    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=round(1 / LOW_QUANTILE), method="inclusive")[0]
 
 
 @contextlib.contextmanager
