@@ -985,3 +985,13 @@ def test_a_width_split_by_a_fixed_count_is_held_and_the_others_searched():
     widths = {"stem.0": 8, "merge.0": 40}
     rebuilt = rebuild(SplitByCount(), plan, widths)
     assert rebuilt.expand[0].out_channels == 32 and rebuilt(EXAMPLE).shape == (2, 10)
+
+
+def test_a_dependency_graph_that_keeps_growing_is_refused_after_a_count_of_checks(monkeypatch):
+    # a count, not a time: the same verdict on every machine (timm's RexNet passes 50,000)
+    from netadjust import anymodel
+
+    assert checked_plan(TinyResNet50(), EXAMPLE).widths  # the default limit leaves it alone
+    monkeypatch.setattr(anymodel, "DISCOVERY_CHECKS", 10)
+    with pytest.raises(UserError, match="still growing its groups after 10 checks"):
+        checked_plan(TinyResNet50(), EXAMPLE)
