@@ -162,8 +162,10 @@ def document(planned: int) -> str:
         f"(random weights), each through `netadjust inspect --model REF --image-size {SIDE}` (timed;\n"
         "at the smallest side a refusal names where a model cannot run at that size) and a\n"
         f"one-iteration search on 300 Fashion-MNIST images (`{' '.join(SEARCH)}`).\n"
-        "Hardware: a 2-core x86-64 VM, one thread per job, other jobs running beside it: the\n"
-        "seconds are an upper bound. Widths (held): the searchable widths, and in brackets those\n"
+        "Hardware: a 2-core x86-64 VM, one thread per job, one or two other jobs running beside\n"
+        "it: the seconds are an upper bound. The models first timed over 25 s were timed again\n"
+        "(`--retime --only ...`) after inspect stopped rebuilding the model twice per width for\n"
+        "its MAC shares. Widths (held): the searchable widths, and in brackets those\n"
         "held at their size because the model splits or slices them by counts fixed when it was\n"
         "built (docs/models.md).\n\n" + (partial if done < planned else "") + summary() + "\n"
     )

@@ -32,27 +32,25 @@ class DiscoveryTooLong(Exception):
 @contextlib.contextmanager
 def indexed_groups(tp, checks: int = DISCOVERY_CHECKS):
     """Torch-Pruning asks, for every dependency it follows, whether the growing group already
-    holds that operation, by scanning the whole group: quadratic in a group's size. While
-    finding groups, each group also indexes its operations by (layer, handler), which gives
-    the same answers sooner; and a search for groups that asks more than ``checks`` times
-    (channel slices whose index sets keep multiplying: timm's RexNet ran for many minutes)
-    stops."""
+    holds that operation, by scanning the whole group and comparing index lists: quadratic in
+    a group's size. While finding groups, each group also keeps a set of its index lists per
+    (layer, handler), which gives the same answers sooner; and a search for groups that asks
+    more than ``checks`` times (channel slices whose index sets keep multiplying: timm's
+    RexNet ran for many minutes) stops."""
     group_class = tp.dependency.group.Group
     add_dep, has_pruning_op = group_class.add_dep, group_class.has_pruning_op
     asked = 0
 
     def indexed_add_dep(self, dep, idxs):
         add_dep(self, dep, idxs)
-        self.__dict__.setdefault("_index", {}).setdefault((dep.target, dep.handler), []).append(idxs)
+        self.__dict__.setdefault("_index", {}).setdefault((dep.target, dep.handler), set()).add(tuple(idxs))
 
     def indexed_has_pruning_op(self, dep, idxs) -> bool:
         nonlocal asked
         asked += 1
         if asked > checks:
             raise DiscoveryTooLong()
-        return any(
-            held == idxs for held in self.__dict__.get("_index", {}).get((dep.target, dep.handler), ())
-        )
+        return tuple(idxs) in self.__dict__.get("_index", {}).get((dep.target, dep.handler), ())
 
     group_class.add_dep, group_class.has_pruning_op = indexed_add_dep, indexed_has_pruning_op
     try:
