@@ -3,7 +3,8 @@
 searched − each counterpart (paired by seed, mean ± standard error, from unrounded values)
 and the range of each network's widths over the original's.
 
-    .venv/bin/python bench/counterparts_table.py    # prints the Markdown table
+    .venv/bin/python bench/counterparts_table.py             # prints the Markdown table
+    .venv/bin/python bench/counterparts_table.py --details   # per row and method, for docs/results.md
 """
 
 from __future__ import annotations
@@ -64,5 +65,29 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def details() -> str:
+    """Per row and method: its command, top-1 per seed, the share of the wide network's
+    channels removed, the wide network's own top-1, the widths, MACs and parameters, time."""
+    lines = []
+    for method, rows in peers().items():
+        for name, row in rows.items():
+            if name not in ROWS:
+                continue
+            widths = json.loads((RESULTS / "runs" / name / "compare" / f"{method}.json").read_text())[
+                "widths"
+            ]
+            per_seed = ", ".join(f"{100 * top1:.2f}" for top1 in row["pruned_top1"])
+            lines.append(
+                f"**`{name}`, {method}**: `{row['command']}`. Top-1 per seed {per_seed}; "
+                f"{100 * row['pruning_ratio']:.1f}% of the wide network's channels removed (its top-1 "
+                f"{100 * row['wide_test_top1']:.2f}%); widths {', '.join(str(w) for w in widths.values())}; "
+                f"{row['pruned_macs']:,} MACs, {row['pruned_params']:,} params; "
+                f"{row['seconds_trainings'] / 60:.0f} min ({row['hardware']}).\n"
+            )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(table())
+    import sys
+
+    print(details() if "--details" in sys.argv else table())
