@@ -21,7 +21,13 @@ from torch import nn
 
 from .channel_drop import INPUT, LAST
 from .config import Widths
-from .dependency import DISCOVERY_CHECKS, DiscoveryTooLong, indexed_groups, require_torch_pruning
+from .dependency import (
+    DISCOVERY_CHECKS,
+    DISCOVERY_SECONDS,
+    DiscoveryTooLong,
+    indexed_groups,
+    require_torch_pruning,
+)
 from .errors import UserError
 from .factories import first_line
 
@@ -165,16 +171,16 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         raise UserError("the model must return one tensor of logits (N, classes); refusing it")
     output_layers = [output_layer(model, outputs, output)]  # the classes: kept
     try:
-        with indexed_groups(tp, DISCOVERY_CHECKS), warnings.catch_warnings():
+        with indexed_groups(tp, DISCOVERY_CHECKS, DISCOVERY_SECONDS), warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Unwrapped parameters")  # layer scales: sized below
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
             found_groups = list(
                 graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear])
             )
-    except DiscoveryTooLong:
+    except DiscoveryTooLong as limit:
         raise UserError(
-            f"Torch-Pruning's dependency graph was still growing its groups after {DISCOVERY_CHECKS:,} "
-            "checks (channel slices whose index sets keep multiplying, as a zero-padded residual's); "
+            f"Torch-Pruning's dependency graph was still growing its groups after {limit} "
+            "(channel slices whose index sets keep multiplying, as a zero-padded residual's); "
             "refusing this model"
         ) from None
     except Exception as error:  # the graph's own failure on an operation it cannot follow
