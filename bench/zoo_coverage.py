@@ -121,13 +121,14 @@ def summary() -> str:
     cnns = [record for record in records if not record["model"].startswith(TRANSFORMERS)]
     searched = sum(record["status"] == "searched" for record in cnns)
     held = sum(record["status"] == "searched" and record.get("held", 0) > 0 for record in cnns)
-    slowest = max(records, key=lambda record: record["inspect_seconds"])
+    slowest = max(cnns, key=lambda record: record["inspect_seconds"])
     lines = [
         f"{len(records)} models: "
         + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())),
         f"CNNs (all but the vision transformers: ViT, Swin, MaxViT): {searched} of {len(cnns)} searched "
         f"({searched / max(1, len(cnns)):.0%}), {held} of them with some widths held at their size; "
-        f"slowest inspect {slowest['inspect_seconds']:.1f} s ({slowest['model']})",
+        f"slowest CNN inspect {slowest['inspect_seconds']:.1f} s ({slowest['model']}); "
+        f"over 30 s: {sum(record['inspect_seconds'] > 30 for record in cnns)}",
         "",
         "| model | side | widths (held) | MACs | inspect s | outcome | searched MACs (changed) or reason |",
         "|---|---:|---:|---:|---:|---|---|",
@@ -165,9 +166,12 @@ def document(planned: int) -> str:
         "Hardware: a 2-core x86-64 VM, one thread per job, one or two other jobs running beside\n"
         "it: the seconds are an upper bound. The models first timed over 25 s were timed again\n"
         "(`--retime --only ...`) after inspect stopped rebuilding the model twice per width for\n"
-        "its MAC shares. Widths (held): the searchable widths, and in brackets those\n"
-        "held at their size because the model splits or slices them by counts fixed when it was\n"
-        "built (docs/models.md).\n\n" + (partial if done < planned else "") + summary() + "\n"
+        "its MAC shares; the three slowest CNNs again on the idle machine. Widths (held): the\n"
+        "searchable widths, and in brackets those held at their size because the model splits or\n"
+        "slices them by counts fixed when it was built (docs/models.md).\n\n"
+        + (partial if done < planned else "")
+        + summary()
+        + "\n"
     )
 
 
