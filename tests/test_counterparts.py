@@ -138,4 +138,5 @@ def test_compare_trains_each_counterpart_at_the_searched_cost(data, tmp_path):
     assert "widths over the original's" in result.stdout
     assert cli("report", run_dir).returncode == 0
     assert (tmp_path / "run/report/allocation.png").stat().st_size > 0
-    assert "Searched − depgraph" in (tmp_path / "run/report/report.md").read_text()
+    report = (tmp_path / "run/report/report.md").read_text()
+    assert "Searched − depgraph" in report and "its wide training and pruning took" in report

@@ -215,7 +215,10 @@ def _comparison_section(run_dir: Path) -> list[str]:
         pruning = comparison[name]["pruning"]
         how = pruning.get("method") or f"pruned by {pruning['importance']}"
         removed = pruning.get("removed_share", pruning.get("pruning_ratio"))
-        lines.append(f"- {name}: {how}; {removed:.1%} of the wide network's channels removed.")
+        took = (
+            f"; its wide training and pruning took {pruning['seconds']:.0f} s" if "seconds" in pruning else ""
+        )
+        lines.append(f"- {name}: {how}; {removed:.1%} of the wide network's channels removed{took}.")
     ratios = {
         name: width_ratio_range(comparison[name]["widths"], comparison["original"]["widths"])
         for name in trained_networks(comparison)
