@@ -12,7 +12,8 @@ width grid, as for the L1 peer (``pruned.py``).
   VGG on CIFAR and its code's default (the paper used 1e-5 for ResNets and DenseNets).
 - **DepGraph's group sparsity** (Fang et al., CVPR 2023, Torch-Pruning's
   ``GroupNormPruner``): every parameter of a channel's group (the producing layers' rows,
-  the norm scales, the reading layers' columns) is decayed by ``strength * g_c``, where
+  the norm scales and shifts, the reading layers' columns; Torch-Pruning leaves biases and
+  shifts out) is decayed by ``strength * g_c``, where
   ``g_c = alpha ** ((max - I_c) / (max - min))`` grows from 1 for the width's most
   important channel to ``alpha = 16`` for its least (``I_c``: the group's squared L2
   norm); strength 1e-4, Torch-Pruning's default. A channel's score is its group's L2 norm.
