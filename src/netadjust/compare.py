@@ -1,7 +1,8 @@
 """Did the search pay off? Train the original widths, the searched widths and a uniformly
 scaled network of the searched cost from scratch with one recipe, for several seeds, and
 compare their test accuracy: the experiment the paper's tables are made of. With
-``baseline="pruned"`` also the widths a magnitude-pruning tool gives at that cost (pruned.py).
+``baselines`` also the widths pruning methods give at that cost (counterparts.py: Network
+Slimming, DepGraph; pruned.py: Torch-Pruning's L1 magnitude).
 
 Every trained network is kept in ``RUN_DIR/compare/`` (``<name>-seed<k>.json`` and
 ``.safetensors``), so an interrupted comparison continues where it stopped.
@@ -36,6 +37,10 @@ from .wording import plural
 
 NETWORKS = ("original", "searched", "uniform")
 BASELINES = ("pruned", "slimming", "depgraph")  # networks trained only when asked
+PRUNING_KEYS = (
+    "importance", "method", "strength", "wide_widths", "pruning_ratio", "removed_share",
+    "pruned_widths", "seconds",
+)  # fmt: skip
 MATCHED = ("widths", "seed", "recipe", "dataset", "data_sizes")  # a kept result must agree on these
 
 
@@ -164,13 +169,8 @@ def compare_run(
         name: _summarise(networks[name], [results[source[name], seed] for seed in seed_list], spec)
         for name in names
     }
-    for name, record in made.items():
-        summary[name]["pruning"] = {
-            key: record[key]
-            for key in ("importance", "method", "strength", "wide_widths", "pruning_ratio", "removed_share",
-                        "pruned_widths", "seconds")
-            if key in record
-        }  # fmt: skip
+    for name, record in made.items():  # how each counterpart was made, without its inputs
+        summary[name]["pruning"] = {key: record[key] for key in PRUNING_KEYS if key in record}
     if same_as:
         summary["uniform"]["same_as"] = same_as
     measured = {name: build(spec, networks[name]).to(torch_device) for name in names if source[name] == name}
