@@ -26,8 +26,6 @@ each block's own layers); a width with no such parameter is refused in one line.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from .adjust import rescale
 from .config import ModelSpec, Widths
 from .errors import UserError
 from .inherit import layouts, part
-from .pruned import WIDER, wide_network
+from .pruned import WIDER, kept_record, made_from
 from .spaces import build, network_name, width_grid
 from .store import write_json
 from .train import evaluate, train_network
@@ -215,27 +213,13 @@ def counterpart(
     the method's regulariser and the search's recipe, pruned to the ``cost`` of the
     searched widths and rescaled into the run's space; kept in ``path`` and reused while
     everything it was made from matches."""
-    spec, recipe, rule = run.final.model, run.config.recipe, run.config.rule
-    grid = width_grid(spec, rule.round_to)
-    wide_spec, wide = wide_network(spec, run.final.original_widths, grid)
+    recipe, rule = run.config.recipe, run.config.rule
+    wide_spec, wide, inputs = made_from(run, data, seed)
+    wanted = {"method": method.description, "strength": method.strength, **inputs}
+    kept = kept_record(path, wanted, method.name, log)
+    if kept is not None:
+        return kept
     what = network_name(wide_spec)
-    wanted = {
-        "method": method.description,
-        "strength": method.strength,
-        "wide_widths": wide,
-        "wide_width_mult": wide_spec.width_mult,
-        "seed": seed,
-        "recipe": dataclasses.asdict(recipe),
-        "dataset": data.info.name,
-        "data_sizes": {"train": len(data.train), "test": len(data.test)},
-        "target": run.final.widths,
-        "measure": run.budget,
-    }
-    if path.exists():
-        kept = json.loads(path.read_text())
-        if all(kept.get(key) == value for key, value in wanted.items()):
-            log(f"{method.name}: kept from {path}")
-            return kept
     parts = scorable_parts(method, wide_spec, wide)
     log(
         f"{method.name}: training {what} at {WIDER}x the original widths for "
@@ -255,6 +239,7 @@ def counterpart(
         slimming_scores(model, parts, wide, what) if method is SLIMMING else group_norms(model, parts, wide)
     )
     pruned, removed = thresholded_to_budget(scores, cost, budget, what)
+    grid = width_grid(run.final.model, rule.round_to)
     widths = rescale(pruned, cost, budget, rule.min_width, tolerance, round_to=grid)
     record = {
         **wanted,

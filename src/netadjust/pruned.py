@@ -166,6 +166,34 @@ def check_prunable(spec: ModelSpec, original: Widths, grid) -> None:
     pruning_plan(build(wide_spec, wide), wide, example, network_name(wide_spec))
 
 
+def made_from(run: Run, data, seed: int) -> tuple[ModelSpec, Widths, dict]:
+    """What a pruning counterpart of ``run`` is made from: the wide network (its spec and
+    widths) and the record of its inputs that a kept result must match."""
+    spec, grid = run.final.model, width_grid(run.final.model, run.config.rule.round_to)
+    wide_spec, wide = wide_network(spec, run.final.original_widths, grid)
+    wanted = {
+        "wide_widths": wide,
+        "wide_width_mult": wide_spec.width_mult,
+        "seed": seed,
+        "recipe": dataclasses.asdict(run.config.recipe),
+        "dataset": data.info.name,
+        "data_sizes": {"train": len(data.train), "test": len(data.test)},
+        "target": run.final.widths,
+        "measure": run.budget,
+    }
+    return wide_spec, wide, wanted
+
+
+def kept_record(path: Path, wanted: dict, name: str, log: Callable[[str], None]) -> dict | None:
+    """The record in ``path`` where it was made from ``wanted``, else None."""
+    if path.exists():
+        kept = json.loads(path.read_text())
+        if all(kept.get(key) == value for key, value in wanted.items()):
+            log(f"{name}: kept from {path}")
+            return kept
+    return None
+
+
 def pruned_baseline(
     run: Run,
     cost: Callable[[Widths], float],
@@ -182,24 +210,12 @@ def pruned_baseline(
     varies)."""
     spec, recipe, rule = run.final.model, run.config.recipe, run.config.rule
     grid = width_grid(spec, rule.round_to)
-    wide_spec, wide = wide_network(spec, run.final.original_widths, grid)
+    wide_spec, wide, wanted = made_from(run, data, seed)
+    kept = kept_record(path, wanted, "pruned", log)
+    if kept is not None:
+        return kept
     example = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size, device=data.train.device)
     what = network_name(wide_spec)
-    wanted = {
-        "wide_widths": wide,
-        "wide_width_mult": wide_spec.width_mult,
-        "seed": seed,
-        "recipe": dataclasses.asdict(recipe),
-        "dataset": data.info.name,
-        "data_sizes": {"train": len(data.train), "test": len(data.test)},
-        "target": run.final.widths,
-        "measure": run.budget,
-    }
-    if path.exists():
-        kept = json.loads(path.read_text())
-        if all(kept.get(key) == value for key, value in wanted.items()):
-            log(f"pruned: kept from {path}")
-            return kept
     log(
         f"pruned: training {what} at {WIDER}x the original widths for {plural(recipe.epochs, 'epoch')} "
         f"(the search's per iteration), then pruning it to the budget"
