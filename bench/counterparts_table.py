@@ -5,6 +5,7 @@ and the range of each network's widths over the original's.
 
     .venv/bin/python bench/counterparts_table.py             # prints the Markdown table
     .venv/bin/python bench/counterparts_table.py --details   # per row and method, for docs/results.md
+    .venv/bin/python bench/counterparts_table.py --figures   # the figures the README's text quotes
 """
 
 from __future__ import annotations
@@ -87,7 +88,39 @@ def details() -> str:
     return "\n".join(lines)
 
 
+def figures() -> str:
+    """The figures the README's text around the table quotes, from the same rows."""
+    found = {method: rows for method, rows in peers().items() if method != "pruned"}
+    chosen = [(name, row) for rows in found.values() for name, row in rows.items() if name in ROWS]
+    macs_rows = [(name, row) for name, row in chosen if row["budget"] == "macs"]
+    differences = [row["searched_minus_pruned"] / row["searched_minus_pruned_se"] for _, row in macs_rows]
+    top1 = [row["pruned_top1_mean"] for _, row in macs_rows]
+    searched = [row["searched_top1_mean"] for _, row in macs_rows]
+    minutes = [row["seconds_trainings"] / 60 for _, row in chosen]
+    gains = [row["searched_minus_pruned"] for _, row in macs_rows]
+    original = macs_rows[0][1]["original_top1_mean"]
+    params = [row["pruned_params"] for _, row in macs_rows]
+    lines = [
+        f"equal MACs: searched − counterpart {100 * min(gains):+.2f} … {100 * max(gains):+.2f} "
+        f"({min(differences):.1f} … {max(differences):.1f} SE); counterparts "
+        f"{100 * min(top1):.2f}–{100 * max(top1):.2f}%, searched {100 * min(searched):.2f}–"
+        f"{100 * max(searched):.2f}%, original {100 * original:.2f}%",
+        f"equal MACs params: counterparts {min(params) / 1e3:.0f}k–{max(params) / 1e3:.0f}k, searched "
+        + ", ".join(sorted({f"{row['searched_params'] / 1e3:.0f}k" for _, row in macs_rows})),
+        "equal params: "
+        + "; ".join(
+            f"{method} {found[method][name]['pruned_macs'] / 1e6:.2f}M MACs, searched "
+            f"{row['searched_macs'] / 1e6:.2f}M ({row['searched_macs'] / row['pruned_macs']:.1f}x)"
+            for method in found
+            for name, row in found[method].items()
+            if name in ROWS and row["budget"] == "params"
+        ),
+        f"a row's wide training and five trainings: {min(minutes):.0f}–{max(minutes):.0f} min",
+    ]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     import sys
 
-    print(details() if "--details" in sys.argv else table())
+    print(details() if "--details" in sys.argv else figures() if "--figures" in sys.argv else table())
