@@ -1,6 +1,7 @@
 """Any model: coupled channels found in models written here (torchvision cannot be imported
 beside the CPU wheel), checked against the same models built natively at other widths."""
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -995,3 +996,81 @@ def test_a_dependency_graph_that_keeps_growing_is_refused_after_a_count_of_check
     monkeypatch.setattr(anymodel, "DISCOVERY_CHECKS", 10)
     with pytest.raises(UserError, match="still growing its groups after 10 checks"):
         checked_plan(TinyResNet50(), EXAMPLE)
+
+
+class SplitAttention(nn.Module):
+    """ResNeSt's split attention at radix 2: a grouped convolution makes two splits of each
+    channel, reshaped apart, weighed by a softmax over the splits and summed; the reshapes
+    give Torch-Pruning's index lists back in another order each time round."""
+
+    def __init__(self, num_classes=10, in_channels=3, width=16, radix=2):
+        super().__init__()
+        self.radix = radix
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.splits = nn.Sequential(
+            nn.Conv2d(width, width * radix, 3, padding=1, groups=radix),
+            nn.BatchNorm2d(width * radix),
+            nn.ReLU(),
+        )
+        self.fc1 = nn.Sequential(nn.Conv2d(width, 8, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.fc2 = nn.Conv2d(8, width * radix, 1, groups=radix)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = self.splits(self.stem(x))
+        n, _, h, w = x.shape
+        parts = x.reshape(n, self.radix, -1, h, w)
+        attention = self.fc2(self.fc1(parts.sum(1).mean((2, 3), keepdim=True)))
+        attention = attention.view(n, self.radix, -1).softmax(1).reshape(n, self.radix, -1, 1, 1)
+        return self.head((parts * attention).sum(1).mean((2, 3)))
+
+
+@pytest.mark.parametrize("cls", [SplitAttention, TinyDenseNet, TinyResNet50, TinyMobileNetV3])
+def test_groups_found_by_index_sets_are_torch_prunings_own(cls, monkeypatch):
+    # discovery follows each index set once and keeps the graph's index mapping; Torch-Pruning
+    # unchanged (index lists compared in order, the mapping recomputed per group) finds the same
+    from netadjust import anymodel
+
+    ours = discover(cls(), EXAMPLE)
+    monkeypatch.setattr(anymodel, "indexed_groups", lambda tp, checks, seconds: contextlib.nullcontext())
+    theirs = discover(cls(), EXAMPLE)
+    assert ours.groups == theirs.groups and ours.fixed == theirs.fixed and ours.multiples == theirs.multiples
+    assert set(ours.held) == set(theirs.held)
+
+
+def test_a_rebuilt_model_shares_no_tensor_with_the_original_and_checks_need_no_initialisation():
+    model = TinyResNet50()
+    plan = discover(model, EXAMPLE)
+    widths = {name: width + 8 for name, width in plan.widths.items()}
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    for initialise in (True, False):
+        rebuilt = rebuild(model, plan, widths, initialise)
+        originals = {tensor.data_ptr() for tensor in model.state_dict().values()}
+        assert not originals & {tensor.data_ptr() for tensor in rebuilt.state_dict().values()}
+        assert rebuilt(EXAMPLE).shape == (2, 10) and discover(rebuilt, EXAMPLE).widths == widths
+        with torch.no_grad():
+            for tensor in rebuilt.state_dict().values():
+                tensor.add_(1)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    assert not any(
+        tensor.abs().sum() for tensor in rebuild(model, plan, widths, False).parameters() if tensor.dim() > 1
+    )
+
+
+class TiedToANorm(TinyVGG):
+    """A norm's scale also held by a module of no resizable type (never read)."""
+
+    def __init__(self, num_classes=10, in_channels=3):
+        super().__init__(num_classes, in_channels)
+        self.keeper = nn.Module()
+        self.keeper.weight = self.features[1].weight
+
+
+def test_a_weight_tied_elsewhere_is_copied_not_shared_by_the_rebuilt_model():
+    model = TiedToANorm()
+    plan = discover(model, EXAMPLE)
+    rebuilt = rebuild(model, plan, {**plan.widths, "features.0": plan.widths["features.0"] + 8})
+    assert rebuilt.keeper.weight is not model.keeper.weight
+    assert rebuilt.keeper.weight.data_ptr() != model.features[1].weight.data_ptr()

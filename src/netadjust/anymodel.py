@@ -208,9 +208,11 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
             else:
                 continue
             size = sides(module).get(key[1]) if key[1] != "param" else module.shape[channel_dimension(module)]
-            if len(indices) % root_width or len(indices) > size:  # a slice or split, or misread by the graph
+            uneven_here = len(indices) % root_width or len(indices) > size  # a slice or split, or misread
+            if uneven_here and uneven is None:
                 uneven = (
-                    f"{shown(key[0])} takes {len(indices)} of its {root_width} channels (a slice or split)"
+                    f"{shown(key[0])} takes {len(indices)} channels of a {root_width}-channel width "
+                    "(a slice or split)"
                 )
             members[key] = max(members.get(key, 0), len(indices) // root_width)
         producers = sorted((key[0] for key in members if key[1] == "out"), key=order.get)

@@ -8,7 +8,6 @@ The zoos are imported only when named (the extra ``netadjust[zoo]``); weights st
 
 from __future__ import annotations
 
-import copy
 import difflib
 import importlib
 import importlib.util
@@ -231,9 +230,15 @@ def check_runs(model: nn.Module, reference: str, in_channels: int, image_size: i
     single tensor of logits (auxiliary heads: a tuple, a namedtuple, a dict)."""
 
     def output(side: int, training: bool):
-        probe = copy.deepcopy(model).train() if training else model.eval()  # training moves BN statistics
+        example = torch.randn(2, in_channels, side, side, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            return probe(torch.randn(2, in_channels, side, side, generator=torch.Generator().manual_seed(0)))
+            if not training:
+                return model.eval()(example)
+            buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}  # moved by BN
+            try:
+                return torch.func.functional_call(model.train(), buffers, (example,), strict=False)
+            finally:
+                model.eval()
 
     try:
         output(image_size, training=False)

@@ -67,56 +67,62 @@ def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
         raise UserError(
             "no searchable widths found in this model (no convolution or linear layer feeds another)"
         )
-    with torch.no_grad():
-        shape = model.eval()(example).shape
-    plan = without_breaking_widths(model, plan, example)
-    for seed in (0, 1):
-        widths = random_widths(plan, seed)
-        try:
-            output = run_at(model, plan, widths, example)
-        except (RuntimeError, ValueError) as error:
-            raise UserError(
-                f"the model does not run at other widths ({first_line(error)}); refusing it"
-            ) from None
-        if output.shape != shape:
-            raise UserError(
-                f"at other widths the model's output is {tuple(output.shape)}, not {tuple(shape)}"
-            )
-        again = discover(rebuild(model, plan, widths), example).widths
-        if any(again.get(name) != width for name, width in widths.items()):
-            differing = [name for name in widths if again.get(name) != widths[name]][:3]
-            raise UserError(
-                f"the model rebuilt at other widths is not found again as built (widths {differing}): "
-                "some operation ties channels in a way netadjust cannot follow; refusing it"
-            )
+    shape = run(model, example).shape
+    try:
+        check_at(model, plan, 0, example, shape)
+    except DoesNotRun as failure:
+        plan = holding(plan, breaking_widths(model, plan, example, failure))
+        check_at(model, plan, 0, example, shape)
+    check_at(model, plan, 1, example, shape)
     return plan
 
 
-def run_at(model: nn.Module, plan: Plan, widths: Widths, example: torch.Tensor) -> torch.Tensor:
-    rebuilt = rebuild(model, plan, widths).eval()
-    with torch.no_grad():
-        return rebuilt(example)
+class DoesNotRun(UserError):
+    """The model rebuilt at a plan's widths fails to run."""
 
 
-def without_breaking_widths(model: nn.Module, plan: Plan, example: torch.Tensor) -> Plan:
-    """``plan`` with each width held at its size whose change alone stops the model from
-    running (its code splits or slices channels by a count fixed when it was built); the
-    plan itself where the model runs at seeded random widths."""
-    widths = random_widths(plan, 0)
+def check_at(model: nn.Module, plan: Plan, seed: int, example: torch.Tensor, shape: torch.Size) -> None:
+    """Refuse the plan unless ``model`` rebuilt at its seeded random widths runs, gives
+    ``shape`` and is found again with those widths."""
+    widths = random_widths(plan, seed)
+    rebuilt = rebuild(model, plan, widths, initialise=False)
     try:
-        run_at(model, plan, widths, example)
-        return plan
+        output = run(rebuilt, example)
     except (RuntimeError, ValueError) as error:
-        failure = first_line(error)
+        raise DoesNotRun(
+            f"the model does not run at other widths ({first_line(error)}); refusing it"
+        ) from None
+    if output.shape != shape:
+        raise UserError(f"at other widths the model's output is {tuple(output.shape)}, not {tuple(shape)}")
+    again = discover(rebuilt, example).widths
+    if any(again.get(name) != width for name, width in widths.items()):
+        differing = [name for name in widths if again.get(name) != widths[name]][:3]
+        raise UserError(
+            f"the model rebuilt at other widths is not found again as built (widths {differing}): "
+            "some operation ties channels in a way netadjust cannot follow; refusing it"
+        )
+
+
+def run(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(example)
+
+
+def breaking_widths(
+    model: nn.Module, plan: Plan, example: torch.Tensor, failure: DoesNotRun
+) -> dict[str, str]:
+    """Each width whose change alone stops the model from running (its code splits or slices
+    channels by a count fixed when it was built), with why: those are held at their size.
+    Where there is none, ``failure`` (the model at random widths) stands."""
     reasons = {}
     for group in plan.groups:
         step = plan.multiples.get(group.name, 1)
         for changed in (max(step, group.width // 2 // step * step), 2 * group.width):  # narrower, wider
             try:
-                run_at(model, plan, {**plan.widths, group.name: changed}, example)
+                run(rebuild(model, plan, {**plan.widths, group.name: changed}, initialise=False), example)
             except (RuntimeError, ValueError) as error:
                 reasons[group.name] = f"the model does not run when it changes ({first_line(error)})"
                 break
     if not reasons:
-        raise UserError(f"the model does not run at other widths ({failure}); refusing it")
-    return holding(plan, reasons)
+        raise failure
+    return reasons
