@@ -33,7 +33,7 @@ def main() -> None:
     images = torch.randn(8, 3, 32, 32)
     with ChannelDrop(model, sites) as drop:
         for epoch in range(EPOCHS):
-            drop.set_rates(regulariser_rates(list(sites), 0.05, epoch, EPOCHS))
+            drop.set_rates(regulariser_rates(list(sites), 0.05, epoch / EPOCHS))
             for _ in range(STEPS):
                 step(images).sum().backward()
             print(f"after epoch {epoch}: {counters['stats']['unique_graphs']} graphs captured")

@@ -24,8 +24,11 @@ row's original network over the seeds, paired by seed, with the difference's sta
 error; both searches' first training (the same one) times the machine's speed. A run
 folder ``ROW-inheritE-NAME`` holds an earlier variant of the carry
 (``zeroread``: grown widths got fresh channels read with zero weights, no splitting; the
-code of commit 462cb9e); ``ROW-inheritE-repeatsT`` the inheriting search with FUR's masks
-per width set to T in every iteration (cheaper FUR; the row's own T otherwise).
+code of commit 462cb9e; ``undropped``: the inheriting iterations trained without the
+regulariser, whose ramp over their own fraction of an epoch stayed at 0, as in every
+search before the regulariser kept iteration 0's last rate, ``zeroread`` included);
+``ROW-inheritE-repeatsT`` the inheriting search with FUR's masks per width set to T in
+every iteration (cheaper FUR; the row's own T otherwise).
 """
 
 from __future__ import annotations

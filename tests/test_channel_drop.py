@@ -67,11 +67,11 @@ def test_sites_are_resolved_by_name():
 
 
 def test_regulariser_ramps_by_epoch_and_depth():
-    rates = regulariser_rates(["a", "b", "c", "d"], 0.05, epoch=5, epochs=10)
+    rates = regulariser_rates(["a", "b", "c", "d"], 0.05, progress=5 / 10)
     assert rates == pytest.approx({"a": 0.00625, "b": 0.0125, "c": 0.01875, "d": 0.025})
-    assert set(regulariser_rates(["a", "b"], 0.05, 0, 10).values()) == {0.0}
+    assert set(regulariser_rates(["a", "b"], 0.05, 0 / 10).values()) == {0.0}
     # the reference's ImageNet search (--layerd=F): the same rate at every depth
-    assert regulariser_rates(["a", "b", "c"], 0.05, 5, 10, depth_ramp=False) == pytest.approx(
+    assert regulariser_rates(["a", "b", "c"], 0.05, 5 / 10, depth_ramp=False) == pytest.approx(
         {"a": 0.025, "b": 0.025, "c": 0.025}
     )
 
@@ -106,7 +106,7 @@ def test_compiled_training_with_the_regulariser_is_one_graph_whatever_the_epochs
     x = torch.randn(4, 2, 8, 8)
     with ChannelDrop(model, {"a": "1", "b": "4"}) as drop:
         for epoch in range(5):
-            drop.set_rates(regulariser_rates(["a", "b"], 0.3, epoch, 5))
+            drop.set_rates(regulariser_rates(["a", "b"], 0.3, epoch / 5))
             for dtype in (torch.bfloat16, None):
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
                     step(x).float().sum().backward()

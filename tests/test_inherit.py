@@ -229,3 +229,29 @@ def test_a_width_that_sizes_a_group_norm_keeps_its_first_channels_and_grows_fres
     assert shrunk.first_channels == ("conv0",) and shrunk.by_importance == ("conv3",)
     _, grown = carried_into(spec, parent, old, {"conv0": 12, "conv3": 20})
     assert grown.fresh == ("conv0",) and grown.split == ("conv3",)
+
+
+def test_an_inheriting_iteration_trains_with_the_regulariser_where_the_first_ended(
+    tmp_path, monkeypatch, fashion_dir
+):
+    # iteration 0's ramp ends at (E - 1) / E of the rate; a fine-tune continues there (a
+    # ramp over its own fraction of an epoch would leave the regulariser off)
+    import importlib
+
+    from netadjust.api import search
+
+    search_module = importlib.import_module("netadjust.search")
+
+    passed = []
+
+    def recording_fit(*args, **kwargs):
+        passed.append(kwargs.get("drop_progress"))
+        return fit(*args, **kwargs)
+
+    fit = search_module.fit
+    monkeypatch.setattr(search_module, "fit", recording_fit)
+    search(
+        space="resnet20", width_mult=0.25, iterations=3, epochs=4, inherit=0.25, train_limit=200,
+        val_limit=100, data_dir=str(fashion_dir), out=str(tmp_path / "run"), log=lambda *lines: None,
+    )  # fmt: skip
+    assert passed == [None, 0.75, 0.75]

@@ -112,3 +112,28 @@ def test_resuming_from_a_checkpoint_equals_training_straight_through(fashion_dir
     assert resumed["epochs"] == straight["epochs"]
     for a, b in zip(whole.state_dict().values(), resumed_model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_regulariser_ramps_from_zero_or_holds_the_rate_a_fine_tune_continues_at(fashion_dir):
+    # the last block's inner width, read where the next convolution takes it: with the ramp,
+    # epoch 1 of 1 drops nothing (rate 0); at progress 0.75 of rate 0.5 (its depth's share
+    # (L - 1) / L) that share of each image's channels is zero
+    train, _, info = load("fashion-mnist", fashion_dir)
+    shares = {}
+    for progress in (None, 0.75):
+        torch.manual_seed(0)
+        model = build(SPEC)
+        assert list(model.drop_sites)[-2] == "stage3.block2.conv1"
+        dropped = []
+
+        def seen(module, inputs, dropped=dropped):
+            if module.training:
+                dropped.append((inputs[0].abs().sum((2, 3)) == 0).float().mean().item())
+
+        model.get_submodule("stage3.block2.conv2").register_forward_pre_hook(seen)
+        recipe = Recipe(epochs=1, batch_size=100, drop_rate=0.5)
+        fit(model, train.subset(slice(0, 300)), info, recipe, seed=0, drop_progress=progress)
+        shares[progress] = sum(dropped) / len(dropped)
+    widths = len(build(SPEC).drop_sites)
+    assert shares[None] < 0.05, shares
+    assert shares[0.75] == pytest.approx(0.5 * 0.75 * (widths - 1) / widths, abs=0.1), shares

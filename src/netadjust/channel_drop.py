@@ -186,15 +186,15 @@ class ChannelDrop:
 
 
 def regulariser_rates(
-    widths: list[str], base_rate: float, epoch: int, epochs: int, depth_ramp: bool = True
+    widths: list[str], base_rate: float, progress: float, depth_ramp: bool = True
 ) -> dict[str, float]:
-    """Training-time rates of the reference: ramped by epoch and (unless not ``depth_ramp``,
-    its ImageNet search) by depth.
+    """Training-time rates of the reference: ramped by the training's ``progress`` (epoch /
+    epochs, from 0) and (unless not ``depth_ramp``, its ImageNet search) by depth.
 
-    Width i (0-based, forward order, L widths) gets ``base_rate * epoch/epochs * (i+1)/L``.
+    Width i (0-based, forward order, L widths) gets ``base_rate * progress * (i+1)/L``.
     """
     count = len(widths)
     return {
-        name: base_rate * epoch / epochs * ((index + 1) / count if depth_ramp else 1.0)
+        name: base_rate * progress * ((index + 1) / count if depth_ramp else 1.0)
         for index, name in enumerate(widths)
     }

@@ -52,6 +52,16 @@ def iteration_recipe(config: SearchConfig, iteration: int) -> tuple[Recipe, floa
     return short, min(1.0, config.inherit)
 
 
+def regulariser_progress(config: SearchConfig, iteration: int) -> float | None:
+    """Where an iteration's regulariser stands on its ramp: ramped from 0 in a training from
+    scratch (None); an inheriting iteration fine-tunes weights trained to the ramp's end, so
+    it keeps the rate iteration 0's last epoch had ((E - 1) / E of the full rate), where a
+    ramp over its own short training would leave it at 0 for fewer than two epochs."""
+    if config.inherit is None or iteration == 0:
+        return None
+    return (config.recipe.epochs - 1) / config.recipe.epochs
+
+
 def training_epochs(config: SearchConfig, iterations: int) -> float:
     """Epochs of training (in whole passes over the training images) of ``iterations``."""
     return sum(

@@ -20,7 +20,14 @@ from .fur import estimate_fur, stability
 from .inherit import inherit_weights
 from .latency import LATENCY_FILL_SLACK, LATENCY_TOLERANCE, LatencyModel, latency_model
 from .outcome import LOW_STABILITY, duration, outcome_lines, widths_table
-from .planning import iteration_recipe, settings_record, starting_widths, training_epochs, with_fur_precision
+from .planning import (
+    iteration_recipe,
+    regulariser_progress,
+    settings_record,
+    starting_widths,
+    training_epochs,
+    with_fur_precision,
+)
 from .rundir import (
     FinalResult,
     IterationRecord,
@@ -275,6 +282,7 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
     fit_log = fit(
         model, train_set, data.info, recipe, seed=seed, label=label, checkpoint=checkpoint,
         resume_from=saved, on_epoch=on_epoch, processes=processes,
+        drop_progress=regulariser_progress(config, iteration),
     )  # fmt: skip
     val = evaluate(model, data.val, data.info, processes=processes)
     test = evaluate(model, data.test, data.info, processes=processes)

@@ -113,6 +113,7 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     processes: Processes = SINGLE,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+    drop_progress: float | None = None,
 ) -> dict:
     """Train ``model`` from its current weights; return per-epoch loss/accuracy and seconds.
 
@@ -125,6 +126,8 @@ def fit(
     seeded at every epoch and put back as it was when training ends). ``on_epoch``
     receives each epoch's record and its last learning rate (for logging). ``penalty`` of
     the model is added to every step's loss (the counterparts' sparsity regularisers).
+    The regulariser's rate ramps from 0 by epoch / epochs, or stays at ``drop_progress`` of
+    its rate in every epoch (a fine-tune continues at the rate its first training reached).
 
     With several ``processes`` (torchrun), each trains a DistributedDataParallel replica on
     its share of every global batch of ``recipe.batch_size`` x processes images.
@@ -164,7 +167,12 @@ def fit(
             model.train()
             mask_generator.manual_seed(seed_of(seed, epoch, MASK_STREAM, processes.rank))
             drop.set_rates(
-                regulariser_rates(list(sites), recipe.drop_rate, epoch, recipe.epochs, recipe.drop_depth_ramp)
+                regulariser_rates(
+                    list(sites),
+                    recipe.drop_rate,
+                    epoch / recipe.epochs if drop_progress is None else drop_progress,
+                    recipe.drop_depth_ramp,
+                )
             )
             sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, images
             epoch_start = time.perf_counter()
