@@ -224,10 +224,11 @@ def _called(reference: str, factory: Callable, num_classes: int, in_channels: in
 SIDES = (32, 48, 64, 96, 128, 160, 192, 224, 299)  # input sides tried when the data's is too small
 
 
-def check_runs(model: nn.Module, reference: str, in_channels: int, image_size: int) -> None:
+def check_runs(model: nn.Module, reference: str, in_channels: int, image_size: int) -> torch.Size:
     """Refuse, in one line, a model that cannot run on the data's input (naming the smallest
     side of ``SIDES`` that works, for ``--image-size``) or whose training forward returns no
-    single tensor of logits (auxiliary heads: a tuple, a namedtuple, a dict)."""
+    single tensor of logits (auxiliary heads: a tuple, a namedtuple, a dict); else the shape
+    of its output on two seeded inputs (``user_plan``'s example)."""
 
     def output(side: int, training: bool):
         example = torch.randn(2, in_channels, side, side, generator=torch.Generator().manual_seed(0))
@@ -241,7 +242,7 @@ def check_runs(model: nn.Module, reference: str, in_channels: int, image_size: i
                 model.eval()
 
     try:
-        output(image_size, training=False)
+        shape = output(image_size, training=False).shape
     except Exception as error:  # the layers' own complaint: a map smaller than a kernel or pool
         works = next((side for side in SIDES if side > image_size and _runs(output, side)), None)
         raise UserError(
@@ -260,6 +261,7 @@ def check_runs(model: nn.Module, reference: str, in_channels: int, image_size: i
             f"--model {reference!r} returns a {type(trained).__name__} in training, not one tensor of logits "
             "(auxiliary heads?): build it without them, e.g. --model-args '{\"aux_logits\": false}'"
         )
+    return shape
 
 
 def _runs(output: Callable, side: int) -> bool:

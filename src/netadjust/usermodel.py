@@ -31,11 +31,11 @@ def user_plan(spec: ModelSpec) -> tuple[nn.Module, Plan]:
     with torch.device("cpu"):
         model = instantiate(spec.model, spec.num_classes, spec.in_channels, spec.model_args)
         refuse_unsupported(model)  # by name, before the model is run
-        check_runs(model, spec.model, spec.in_channels, spec.image_size)
+        shape = check_runs(model, spec.model, spec.in_channels, spec.image_size)
         example = torch.randn(
             2, spec.in_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0)
         )
-        return model, checked_plan(model, example)
+        return model, checked_plan(model, example, shape)
 
 
 def user_model(spec: ModelSpec, widths: Widths) -> nn.Module:
@@ -58,16 +58,16 @@ def random_widths(plan: Plan, seed: int) -> Widths:
     return widths
 
 
-def checked_plan(model: nn.Module, example: torch.Tensor) -> Plan:
+def checked_plan(model: nn.Module, example: torch.Tensor, shape: torch.Size | None = None) -> Plan:
     """``discover``, then the check that makes its plan safe to use (see the module's text);
     a width that the model cannot run without (a split by a count fixed when it was built)
-    is held at its size."""
+    is held at its size. ``shape``: the model's output shape on ``example``, where known."""
     plan = discover(model, example)
     if not plan.groups:
         raise UserError(
             "no searchable widths found in this model (no convolution or linear layer feeds another)"
         )
-    shape = run(model, example).shape
+    shape = shape or run(model, example).shape
     try:
         check_at(model, plan, 0, example, shape)
     except DoesNotRun as failure:
