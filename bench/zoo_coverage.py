@@ -163,12 +163,13 @@ def document(planned: int) -> str:
         f"(random weights), each through `netadjust inspect --model REF --image-size {SIDE}` (timed;\n"
         "at the smallest side a refusal names where a model cannot run at that size) and a\n"
         f"one-iteration search on 300 Fashion-MNIST images (`{' '.join(SEARCH)}`).\n"
-        "Hardware: a 2-core x86-64 VM, one thread per job, one or two other jobs running beside\n"
-        "it: the seconds are an upper bound. The models first timed over 25 s were timed again\n"
-        "(`--retime --only ...`) after inspect stopped rebuilding the model twice per width for\n"
-        "its MAC shares; the three slowest CNNs again on the idle machine. Widths (held): the\n"
-        "searchable widths, and in brackets those held at their size because the model splits or\n"
-        "slices them by counts fixed when it was built (docs/models.md).\n\n"
+        "Hardware: a 2-core x86-64 VM, one thread per job. Every model's inspect was timed again\n"
+        "(`--retime`: one at a time, each checked to find what its record says) after discovery\n"
+        "stopped re-following index lists met in another order and the plan checks stopped\n"
+        "initialising weights, beside a single-thread training (and at times a test run): the\n"
+        "seconds are an upper bound. Widths (held): the searchable widths, and in brackets those\n"
+        "held at their size because the model splits or slices them by counts fixed when it was\n"
+        "built (docs/models.md).\n\n"
         + (partial if done < planned else "")
         + summary()
         + "\n"
@@ -213,17 +214,38 @@ def main() -> None:
 
 
 def retime(only: list[str] | None) -> None:
-    """Each record's inspect (or those of ``only``), timed again, one at a time."""
+    """Each record's inspect (or those of ``only``), timed again, one at a time, and checked
+    to find what the record says it found (a record it disagrees with keeps its time and is
+    named: run the model again without ``--retime``)."""
     records = [json.loads(line) for line in RECORDS.read_text().splitlines()]
+    differing = []
     for record in records:
         if only and record["model"] not in only:
             continue
-        code, _, _, seconds = netadjust(
+        code, out, _, seconds = netadjust(
             "inspect", "--model", record["model"], "--image-size", str(record["side"]), "--json"
         )
+        found = json.loads(out) if code == 0 else {}
+        now = (
+            {"widths": len(found["widths"]), "held": len(found.get("held", {}))}
+            | {key: found[key] for key in ("macs", "params")}
+            if found
+            else {}
+        )
+        recorded = (  # records from before widths were held have no "held": none were
+            {"widths": record["widths"], "held": record.get("held", 0)}
+            | {key: record[key] for key in ("macs", "params")}
+            if "widths" in record
+            else {}
+        )
+        if now != recorded:
+            differing.append(record["model"])
+            print(f"{record['model']}: inspect now finds {now or f'nothing (exit {code})'}", flush=True)
+            continue
         record["inspect_seconds"], record["inspect_retimed"] = seconds, True
         print(f"{record['model']}: {seconds:.1f} s (exit {code})", flush=True)
         RECORDS.write_text("".join(json.dumps(r) + "\n" for r in records))
+    print(f"retimed; differing from their records: {differing or 'none'}")
 
 
 if __name__ == "__main__":
