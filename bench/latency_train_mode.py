@@ -43,7 +43,7 @@ def loop_rate(spec: ModelSpec, train, info, recipe: Recipe, repeats: int) -> flo
 def timed_rate(spec: ModelSpec, recipe: Recipe, threads: int, table, repeats: int) -> float:
     """Images/s of the latency model's train-mode timing of the whole network."""
     config = LatencyConfig(
-        mode="train", batch=recipe.batch_size, threads=threads, timing_precision="training"
+        mode="train", batch=recipe.batch_size, threads=threads, latency_precision="training"
     )
     cpu = torch.device("cpu")
     table = LatencyTable(Path(table), cpu, threads)

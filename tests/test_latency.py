@@ -152,6 +152,20 @@ def test_abba_rounds_cancel_a_linear_drift(monkeypatch):
     assert ratio == pytest.approx(1.5, rel=1e-3)
 
 
+def test_the_abba_ratio_keeps_the_undisturbed_rounds_and_its_spread_the_noise_of_all(monkeypatch):
+    # sporadic spikes: the ratio of two equal works is taken from the steadiest rounds (1),
+    # but its spread, which decides whether a ratio near the budget is timed again, is the
+    # noise of every round, not of those chosen for being steady
+    machine = FakeMachine(spikes(share=0.2, factor=3.0))
+    monkeypatch.setattr(speed, "clock", machine)
+    ratio, spread = abba_ratio(machine.work(0.002), machine.work(0.002), CPU)
+    assert ratio == pytest.approx(1.0, abs=0.05)
+    assert spread > 0.2, spread
+    monkeypatch.setattr(speed, "clock", FakeMachine())  # a quiet machine: no spread at all
+    ratio, spread = abba_ratio(speed.clock.work(0.002), speed.clock.work(0.002), CPU)
+    assert (ratio, spread) == (pytest.approx(1.0), pytest.approx(0.0, abs=1e-9))
+
+
 def test_the_table_times_each_layer_shape_once_and_keeps_it_on_disk(tmp_path, fake_machine):
     table = tmp_path / "latency.json"
     first = model_on(table)
@@ -316,7 +330,7 @@ def test_a_latency_search_holds_the_timed_budget_and_records_it(tmp_path, fake_m
         "table": str(table),
         "max_spread": 0.1,
         "threads": 1,
-        "timing_precision": "fp32",
+        "latency_precision": "fp32",
     }
     assert config["latency"] == recorded
     # the rescale keeps the next widths' timed ratio to the original within the 3% band, and
@@ -364,7 +378,7 @@ def test_cost_prints_the_tables_estimate_beside_the_measured_time(tmp_path, fake
     assert timing["measured"] == pytest.approx(network_seconds(SPEC, base_widths(SPEC)), rel=1e-3)
     assert timing["estimate"] == pytest.approx(timing["measured"], rel=1e-3)
     assert timing["measured"] > 0 and timing["mode"] == "infer" and timing["batch"] == 1
-    assert timing["precision"] == "fp32"  # the deployment's precision, whatever the training's
+    assert timing["latency_precision"] == "fp32"  # the deployment's precision, whatever the training's
     assert set(printed["sensitivities"]) == set(printed["widths"])
 
 

@@ -156,8 +156,8 @@ def cost(
         timing = {
             "estimate": model.estimate(widths),
             "measured": measured.seconds,
-            "spread": measured.disagreement,
-            "precision": model.precision,
+            "disagreement": measured.disagreement,  # of its two repeats: max / min - 1
+            "latency_precision": model.latency_precision,
             "layers_sum": model.layers_sum(widths),
             "overhead": model.overhead,
             "mode": latency.mode,

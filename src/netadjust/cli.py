@@ -23,7 +23,7 @@ DECIDED_HERE = {"device", "out"}
 PRESET_HELP = (
     "group of defaults: quick (minutes on a CPU: half-width ResNet-20, Fashion-MNIST, 3 iterations "
     "of 3 epochs), fmnist (the README's results: the same on all of Fashion-MNIST, 6 iterations of 4 "
-    "epochs, adjust rate 0.5, FUR on 6,000 images; about 25 minutes on 2 cores) or paper (the "
+    "epochs, adjust rate 0.5, FUR on 6,000 images; the search prints its time estimate) or paper (the "
     "reference's CIFAR setting, the defaults shown below, on CIFAR-100 "
     "without FUR's control variate; with --dataset imagenet its ImageNet setting: ResNet-18, 10 "
     "epochs per iteration, lr 0.2 at batch 64 per process, weight decay 4e-5, FUR drop rate 0.2, "

@@ -22,7 +22,7 @@ from .export import build_call
 from .presets import TRAINING, final_training
 from .resume import refuse_finished, resume_notes
 from .rundir import config_from_settings, read_run, read_run_settings
-from .settings import as_settings, configured, from_record, known_settings
+from .settings import as_settings, configured, from_record, known_settings, record_settings
 from .spaces import base_widths, check_widths, get_space, space_names
 from .store import user_path
 from .train import default_device
@@ -146,7 +146,9 @@ def command_train(args: argparse.Namespace) -> int:
     run_recipe, run_data, run_dir = run_defaults(args)
     data = api.with_absolute_paths(configured(DataConfig, {**run_data, **given(args, DataConfig)}))
     download_if_asked(args, data)
-    spec = api.with_absolute_paths(configured(ModelSpec, {**recorded, **given(args, ModelSpec)}))
+    spec = api.with_absolute_paths(
+        configured(ModelSpec, {**record_settings(ModelSpec, recorded), **given(args, ModelSpec)})
+    )
     if widths is not None and data.dataset in DATASETS:  # the network at the dataset's input
         trained = model_spec_for(spec, DATASETS[data.dataset])
         changed = set(given(args, ModelSpec)) | (INPUT if "dataset" in given(args, DataConfig) else set())
@@ -239,9 +241,9 @@ def command_cost(args: argparse.Namespace) -> int:
     if report.latency:
         timing = report.latency
         print(
-            f"latency ({timing['mode']}, batch {timing['batch']}, {timing['precision']}, "
+            f"latency ({timing['mode']}, batch {timing['batch']}, {timing['latency_precision']}, "
             f"{timing['device']}): measured {1e3 * timing['measured']:.3f} ms (two repeats "
-            f"{timing['spread']:.1%} apart), the table's estimate "
+            f"{timing['disagreement']:.1%} apart), the table's estimate "
             f"{1e3 * timing['estimate']:.3f} ms ({timing['estimate'] / timing['measured'] - 1:+.1%}); "
             f"table {timing['table']}"
         )

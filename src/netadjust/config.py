@@ -134,7 +134,7 @@ class Recipe:
         "auto", "autocast precision (auto: bf16 where the device has it)", choices=PRECISIONS
     )
     channels_last: bool = setting(True, "train in NHWC memory format")
-    compile: bool = setting(False, "torch.compile the model for training (no gain measured on a 2-core CPU)")
+    compile: bool = setting(False, "torch.compile the model for training (measured: docs/performance.md)")
     augment: bool = setting(True, "the dataset's random crop and flip")
     sync_bn: bool = setting(False, "with several processes: batch-norm statistics over the global batch")
 
@@ -275,7 +275,7 @@ class LatencyConfig:
         "0: torch's default, all cores)",
         flag="--latency-threads",
     )
-    timing_precision: str = setting(
+    latency_precision: str = setting(
         "fp32",
         "--budget latency: the precision networks are timed in, as deployed (training: the "
         "recipe's autocast)",
@@ -289,8 +289,8 @@ class LatencyConfig:
         check(self.max_spread >= 0, f"--latency-max-spread is {self.max_spread}; give a value >= 0")
         check(self.threads >= 0, f"--latency-threads is {self.threads}; give 1 or more (0: torch's default)")
         check(
-            self.timing_precision in LATENCY_PRECISIONS,
-            f"--latency-precision is {self.timing_precision!r}; "
+            self.latency_precision in LATENCY_PRECISIONS,
+            f"--latency-precision is {self.latency_precision!r}; "
             f"choose one of {', '.join(LATENCY_PRECISIONS)}",
         )
 
@@ -313,10 +313,8 @@ class SearchConfig:
         None,
         "iterations after the first start from the previous one's trained weights carried into "
         "the new widths and train this many epochs (below 1: one pass over that share of the "
-        "training images) instead of training from scratch (the paper's). Measured on ResNet-20 "
-        "with 0.25 and --repeats 2: 0.28-0.29x the search's time, final networks within 2 SE of "
-        "a from-scratch search's in two settings, one search each (0.37x with FUR's T = 4; "
-        "docs/inherit.md)",
+        "training images) instead of training from scratch (the paper's); what it saves and "
+        "costs, measured: docs/inherit.md",
         kind=float,
     )
     initial_widths: Widths | None = None  # None: the space's base widths (--widths reads a file)

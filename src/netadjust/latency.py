@@ -55,7 +55,7 @@ class LatencyModel:
     spec: ModelSpec
     config: LatencyConfig
     device: torch.device
-    precision: str
+    latency_precision: str  # resolved: --latency-precision, or the recipe's for 'training'
     channels_last: bool
     table: LatencyTable
     overhead: float = 0.0  # seconds the layers' sum misses, from the original network
@@ -66,7 +66,7 @@ class LatencyModel:
 
     @property
     def dtype(self) -> torch.dtype | None:
-        return autocast_dtype(self.precision, self.device)
+        return autocast_dtype(self.latency_precision, self.device)
 
     def calibrate(self, original: Widths) -> tuple[float, float]:
         """Set the overhead from the original network's measured time; return that time and
@@ -306,7 +306,7 @@ def _agreeing_pair(times: list[float], limit: float) -> tuple[float, float] | No
 
 def timed_precision(config: LatencyConfig, recipe_precision: str) -> str:
     """The precision networks are timed in: ``--latency-precision``, or the recipe's own."""
-    return recipe_precision if config.timing_precision == "training" else config.timing_precision
+    return recipe_precision if config.latency_precision == "training" else config.latency_precision
 
 
 def timing_threads(config: LatencyConfig, device: torch.device) -> int:

@@ -94,7 +94,7 @@ def timed_budget(config: SearchConfig, spec: ModelSpec, initial: Widths, device,
     seconds, spread = model.calibrate(initial)
     log(
         f"latency: original {1e3 * seconds:.3f} ms per {config.latency.mode} pass of {config.latency.batch} "
-        f"in {model.precision} (two repeats {spread:.1%} apart); its layers' sum "
+        f"in {model.latency_precision} (two repeats {spread:.1%} apart); its layers' sum "
         f"{1e3 * model.layers_sum(initial):.3f} ms"
     )
     return model

@@ -95,9 +95,14 @@ def known_settings(cls: type) -> set[str]:
     return {flag.dest for flag in flags(cls)}
 
 
+RENAMED = {"timing_precision": "latency_precision"}  # fields renamed since runs recorded them: old -> new
+
+
 def from_record(cls: type, record: Mapping[str, Any]):
     """A ``cls`` from its ``dataclasses.asdict`` (as ``config.json`` holds it); keys a
-    newer version added take their defaults. Unknown keys raise TypeError."""
+    newer version added take their defaults, keys it renamed (``RENAMED``) are read under
+    their new name. Unknown keys raise TypeError."""
+    record = {RENAMED.get(key, key): value for key, value in record.items()}
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in record:

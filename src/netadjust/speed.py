@@ -147,9 +147,11 @@ def abba_ratio(
 ) -> tuple[float, float]:
     """The time of ``a`` over that of ``b`` from ``quads`` rounds timed in the order A B B A
     (a drift of the machine's speed within a round falls on both alike, to first order),
-    and the relative spread of the rounds' ratios. A spike makes its round's ratio an
-    outlier, high or low, and its round's total longer: the ratio is the median over the
-    quarter of the rounds that took least time in all, the undisturbed ones."""
+    and the relative spread of all the rounds' ratios (the noise a decision on the ratio
+    has to clear: the kept quarter's own spread understates it, being chosen as the
+    steadiest). A spike makes its round's ratio an outlier, high or low, and its round's
+    total longer: the ratio is the median over the quarter of the rounds that took least
+    time in all, the undisturbed ones."""
     calls_a = calls_per_block(a, device, block_seconds)
     calls_b = calls_per_block(b, device, block_seconds)
     rounds = []
@@ -158,7 +160,7 @@ def abba_ratio(
         (b2,), (a2,) = block_times(b, device, calls_b, 1), block_times(a, device, calls_a, 1)
         rounds.append((a1 + a2 + b1 + b2, (a1 + a2) / (b1 + b2)))
     kept = [ratio for _, ratio in sorted(rounds)[: max(2, quads // 4)]]
-    return statistics.median(kept), relative_spread(kept)
+    return statistics.median(kept), relative_spread([ratio for _, ratio in rounds])
 
 
 def timed_together(works: list[Callable[[], None]], device: torch.device, rounds: int, round_seconds: float):
