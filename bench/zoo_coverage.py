@@ -169,10 +169,7 @@ def document(planned: int) -> str:
         "initialising weights, beside a single-thread training (and at times a test run): the\n"
         "seconds are an upper bound. Widths (held): the searchable widths, and in brackets those\n"
         "held at their size because the model splits or slices them by counts fixed when it was\n"
-        "built (docs/models.md).\n\n"
-        + (partial if done < planned else "")
-        + summary()
-        + "\n"
+        "built (docs/models.md).\n\n" + (partial if done < planned else "") + summary() + "\n"
     )
 
 
