@@ -37,6 +37,37 @@ def start(out: Path, fashion_dir: Path, *extra) -> subprocess.Popen:
     )
 
 
+# a search that kills itself (SIGKILL, no clean-up) at a point named in the code: where the
+# test means it to die, however fast the machine runs, with no polling race
+KILLED_AT = {
+    # as iteration 0's FUR begins: its training checkpointed, nothing recorded yet
+    "fur": "search.estimate_fur = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)",
+    # once iteration 1 (an inheriting one) has checkpointed its first epoch of training
+    "inheriting training": (
+        "saving = search.save_checkpoint\n"
+        "def save(out, iteration, widths, phase, state):\n"
+        "    saving(out, iteration, widths, phase, state)\n"
+        "    if iteration == 1 and phase == 'train':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "search.save_checkpoint = save"
+    ),
+}
+
+
+def killed_at(point: str, out: Path, fashion_dir: Path, *extra) -> subprocess.CompletedProcess:
+    arguments = ["search", "--data-dir", str(fashion_dir), "--out", str(out), *SEARCH, *extra]
+    code = (
+        "import importlib, os, signal\n"
+        "search = importlib.import_module('netadjust.search')\n"
+        f"{KILLED_AT[point]}\n"
+        "from netadjust.cli import main\n"
+        f"main({arguments!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    return done
+
+
 def wait_for_checkpoint(out: Path, process: subprocess.Popen, epochs: int, iteration: int = 0) -> dict:
     """Poll until ``iteration``'s checkpoint holds ``epochs`` epochs (writes are atomic)."""
     deadline = time.monotonic() + 120
@@ -115,16 +146,29 @@ def test_killed_during_fur_resumes_to_the_same_result_and_carries_the_weights_fr
     assert history[1]["train"]["epoch"] == 2 and uninterrupted[1][1]["train"]["epoch"] == 3
     assert all(width % 2 == 0 for width in final["widths"].values())
     out = tmp_path / "run"
-    process = start(out, fashion_dir, *INHERIT)
-    assert wait_for_checkpoint(out, process, epochs=3)["phase"] == "fur"  # evaluation and FUR follow
-    process.kill()
-    process.wait()
+    killed_at("fur", out, fashion_dir, *INHERIT)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["phase"] == "fur"
     assert not (out / "history.jsonl").exists()  # it died before iteration 0 was recorded
     # a plain re-run with the same settings continues too; the next iteration's carry reads
     # iteration 0's weights from the disk, not from the process that trained them
     resumed = netadjust("search", "--data-dir", fashion_dir, "--out", out, *SEARCH, *INHERIT)
     assert resumed.returncode == 0, resumed.stderr
     assert "iter 2/2: starts from iteration 1's weights" in resumed.stdout
+    assert_same_search(out, uninterrupted_inheriting)
+
+
+def test_killed_during_an_inheriting_iterations_training_resumes_to_the_same_result(
+    tmp_path, fashion_dir, uninterrupted_inheriting
+):
+    # the carried weights were trained on for an epoch when it died: the resume continues
+    # that training from its checkpoint, not from a fresh carry
+    out = tmp_path / "run"
+    killed_at("inheriting training", out, fashion_dir, *INHERIT)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (saved["iteration"], saved["phase"], len(saved["train"]["history"])) == (1, "train", 1)
+    resumed = netadjust("search", "--resume", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "iter 2/2: continuing the training from its checkpoint after epoch 1" in resumed.stdout
     assert_same_search(out, uninterrupted_inheriting)
 
 
