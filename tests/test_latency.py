@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from conftest import in_process, write_mnist_like
-from netadjust import speed
 from netadjust.adjust import filled, widest_within
 from netadjust.config import LatencyConfig, ModelSpec
 from netadjust.cost import measure, sensitivities
@@ -68,7 +67,13 @@ def layer_seconds(module, shape) -> float:
 def fake_machine(monkeypatch):
     """Every latency timing runs on a FakeMachine (set its ``slowdown`` in the test)."""
     machine = FakeMachine()
-    monkeypatch.setattr(speed, "clock", machine)
+    built = LatencyModel.__init__
+
+    def on_the_machine(self, *args, **kwargs):  # every model the code under test builds reads its clock
+        built(self, *args, **kwargs)
+        self.clock = machine
+
+    monkeypatch.setattr(LatencyModel, "__init__", on_the_machine)
     monkeypatch.setattr(
         LatencyModel, "_network_pass", lambda self, widths: machine.work(network_seconds(self.spec, widths))
     )
@@ -76,7 +81,11 @@ def fake_machine(monkeypatch):
         LatencyModel,
         "_time_layer",
         lambda self, module, shape, first: time_work(
-            machine.work(layer_seconds(module, shape)), self.device, blocks=8, block_seconds=0.002
+            machine.work(layer_seconds(module, shape)),
+            self.device,
+            blocks=8,
+            block_seconds=0.002,
+            clock=machine,
         ),
     )
     return machine
@@ -87,22 +96,20 @@ def model_on(table, max_spread=NEVER, **settings):
     return latency_model(SPEC, config, CPU, "fp32", channels_last=False)
 
 
-def test_sporadic_spikes_move_neither_the_time_nor_the_repeats(monkeypatch):
+def test_sporadic_spikes_move_neither_the_time_nor_the_repeats():
     machine = FakeMachine(spikes(share=0.2, factor=3.0))
-    monkeypatch.setattr(speed, "clock", machine)
-    timing = time_work(machine.work(0.005), CPU)
+    timing = time_work(machine.work(0.005), CPU, clock=machine)
     assert timing.seconds == pytest.approx(0.005)
     assert timing.disagreement <= LatencyConfig().max_spread  # the default limit: accepted
     # what the median of blocks of 10 calls (the former estimate) made of the same machine
-    monkeypatch.setattr(speed, "clock", FakeMachine(spikes(share=0.2, factor=3.0)))
-    blocks = block_times(speed.clock.work(0.005), CPU, calls=10, blocks=11)
+    machine = FakeMachine(spikes(share=0.2, factor=3.0))
+    blocks = block_times(machine.work(0.005), CPU, calls=10, blocks=11, clock=machine)
     assert sorted(blocks)[5] > 1.2 * 0.005
 
 
-def test_a_slowdown_that_sets_in_and_lasts_is_seen_by_the_repeats(monkeypatch):
+def test_a_slowdown_that_sets_in_and_lasts_is_seen_by_the_repeats():
     machine = FakeMachine(lambda call, now: 2.0 if now > 0.12 else 1.0)  # another job from 0.12 s on
-    monkeypatch.setattr(speed, "clock", machine)
-    timing = time_work(machine.work(0.005), CPU)  # 20 + 20 blocks of one 5 ms call
+    timing = time_work(machine.work(0.005), CPU, clock=machine)  # 20 + 20 blocks of one 5 ms call
     assert timing.repeats[1] == pytest.approx(2 * timing.repeats[0])
     assert timing.disagreement == pytest.approx(1.0)
 
@@ -138,31 +145,29 @@ def test_a_device_with_sporadic_spikes_is_timed_and_accepted(tmp_path, fake_mach
     assert disagreement <= 0.1
 
 
-def test_abba_rounds_cancel_a_linear_drift(monkeypatch):
+def test_abba_rounds_cancel_a_linear_drift():
     # the machine slows by 1% per 10 ms of work: two equal networks, timed A then B, differ
     machine = FakeMachine(lambda call, now: 1.0 + now)
-    monkeypatch.setattr(speed, "clock", machine)
     a, b = machine.work(0.002), machine.work(0.002)
-    (first,), (second,) = block_times(a, CPU, 3, 1), block_times(b, CPU, 3, 1)
+    (first,), (second,) = block_times(a, CPU, 3, 1, machine), block_times(b, CPU, 3, 1, machine)
     assert second / first > 1.005  # in plain order the drift biases the ratio
-    ratio, _ = abba_ratio(a, b, CPU)
+    ratio, _ = abba_ratio(a, b, CPU, clock=machine)
     assert ratio == pytest.approx(1.0, abs=2e-4)
     # a true difference survives the drift
-    ratio, _ = abba_ratio(machine.work(0.003), b, CPU)
+    ratio, _ = abba_ratio(machine.work(0.003), b, CPU, clock=machine)
     assert ratio == pytest.approx(1.5, rel=1e-3)
 
 
-def test_the_abba_ratio_keeps_the_undisturbed_rounds_and_its_spread_the_noise_of_all(monkeypatch):
+def test_the_abba_ratio_keeps_the_undisturbed_rounds_and_its_spread_the_noise_of_all():
     # sporadic spikes: the ratio of two equal works is taken from the steadiest rounds (1),
     # but its spread, which decides whether a ratio near the budget is timed again, is the
     # noise of every round, not of those chosen for being steady
     machine = FakeMachine(spikes(share=0.2, factor=3.0))
-    monkeypatch.setattr(speed, "clock", machine)
-    ratio, spread = abba_ratio(machine.work(0.002), machine.work(0.002), CPU)
+    ratio, spread = abba_ratio(machine.work(0.002), machine.work(0.002), CPU, clock=machine)
     assert ratio == pytest.approx(1.0, abs=0.05)
     assert spread > 0.2, spread
-    monkeypatch.setattr(speed, "clock", FakeMachine())  # a quiet machine: no spread at all
-    ratio, spread = abba_ratio(speed.clock.work(0.002), speed.clock.work(0.002), CPU)
+    quiet = FakeMachine()  # no spread at all
+    ratio, spread = abba_ratio(quiet.work(0.002), quiet.work(0.002), CPU, clock=quiet)
     assert (ratio, spread) == (pytest.approx(1.0), pytest.approx(0.0, abs=1e-9))
 
 

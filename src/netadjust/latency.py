@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from .cost import measure, sensitivities
 from .errors import UserError
 from .layer_table import LatencyTable, default_table_path
 from .spaces import build
-from .speed import Timing, abba_ratio, time_work, using_threads
+from .speed import Clock, Timing, abba_ratio, time_work, using_threads
 from .train import autocast_dtype
 
 LATENCY_TOLERANCE = 0.03  # the rescale holds the measured time within 3% of the original's
@@ -63,6 +64,7 @@ class LatencyModel:
     original: Widths | None = None  # set by calibrate
     original_seconds: float = 0.0
     _ratios: dict[tuple, float] = field(default_factory=dict)  # time over the original's, timed here
+    clock: Clock = time.perf_counter  # what every timing reads (a test's machine of its own)
 
     @property
     def dtype(self) -> torch.dtype | None:
@@ -126,7 +128,9 @@ class LatencyModel:
         """The time of ``widths`` over that of ``reference``, timed in A B B A rounds, and
         the spread of the rounds' ratios."""
         with self._threads():
-            return abba_ratio(self._network_pass(widths), self._network_pass(reference), self.device)
+            return abba_ratio(
+                self._network_pass(widths), self._network_pass(reference), self.device, clock=self.clock
+            )
 
     def estimate(self, widths: Widths) -> float:
         """Seconds of one timed pass at ``widths``, from the table."""
@@ -165,7 +169,7 @@ class LatencyModel:
     def measure_network(self, widths: Widths) -> Timing:
         """The timing of one pass of the whole network at ``widths``."""
         with self._threads():
-            return time_work(self._network_pass(widths), self.device)
+            return time_work(self._network_pass(widths), self.device, clock=self.clock)
 
     def _network_pass(self, widths: Widths) -> Callable[[], None]:
         model = build(self.spec, widths).to(self.device)
@@ -215,7 +219,7 @@ class LatencyModel:
             module.inplace = False  # an in-place op on a leaf that needs its gradient is refused
         work = self._pass(module, shape, input_grad=not first, input_dtype=None if first else self.dtype)
         with self._threads():
-            return time_work(work, self.device, blocks=8, block_seconds=0.002)
+            return time_work(work, self.device, blocks=8, block_seconds=0.002, clock=self.clock)
 
     def _threads(self):
         return using_threads(timing_threads(self.config, self.device))

@@ -7,7 +7,8 @@ median over rounds is kept with its spread (the range of the middle half of the 
 And the timing ``--budget latency`` rests on, made for a shared, noisy machine: a work timed
 in many short blocks, whose low percentile is its time (``time_work``: interruptions only
 add time), in two repeats whose disagreement shows a lasting slowdown; two works compared
-in A B B A rounds (``abba_ratio``). Every timing reads ``clock``, which tests replace.
+in A B B A rounds (``abba_ratio``). Every timing reads the ``clock`` it is given (the
+wall clock unless a test passes a machine of its own).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _copy(model: nn.Module, fmt: torch.memory_format) -> nn.Module:
     return copy.deepcopy(model).to(memory_format=fmt)
 
 
-clock: Callable[[], float] = time.perf_counter  # what every timing here reads; tests put a fake clock here
+Clock = Callable[[], float]
 
 LOW_QUANTILE = 0.2  # the estimate of a time: a low percentile of many short blocks
 
@@ -120,16 +121,24 @@ class Timing:
         return max(self.repeats) / min(self.repeats) - 1
 
 
-def time_work(work: Callable[[], None], device: torch.device, blocks: int = 40, block_seconds: float = 0.005):
+def time_work(
+    work: Callable[[], None],
+    device: torch.device,
+    blocks: int = 40,
+    block_seconds: float = 0.005,
+    clock: Clock = time.perf_counter,
+):
     """The ``Timing`` of ``work``: ``blocks`` blocks of equal calls (as many as fill
     ``block_seconds``, after warm-up) in two repeats of ``blocks / 2``."""
-    calls = calls_per_block(work, device, block_seconds)
-    first = block_times(work, device, calls, max(1, blocks // 2))
-    second = block_times(work, device, calls, max(1, blocks // 2))
+    calls = calls_per_block(work, device, block_seconds, clock)
+    first = block_times(work, device, calls, max(1, blocks // 2), clock)
+    second = block_times(work, device, calls, max(1, blocks // 2), clock)
     return Timing(low_percentile(first + second), (low_percentile(first), low_percentile(second)))
 
 
-def block_times(work: Callable[[], None], device: torch.device, calls: int, blocks: int) -> list[float]:
+def block_times(
+    work: Callable[[], None], device: torch.device, calls: int, blocks: int, clock: Clock = time.perf_counter
+) -> list[float]:
     """Seconds per call of ``work`` in each of ``blocks`` blocks of ``calls`` calls."""
     times = []
     for _ in range(blocks):
@@ -143,7 +152,12 @@ def block_times(work: Callable[[], None], device: torch.device, calls: int, bloc
 
 
 def abba_ratio(
-    a: Callable[[], None], b: Callable[[], None], device: torch.device, quads: int = 24, block_seconds=0.002
+    a: Callable[[], None],
+    b: Callable[[], None],
+    device: torch.device,
+    quads: int = 24,
+    block_seconds: float = 0.002,
+    clock: Clock = time.perf_counter,
 ) -> tuple[float, float]:
     """The time of ``a`` over that of ``b`` from ``quads`` rounds timed in the order A B B A
     (a drift of the machine's speed within a round falls on both alike, to first order),
@@ -152,12 +166,12 @@ def abba_ratio(
     steadiest). A spike makes its round's ratio an outlier, high or low, and its round's
     total longer: the ratio is the median over the quarter of the rounds that took least
     time in all, the undisturbed ones."""
-    calls_a = calls_per_block(a, device, block_seconds)
-    calls_b = calls_per_block(b, device, block_seconds)
+    calls_a = calls_per_block(a, device, block_seconds, clock)
+    calls_b = calls_per_block(b, device, block_seconds, clock)
     rounds = []
     for _ in range(quads):
-        (a1,), (b1,) = block_times(a, device, calls_a, 1), block_times(b, device, calls_b, 1)
-        (b2,), (a2,) = block_times(b, device, calls_b, 1), block_times(a, device, calls_a, 1)
+        (a1,), (b1,) = block_times(a, device, calls_a, 1, clock), block_times(b, device, calls_b, 1, clock)
+        (b2,), (a2,) = block_times(b, device, calls_b, 1, clock), block_times(a, device, calls_a, 1, clock)
         rounds.append((a1 + a2 + b1 + b2, (a1 + a2) / (b1 + b2)))
     kept = [ratio for _, ratio in sorted(rounds)[: max(2, quads // 4)]]
     return statistics.median(kept), relative_spread([ratio for _, ratio in rounds])
@@ -174,7 +188,9 @@ def timed_together(works: list[Callable[[], None]], device: torch.device, rounds
     return seconds
 
 
-def calls_per_block(work: Callable[[], None], device: torch.device, block_seconds: float) -> int:
+def calls_per_block(
+    work: Callable[[], None], device: torch.device, block_seconds: float, clock: Clock = time.perf_counter
+) -> int:
     """Warm ``work`` up (the first calls choose kernels and grow the allocator's pools) and
     return how many calls fill ``block_seconds``, from the median of three timed calls (one
     call, if disturbed, would set every block's length)."""
@@ -184,7 +200,7 @@ def calls_per_block(work: Callable[[], None], device: torch.device, block_second
         _sync(device)
         if count >= 3 and clock() - warm_up > block_seconds:
             break
-    single = statistics.median(block_times(work, device, 1, 3))
+    single = statistics.median(block_times(work, device, 1, 3, clock))
     return max(1, min(10_000, round(block_seconds / max(single, 1e-7))))
 
 
