@@ -184,7 +184,7 @@ def test_the_table_times_each_layer_shape_once_and_keeps_it_on_disk(tmp_path, fa
     # one entry per distinct layer call: ResNet-20's 19 convs, 19 batch norms, ... share shapes
     calls = first._traced(original)
     assert len(recorded["entries"]) == len({key for key, _, _ in calls}) < len(calls)
-    assert all(entry["seconds"] > 0 and entry["spread"] >= 0 for entry in recorded["entries"].values())
+    assert all(entry["seconds"] > 0 and entry["disagreement"] >= 0 for entry in recorded["entries"].values())
 
     second = model_on(table)  # another search on this device: nothing timed again
     assert second.layers_sum(original) == first.layers_sum(original)
@@ -218,7 +218,7 @@ def test_a_table_of_another_device_or_a_damaged_one_is_refused(tmp_path):
         LatencyTable(damaged, CPU)
 
 
-def test_a_table_keeps_each_entrys_spread_retimes_noisy_ones_and_merges_with_another_process(
+def test_a_table_keeps_each_entrys_disagreement_retimes_noisy_ones_and_merges_with_another_process(
     tmp_path, fake_machine
 ):
     path = tmp_path / "t.json"
@@ -226,7 +226,7 @@ def test_a_table_keeps_each_entrys_spread_retimes_noisy_ones_and_merges_with_ano
     model_on(path).calibrate(original)
     entries = json.loads(path.read_text())["entries"]
     noisy = sorted(entries)[0]
-    entries[noisy] = {"seconds": 1.0, "spread": 2 * NOISY_ENTRY}  # timed in a noisy moment
+    entries[noisy] = {"seconds": 1.0, "disagreement": 2 * NOISY_ENTRY}  # timed in a noisy moment
     path.write_text(json.dumps({**json.loads(path.read_text()), "entries": entries}))
     again = model_on(path)
     again.layers_sum(original)
@@ -239,10 +239,16 @@ def test_a_table_keeps_each_entrys_spread_retimes_noisy_ones_and_merges_with_ano
     second.table.save()
     on_disk = json.loads(path.read_text())["entries"]
     assert set(first.table.entries) | set(second.table.entries) <= set(on_disk)
-    # a table written by the first version (bare seconds, no spread) is timed anew
+    # a table written by the first version (bare seconds, no disagreement) is timed anew; one of
+    # the second (the disagreement named "spread") is read as it is
     old = {"version": 1, "device": device_description(CPU, 1), "torch": torch.__version__}
     path.write_text(json.dumps({**old, "entries": dict.fromkeys(on_disk, 1.0)}))
     assert LatencyTable(path, CPU, threads=1).entries == {}
+    second_version = {"seconds": 0.5, "spread": 0.01}
+    path.write_text(json.dumps({**old, "version": 2, "entries": dict.fromkeys(on_disk, second_version)}))
+    assert LatencyTable(path, CPU, threads=1).entries == dict.fromkeys(
+        on_disk, {"seconds": 0.5, "disagreement": 0.01}
+    )
 
 
 def test_a_slope_the_table_cannot_resolve_falls_back_to_the_widths_macs_share(

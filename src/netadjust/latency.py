@@ -19,8 +19,10 @@ Every time is a low percentile of many short blocks in two repeats (speed.py), s
 interruptions do not move it; the original's time is taken until two timings agree, so a
 slowdown lasting a whole timing is outvoted, and a device whose timings never agree is
 refused. The table records the device and torch version it was
-measured with (a table of another device is refused, not reused) and each entry's spread,
-so a layer timed in a noisy moment is timed again (``layer_table.py``).
+measured with (a table of another device is refused, not reused) and how far each entry's
+two repeats disagreed, so a layer timed in a noisy moment is timed again (``layer_table.py``).
+Two words, two figures: a timing's *disagreement* is max / min - 1 of its two repeats; a
+*spread* is the interquartile range of many rounds over their median (``speed.py``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from .rundir import read_json_file
 from .speed import Timing
 from .store import write_json
 
-TABLE_VERSION = 2  # 1 kept bare seconds per entry; 2 keeps {"seconds", "spread"}
+TABLE_VERSION = 3  # 1 kept bare seconds per entry; 2 {"seconds", "spread"}; 3 names it "disagreement"
 NOISY_ENTRY = 0.1  # a table entry whose repeats disagreed by more is timed again when used
 
 
@@ -70,18 +70,23 @@ class LatencyTable:
                 f"{self.description} with torch {torch.__version__}: give another --latency-table "
                 "(times of one device do not hold on another)"
             )
+        if recorded.get("version") == 2:  # the same figure under its former name
+            return {
+                key: {"seconds": entry["seconds"], "disagreement": entry["spread"]}
+                for key, entry in recorded["entries"].items()
+            }
         if recorded.get("version") != TABLE_VERSION:
-            return {}  # entries without their spread: timed again, and the file rewritten
+            return {}  # entries without their disagreement: timed again, and the file rewritten
         return recorded["entries"]
 
     def needs_timing(self, key: str) -> bool:
         entry = self.entries.get(key)
-        return entry is None or (entry["spread"] > NOISY_ENTRY and key not in self.timed_here)
+        return entry is None or (entry["disagreement"] > NOISY_ENTRY and key not in self.timed_here)
 
     def add(self, key: str, timing: Timing) -> None:
-        entry = {"seconds": timing.seconds, "spread": timing.disagreement}
+        entry = {"seconds": timing.seconds, "disagreement": timing.disagreement}
         if key in self.entries:
-            entry = min(entry, self.entries[key], key=lambda kept: kept["spread"])
+            entry = min(entry, self.entries[key], key=lambda kept: kept["disagreement"])
         self.timed_here.add(key)
         self.entries[key] = entry
         self.added += 1
@@ -98,7 +103,7 @@ class LatencyTable:
             with _locked(self.path):
                 on_disk = self._read() if self.path.exists() else {}
                 for key, entry in on_disk.items():
-                    if key not in self.entries or entry["spread"] < self.entries[key]["spread"]:
+                    if key not in self.entries or entry["disagreement"] < self.entries[key]["disagreement"]:
                         self.entries[key] = entry
                 record = {
                     "version": TABLE_VERSION,
