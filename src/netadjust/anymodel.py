@@ -173,6 +173,7 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     try:
         with indexed_groups(tp, DISCOVERY_CHECKS, DISCOVERY_SECONDS), warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Unwrapped parameters")  # layer scales: sized below
+            warnings.filterwarnings("ignore", "Maximum recursive depth")  # its shape guess: we refuse instead
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
             found_groups = list(
                 graph.get_all_groups(ignored_layers=output_layers, root_module_types=[nn.Conv2d, nn.Linear])
