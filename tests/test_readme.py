@@ -1,7 +1,9 @@
 """The README's code runs as copied: each ```python block, in a fresh interpreter, in an
 empty folder, on the Fashion-MNIST the README's set-up installs; every ``netadjust`` line
-of its shell blocks is accepted by the parser, and the own-model commands run."""
+of its shell blocks is accepted by the parser, and the own-model commands run; the figures
+it quotes over search seeds are what the bench script computes from the committed results."""
 
+import json
 import re
 import shlex
 import subprocess
@@ -64,3 +66,19 @@ def test_the_own_model_commands_run_as_copied_on_tiny_settings(tmp_path, fashion
         result = in_process(*words, *TINY.get(words[0], []), cwd=tmp_path)  # the CLI's own main()
         assert result.returncode == 0, f"netadjust {' '.join(words)}: {result.stderr[-2000:]}"
     assert (tmp_path / "runs/mine/final.json").exists()
+
+
+def test_the_readmes_figures_over_search_seeds_are_the_scripts_from_the_committed_results():
+    # bench/search_seeds.py recomputed from the committed raw results gives its committed
+    # summary, and the README quotes each row's mean over searches with its SE
+    sys.path.insert(0, str(README.parent / "bench"))
+    import search_seeds
+
+    rows = json.loads((search_seeds.RESULTS / "quality.json").read_text())
+    committed = json.loads((search_seeds.RESULTS / "search_seeds.json").read_text())
+    assert committed == json.loads(json.dumps({row: search_seeds.summarised(rows, row) for row in committed}))
+    text = " ".join(README.read_text().split())
+    for summary in committed.values():
+        gain = summary["searched_minus_original"]
+        assert f"{gain['mean']:+.2f} ± {gain['se']:.2f}" in text, summary["row"]
+        assert len(summary["searches"]) >= 3
