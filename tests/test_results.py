@@ -3,11 +3,9 @@ the original and the uniform baseline, exported weights and ONNX, TensorBoard sc
 
 import json
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 
 import numpy as np
@@ -263,17 +261,26 @@ def test_an_interrupted_compare_says_how_to_continue_and_continues(run, tmp_path
     copy = tmp_path / "run"
     shutil.copytree(run.out, copy, ignore=shutil.ignore_patterns("compare", "compare.json"))
     flags = ["--seeds", 3, "--epochs", 2, "--train-limit", 300, "--test-limit", 50]
-    command = [sys.executable, "-m", "netadjust", "compare", copy, *flags]
-    process = subprocess.Popen(
-        [str(a) for a in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    # a real SIGINT, sent by the process to itself once the first training is recorded (a
+    # record is written with the signals held, so it arrives right after): no polling race
+    interrupted_after_first_record = (
+        "import importlib, os, signal\n"
+        "compare = importlib.import_module('netadjust.compare')\n"
+        "written = compare.write_json\n"
+        "def write_json(path, value):\n"
+        "    written(path, value)\n"
+        "    if path.name == 'original-seed0.json':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "compare.write_json = write_json\n"
+        "from netadjust.cli import main\n"
+        f"raise SystemExit(main({['compare', str(copy), *map(str, flags)]!r}))\n"
     )
-    deadline = time.monotonic() + 120
-    while not (copy / "compare" / "original-seed0.json").exists():
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and "Traceback" not in stderr
+    done = subprocess.run(
+        [sys.executable, "-c", interrupted_after_first_record], capture_output=True, text=True, timeout=300
+    )
+    stderr = done.stderr
+    assert done.returncode == 130 and "Traceback" not in stderr, stderr
+    assert sorted(path.name for path in (copy / "compare").glob("*.json")) == ["original-seed0.json"]
     assert "run the same command again to continue" in stderr.strip().splitlines()[-1]
     again = cli("compare", copy, *flags)
     assert again.returncode == 0 and "original seed 0: kept from" in again.stdout, again.stderr
