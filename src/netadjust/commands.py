@@ -268,6 +268,7 @@ def command_compare(args: argparse.Namespace) -> int:
     overrides = given(args, Recipe)
     if args.preset:
         overrides = {**final_training(args.preset, read_run(args.run_dir).config.data.dataset), **overrides}
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as search: even if started with it ignored
     try:
         compare_run(
             args.run_dir,
