@@ -41,6 +41,8 @@ def per_search(rows: dict, name: str) -> dict:
         "searched_minus_uniform": row["searched_minus_uniform"],
         "searched_macs": row["networks"]["searched"]["macs"],
         "searched_params": row["networks"]["searched"]["params"],
+        "macs_ratio": row["networks"]["searched"]["macs"] / row["networks"]["original"]["macs"],
+        "params_ratio": row["networks"]["searched"]["params"] / row["networks"]["original"]["params"],
         "search_seconds": row["search_seconds"],
         "search_in_trainings": row["search_seconds"] / training_seconds(name),
     }
@@ -83,6 +85,11 @@ def summarised(rows: dict, row: str) -> dict:
     }
 
 
+def span(searches: list[dict], key: str) -> str:
+    values = [search[key] for search in searches]
+    return f"{min(values):.2f}–{max(values):.2f}"
+
+
 def table(summaries: dict) -> str:
     def gain(values: dict) -> str:
         if values["between_searches_std"] is None:
@@ -96,8 +103,8 @@ def table(summaries: dict) -> str:
     lines = [
         "| row | searches (seeds) | searched − original: mean over searches ± SE (spread; each) "
         "| searched − uniform | best search (chosen after the fact): − original "
-        "| search in final trainings |",
-        "|---|---|---|---|---|---|",
+        "| search in final trainings | MACs; params × the original's |",
+        "|---|---|---|---|---|---|---|",
     ]
     for summary in summaries.values():
         best = next(s for s in summary["searches"] if s["name"] == summary["best_search"])
@@ -108,7 +115,7 @@ def table(summaries: dict) -> str:
             f"{gain(summary['searched_minus_original'])} | {gain(summary['searched_minus_uniform'])} | "
             f"seed {best['search_seed']}: {best_gain['mean']:+.2f} ± {best_gain['se']:.2f} | "
             + ", ".join(f"{value:.2f}" for value in summary["search_in_trainings"])
-            + " |"
+            + f" | {span(summary['searches'], 'macs_ratio')}; {span(summary['searches'], 'params_ratio')} |"
         )
     return "\n".join(lines)
 

@@ -166,8 +166,9 @@ def document(planned: int) -> str:
         "Hardware: a 2-core x86-64 VM, one thread per job. Every model's inspect was timed again\n"
         "(`--retime`: one at a time, each checked to find what its record says) after discovery\n"
         "stopped re-following index lists met in another order and the plan checks stopped\n"
-        "initialising weights, beside a single-thread training (and at times a test run): the\n"
-        "seconds are an upper bound. Widths (held): the searchable widths, and in brackets those\n"
+        "initialising weights, beside a single-thread training (and at times a test run);\n"
+        "RegNet-Y-128GF again on the idle machine, which it took longer (page faults of its\n"
+        "zero-filled check copies). Widths (held): the searchable widths, and in brackets those\n"
         "held at their size because the model splits or slices them by counts fixed when it was\n"
         "built (docs/models.md).\n\n" + (partial if done < planned else "") + summary() + "\n"
     )
