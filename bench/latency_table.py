@@ -48,7 +48,8 @@ def main() -> None:
     errors = []
     with tempfile.TemporaryDirectory() as folder:
         for mode, batch in MODES:
-            config = LatencyConfig(batch=batch, mode=mode, table=str(Path(folder) / "t.json"), max_spread=1.0)
+            table = str(Path(folder) / "t.json")
+            config = LatencyConfig(batch=batch, mode=mode, table=table, max_disagreement=1.0)
             model = latency_model(spec, config, device, args.precision, channels_last=True)
             seconds, spread = model.calibrate(original)
             print(

@@ -1074,3 +1074,54 @@ def test_a_weight_tied_elsewhere_is_copied_not_shared_by_the_rebuilt_model():
     rebuilt = rebuild(model, plan, {**plan.widths, "features.0": plan.widths["features.0"] + 8})
     assert rebuilt.keeper.weight is not model.keeper.weight
     assert rebuilt.keeper.weight.data_ptr() != model.features[1].weight.data_ptr()
+
+
+class DeviceLogged(nn.Module):
+    """Two convs; each pass notes the device it ran on (in the class: rebuilt copies share it)
+    and, where ``reads_values``, branches on a value, which meta tensors cannot give."""
+
+    devices: list[str] = []
+
+    def __init__(self, reads_values=False, num_classes=10, in_channels=3):
+        super().__init__()
+        self.reads_values = reads_values
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 16, 3)
+        )
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        DeviceLogged.devices.append(x.device.type)
+        features = self.body(x)
+        if self.reads_values and features.abs().amax() < 0:  # never true: a value read, no more
+            features = -features
+        return self.fc(features.mean((2, 3)))
+
+
+@pytest.mark.parametrize("reads_values", [False, True])
+def test_the_plan_is_checked_on_the_meta_device_and_on_real_tensors_where_meta_cannot_run(reads_values):
+    # a 644M-parameter RegNet's checks took 23 s on real tensors; shapes are all they read
+    DeviceLogged.devices.clear()
+    plan = checked_plan(DeviceLogged(reads_values), EXAMPLE)
+    assert plan.widths == {"body.0": 8, "body.3": 16}
+    # the original discovered (two passes) and run for its output's shape, on the CPU; then
+    # per random width set one run and the two passes of its rediscovery
+    assert DeviceLogged.devices[:3] == ["cpu"] * 3
+    if reads_values:  # meta fails at the value read: each check is decided on the CPU
+        assert DeviceLogged.devices[3:] == (["meta"] + ["cpu"] * 3) * 2
+    else:
+        assert DeviceLogged.devices[3:] == ["meta"] * 3 * 2
+
+
+def test_a_width_the_model_cannot_run_without_is_held_on_what_meta_and_real_tensors_say():
+    class FixedReshape(DeviceLogged):  # its head reads 16 channels whatever the width
+        def forward(self, x):
+            DeviceLogged.devices.append(x.device.type)
+            return self.fc(self.body(x).mean((2, 3)).reshape(len(x), 16))
+
+    DeviceLogged.devices.clear()
+    plan = checked_plan(FixedReshape(), EXAMPLE)
+    assert plan.widths == {"body.0": 8} and "does not run when it changes" in plan.held["body.3"]
+    # the random widths fail on meta and on the CPU; body.3 narrower, likewise; body.0 runs
+    # narrower and wider on meta: not held, never run on the CPU
+    assert DeviceLogged.devices.count("cpu") == 3 + 1 + 1

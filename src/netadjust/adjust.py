@@ -177,19 +177,27 @@ def filled(
     order: list[str],
     slack: float,
     round_to: Grid = 1,
+    confirm: Callable[[Widths], int] | None = None,
 ) -> Widths:
     """``widths`` with single widths grown by one step each, in ``order`` (the most useful
     first), while the cost lies more than ``slack`` under the budget and stays within it:
     where the cost steps with the widths (a measured time), the widest single scaling can
-    stop one step short, several percent under the budget."""
-    current = dict(widths)
+    stop one step short, several percent under the budget. Where the cost is a noisy timing,
+    a growth accepted because its timing fell under the budget is as often a lucky timing,
+    and many tries add up to a drift over it; ``confirm`` (a timing taken afresh) then
+    decides, and growths are undone, the last first, until it fits."""
+    current, grown = dict(widths), [dict(widths)]
     for name in order:
         if cost(current) >= budget * (1 - slack):
             break
         candidate = {**current, name: current[name] + step_of(round_to, name)}
         if cost(candidate) <= budget:
             current = candidate
-    return current
+            grown.append(current)
+    if confirm is not None:
+        while len(grown) > 1 and confirm(grown[-1]) > budget:
+            grown.pop()
+    return grown[-1]
 
 
 def closest_scaling(

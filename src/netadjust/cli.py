@@ -60,11 +60,12 @@ def add_settings(group, cls: type, names=None, *, presets: dict[str, dict] | Non
         else:
             shown = f" (default {flag.default})"
         help = meta["help"] + shown
+        spelled = [flag.name] + ([meta["was"]] if meta["was"] else [])  # the first one sets the dest
         if meta["kind"] is bool:
-            group.add_argument(flag.name, action=argparse.BooleanOptionalAction, default=None, help=help)
+            group.add_argument(*spelled, action=argparse.BooleanOptionalAction, default=None, help=help)
         else:
             kind = finite if meta["kind"] is float else meta["kind"]
-            group.add_argument(flag.name, type=kind, choices=meta["choices"], default=None, help=help)
+            group.add_argument(*spelled, type=kind, choices=meta["choices"], default=None, help=help)
 
 
 def finite(text: str) -> float:

@@ -29,10 +29,13 @@ FUR_METHODS = ("auto", "fast", "reference", "second-order")
 CURVATURES = ("exact", "sampled", "empirical")
 
 
-def setting(default: Any, help: str, *, flag: str | None = None, kind: type | None = None, choices=None):
+def setting(
+    default: Any, help: str, *, flag: str | None = None, kind: type | None = None, choices=None, was=None
+):
     """A field the user sets: ``flag`` (default: ``--`` and the field's name with dashes),
-    ``kind`` where the default is None, ``help`` without the default (flags add it)."""
-    metadata = {"help": help, "flag": flag, "kind": kind or type(default), "choices": choices}
+    ``kind`` where the default is None, ``help`` without the default (flags add it); ``was``:
+    the flag's former name, still accepted."""
+    metadata = {"help": help, "flag": flag, "kind": kind or type(default), "choices": choices, "was": was}
     return field(default=default, metadata=metadata)
 
 
@@ -263,11 +266,12 @@ class LatencyConfig:
         flag="--latency-table",
         kind=str,
     )
-    max_spread: float = setting(
+    max_disagreement: float = setting(
         0.1,
         "--budget latency: refuse a device whose two repeated timings of the original network "
-        "disagree by more than this (it slowed down while timed: other jobs running)",
-        flag="--latency-max-spread",
+        "disagree by more than this, max/min - 1 (it slowed down while timed: other jobs running)",
+        flag="--latency-max-disagreement",
+        was="--latency-max-spread",
     )
     threads: int = setting(
         1,
@@ -286,7 +290,10 @@ class LatencyConfig:
     def validate(self) -> None:
         check(self.batch >= 1, f"--latency-batch is {self.batch}; give at least 1")
         check(self.mode in LATENCY_MODES, f"--latency-mode is {self.mode!r}; choose infer or train")
-        check(self.max_spread >= 0, f"--latency-max-spread is {self.max_spread}; give a value >= 0")
+        check(
+            self.max_disagreement >= 0,
+            f"--latency-max-disagreement is {self.max_disagreement}; give a value >= 0",
+        )
         check(self.threads >= 0, f"--latency-threads is {self.threads}; give 1 or more (0: torch's default)")
         check(
             self.latency_precision in LATENCY_PRECISIONS,

@@ -75,11 +75,11 @@ class LatencyModel:
     def calibrate(self, original: Widths) -> tuple[float, float]:
         """Set the overhead from the original network's measured time; return that time and
         how far the two timings it rests on lie apart. Timings of the original are taken
-        until two agree within ``max_spread``, both steady within themselves (their two
+        until two agree within ``max_disagreement``, both steady within themselves (their two
         repeats agreeing too), and the faster is kept: a slowdown that lasts longer than one
         timing is outvoted, as a spike within one is by its low percentile. A device whose
         five timings never agree is refused."""
-        limit = self.config.max_spread
+        limit = self.config.max_disagreement
         self.measure_network(original)  # the first timing of a process runs cold (measured: +30%)
         steady: list[float] = []
         for _ in range(5):
@@ -93,9 +93,10 @@ class LatencyModel:
             seen = ", ".join(f"{1e3 * seconds:.3f}" for seconds in sorted(steady)) or "none"
             raise UserError(
                 f"five timings of the original network on {self.table.description} did not give two that "
-                f"agree within --latency-max-spread {limit:.0%} (steady ones, ms: {seen}; the last one's two "
-                f"repeats {timing.disagreement:.1%} apart): this device cannot be timed reliably now (other "
-                "jobs running?); time it idle, raise --latency-max-spread, or use --budget macs"
+                f"agree within --latency-max-disagreement {limit:.0%} (steady ones, ms: {seen}; the last "
+                f"one's two repeats {timing.disagreement:.1%} apart): this device cannot be timed reliably "
+                "now (other jobs running?); time it idle, raise --latency-max-disagreement, or use "
+                "--budget macs"
             )
         seconds, apart = agreeing
         self.overhead = seconds - self.layers_sum(original)
@@ -113,6 +114,12 @@ class LatencyModel:
         if key not in self._ratios:
             self._ratios[key] = self._settled_ratio(widths)
         return self._ratios[key] * self.original_seconds
+
+    def retimed(self, widths: Widths) -> int:
+        """``nanoseconds`` timed afresh (and kept): a check independent of the timings that
+        chose ``widths`` (``adjust.filled``)."""
+        self._ratios.pop(tuple(widths.items()), None)
+        return self.nanoseconds(widths)
 
     def _settled_ratio(self, widths: Widths) -> float:
         """The ratio of ``widths``' time to the original's, timed again (twice at most) while

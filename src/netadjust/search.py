@@ -300,10 +300,10 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
     if search.latency is not None:
         # aimed at the budget itself, not the band's edge: timed again, a network at the
         # edge lies beyond it as often as not; the slack a step of the time leaves under it
-        # goes to the widths of highest FUR
+        # goes to the widths of highest FUR, each growth confirmed by a fresh timing
         rescaled = widest_within(adjusted, search.cost, target, rule.min_width, 0.0, round_to=grid)
-        by_fur = sorted(widths, key=lambda name: -estimate.fur[name])
-        rescaled = filled(rescaled, search.cost, target, by_fur, LATENCY_FILL_SLACK, round_to=grid)
+        by_fur, retimed = sorted(widths, key=lambda name: -estimate.fur[name]), search.latency.retimed
+        rescaled = filled(rescaled, search.cost, target, by_fur, LATENCY_FILL_SLACK, grid, retimed)
     else:
         rescaled = rescale(adjusted, search.cost, target, rule.min_width, round_to=grid)
     next_widths = processes.broadcast(rescaled)

@@ -95,7 +95,8 @@ def known_settings(cls: type) -> set[str]:
     return {flag.dest for flag in flags(cls)}
 
 
-RENAMED = {"timing_precision": "latency_precision"}  # fields renamed since runs recorded them: old -> new
+# fields renamed since runs recorded them: old -> new
+RENAMED = {"timing_precision": "latency_precision", "max_spread": "max_disagreement"}
 
 
 def from_record(cls: type, record: Mapping[str, Any]):
