@@ -82,3 +82,11 @@ def test_the_readmes_figures_over_search_seeds_are_the_scripts_from_the_committe
         gain = summary["searched_minus_original"]
         assert f"{gain['mean']:+.2f} ± {gain['se']:.2f}" in text, summary["row"]
         assert len(summary["searches"]) >= 3
+
+
+def test_the_readmes_figures_of_the_hand_designed_starts_are_the_scripts():
+    sys.path.insert(0, str(README.parent / "bench"))
+    import quality
+
+    rows = json.loads((quality.RESULTS / "quality.json").read_text())
+    assert quality.hand_designed_figures(rows) in " ".join(README.read_text().split())
