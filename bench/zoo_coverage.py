@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -148,6 +149,23 @@ def summary() -> str:
     return "\n".join(lines)
 
 
+def readme_figures() -> list[str]:
+    """The phrases of the README's zoo paragraph, from the records."""
+    cnns = [
+        json.loads(line)
+        for line in RECORDS.read_text().splitlines()
+        if not json.loads(line)["model"].startswith(TRANSFORMERS)
+    ]
+    searched = sum(record["status"] == "searched" for record in cnns)
+    seconds = [record["inspect_seconds"] for record in cnns]
+    slowest, median = max(seconds), statistics.median(seconds)
+    return [
+        f"Of the {len(cnns)} CNNs tried",
+        f"{searched} are searched and {len(cnns) - searched} refused in one line",
+        f"`inspect` took at most {slowest:.0f} s per CNN here (median {median:.0f} s)",
+    ]
+
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "zoo.md"
 
 
@@ -164,13 +182,14 @@ def document(planned: int) -> str:
         "at the smallest side a refusal names where a model cannot run at that size) and a\n"
         f"one-iteration search on 300 Fashion-MNIST images (`{' '.join(SEARCH)}`).\n"
         "Hardware: a 2-core x86-64 VM, one thread per job. Every model's inspect was timed again\n"
-        "(`--retime`: one at a time, each checked to find what its record says) after discovery\n"
-        "stopped re-following index lists met in another order and the plan checks stopped\n"
-        "initialising weights, beside a single-thread training (and at times a test run);\n"
-        "RegNet-Y-128GF again on the idle machine, which it took longer (page faults of its\n"
-        "zero-filled check copies). Widths (held): the searchable widths, and in brackets those\n"
-        "held at their size because the model splits or slices them by counts fixed when it was\n"
-        "built (docs/models.md).\n\n" + (partial if done < planned else "") + summary() + "\n"
+        "(`--retime`: one at a time, each checked to find what its record says) after the plan\n"
+        "checks moved to the meta device (shapes only: no weights, no arithmetic), beside a\n"
+        "single-thread training on the other core (and at times tests). Widths (held): the\n"
+        "searchable widths, and in brackets those held at their size because the model splits or\n"
+        "slices them by counts fixed when it was built (docs/models.md).\n\n"
+        + (partial if done < planned else "")
+        + summary()
+        + "\n"
     )
 
 

@@ -90,3 +90,12 @@ def test_the_readmes_figures_of_the_hand_designed_starts_are_the_scripts():
 
     rows = json.loads((quality.RESULTS / "quality.json").read_text())
     assert quality.hand_designed_figures(rows) in " ".join(README.read_text().split())
+
+
+def test_the_readmes_zoo_figures_are_the_coverage_records():
+    sys.path.insert(0, str(README.parent / "bench"))
+    import zoo_coverage
+
+    text = " ".join(README.read_text().split())
+    for phrase in zoo_coverage.readme_figures():
+        assert phrase in text, phrase
