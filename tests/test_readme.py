@@ -99,3 +99,14 @@ def test_the_readmes_zoo_figures_are_the_coverage_records():
     text = " ".join(README.read_text().split())
     for phrase in zoo_coverage.readme_figures():
         assert phrase in text, phrase
+
+
+def test_the_readmes_search_costs_in_final_trainings_are_the_scripts():
+    sys.path.insert(0, str(README.parent / "bench"))
+    import search_seeds
+
+    rows = json.loads((search_seeds.RESULTS / "quality.json").read_text())
+    quoted = re.findall(r"\| `([a-z0-9.-]+)` \| \d+ min \(([0-9.]+)\) \+ \d+ min \|", README.read_text())
+    assert len(quoted) >= 6
+    for row, ratio in quoted:
+        assert f"{search_seeds.per_search(rows, row)['search_in_trainings']:.1f}" == ratio, row
