@@ -129,7 +129,8 @@ def summary() -> str:
         f"CNNs (all but the vision transformers: ViT, Swin, MaxViT): {searched} of {len(cnns)} searched "
         f"({searched / max(1, len(cnns)):.0%}), {held} of them with some widths held at their size; "
         f"slowest CNN inspect {slowest['inspect_seconds']:.1f} s ({slowest['model']}); "
-        f"over 30 s: {sum(record['inspect_seconds'] > 30 for record in cnns)}",
+        f"over 30 s: {sum(record['inspect_seconds'] > 30 for record in cnns)}; slowest of all "
+        f"{len(records)}: {max(record['inspect_seconds'] for record in records):.1f} s",
         "",
         "| model | side | widths (held) | MACs | inspect s | outcome | searched MACs (changed) or reason |",
         "|---|---:|---:|---:|---:|---|---|",
@@ -184,7 +185,9 @@ def document(planned: int) -> str:
         "Hardware: a 2-core x86-64 VM, one thread per job. Every model's inspect was timed again\n"
         "(`--retime`: one at a time, each checked to find what its record says) after the plan\n"
         "checks moved to the meta device (shapes only: no weights, no arithmetic), beside a\n"
-        "single-thread training on the other core (and at times tests). Widths (held): the\n"
+        "single-thread training on the other core (and at times tests); the three Swin-V2 and\n"
+        "RexNet were run again (`--again`) after discovery got its limit of channel indices\n"
+        "followed (Swin-V2 had run into the 60 s limit, 83-90 s each). Widths (held): the\n"
         "searchable widths, and in brackets those held at their size because the model splits or\n"
         "slices them by counts fixed when it was built (docs/models.md).\n\n"
         + (partial if done < planned else "")

@@ -996,6 +996,11 @@ def test_a_dependency_graph_that_keeps_growing_is_refused_after_a_count_of_check
     monkeypatch.setattr(anymodel, "DISCOVERY_CHECKS", 10)
     with pytest.raises(UserError, match="still growing its groups after 10 checks"):
         checked_plan(TinyResNet50(), EXAMPLE)
+    monkeypatch.setattr(anymodel, "DISCOVERY_CHECKS", 50_000)
+    # or of indices followed (Swin-V2's reshaped windows: 105M in 338 checks)
+    monkeypatch.setattr(anymodel, "DISCOVERY_INDICES", 100)
+    with pytest.raises(UserError, match="still growing its groups after 100 channel indices followed"):
+        checked_plan(TinyResNet50(), EXAMPLE)
 
 
 class SplitAttention(nn.Module):

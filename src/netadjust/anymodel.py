@@ -23,6 +23,7 @@ from .channel_drop import INPUT, LAST
 from .config import Widths
 from .dependency import (
     DISCOVERY_CHECKS,
+    DISCOVERY_INDICES,
     DISCOVERY_SECONDS,
     DiscoveryTooLong,
     indexed_groups,
@@ -171,7 +172,10 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
         raise UserError("the model must return one tensor of logits (N, classes); refusing it")
     output_layers = [output_layer(model, outputs, output)]  # the classes: kept
     try:
-        with indexed_groups(tp, DISCOVERY_CHECKS, DISCOVERY_SECONDS), warnings.catch_warnings():
+        with (
+            indexed_groups(tp, DISCOVERY_CHECKS, DISCOVERY_SECONDS, DISCOVERY_INDICES),
+            warnings.catch_warnings(),
+        ):
             warnings.filterwarnings("ignore", "Unwrapped parameters")  # layer scales: sized below
             warnings.filterwarnings("ignore", "Maximum recursive depth")  # its shape guess: we refuse instead
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
@@ -181,8 +185,8 @@ def discover(model: nn.Module, example: torch.Tensor) -> Plan:
     except DiscoveryTooLong as limit:
         raise UserError(
             f"Torch-Pruning's dependency graph was still growing its groups after {limit} "
-            "(channel slices whose index sets keep multiplying, as a zero-padded residual's); "
-            "refusing this model"
+            "(index sets that keep multiplying: channel slices, a zero-padded residual, reshaped "
+            "windows); refusing this model"
         ) from None
     except Exception as error:  # the graph's own failure on an operation it cannot follow
         raise UserError(

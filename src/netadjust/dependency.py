@@ -25,16 +25,24 @@ def require_torch_pruning():
 # largest zoo CNNs searched need at most 8,019 (torchvision's DenseNet-201), timm's RexNet
 # grew past 185,000 in 40 s; a count, not a time, so the verdict is the same on every machine
 DISCOVERY_CHECKS = 50_000
-DISCOVERY_SECONDS = 60.0  # and after this long, where each check is slow (vision transformers' index lists)
+# or after following this many channel indices: the zoo CNNs follow at most 1.4M (EfficientNet-V2-L),
+# Swin-V2's reshaped windows 105M in 338 checks (two minutes)
+DISCOVERY_INDICES = 10_000_000
+DISCOVERY_SECONDS = 60.0  # and after this long, whatever the count
 
 
 class DiscoveryTooLong(Exception):
-    """The dependency graph did not finish within ``DISCOVERY_CHECKS`` checks or
-    ``DISCOVERY_SECONDS`` (its message says which)."""
+    """The dependency graph did not finish within ``DISCOVERY_CHECKS`` checks,
+    ``DISCOVERY_INDICES`` indices or ``DISCOVERY_SECONDS`` (its message says which)."""
 
 
 @contextlib.contextmanager
-def indexed_groups(tp, checks: int = DISCOVERY_CHECKS, seconds: float = DISCOVERY_SECONDS):
+def indexed_groups(
+    tp,
+    checks: int = DISCOVERY_CHECKS,
+    seconds: float = DISCOVERY_SECONDS,
+    indices: int = DISCOVERY_INDICES,
+):
     """Torch-Pruning asks, for every dependency it follows, whether the growing group already
     holds that operation, by scanning the whole group and comparing index lists in order:
     quadratic in a group's size, and a reshape that returns its indices in another order
@@ -45,7 +53,8 @@ def indexed_groups(tp, checks: int = DISCOVERY_CHECKS, seconds: float = DISCOVER
     each layer's index lists, holds the same channels (the plan reads only their counts).
     A search for groups that asks
     more than ``checks`` times (channel slices whose index sets keep multiplying: timm's
-    RexNet ran for many minutes), or for longer than ``seconds``, stops.
+    RexNet ran for many minutes), about more than ``indices`` indices in all, or for longer
+    than ``seconds``, stops.
 
     Torch-Pruning also recomputes every concatenation's and split's index mapping before each
     group it returns, in case the graph was pruned in between; nothing is pruned here, so the
@@ -54,7 +63,7 @@ def indexed_groups(tp, checks: int = DISCOVERY_CHECKS, seconds: float = DISCOVER
     add_dep, has_pruning_op = group_class.add_dep, group_class.has_pruning_op
     mappings = tp.dependency.index_mapping
     update_index_mapping = mappings.update_index_mapping
-    asked, deadline, mapped = 0, time.monotonic() + seconds, weakref.WeakSet()
+    asked, followed, deadline, mapped = 0, 0, time.monotonic() + seconds, weakref.WeakSet()
 
     def indexed_add_dep(self, dep, idxs):
         add_dep(self, dep, idxs)
@@ -62,10 +71,12 @@ def indexed_groups(tp, checks: int = DISCOVERY_CHECKS, seconds: float = DISCOVER
         held.add(frozenset(idxs))
 
     def indexed_has_pruning_op(self, dep, idxs) -> bool:
-        nonlocal asked
-        asked += 1
+        nonlocal asked, followed
+        asked, followed = asked + 1, followed + len(idxs)
         if asked > checks:
             raise DiscoveryTooLong(f"{checks:,} checks")
+        if followed > indices:
+            raise DiscoveryTooLong(f"{indices:,} channel indices followed")
         if time.monotonic() > deadline:
             raise DiscoveryTooLong(f"{seconds:.0f} s")
         return frozenset(idxs) in self.__dict__.get("_index", {}).get((dep.target, dep.handler), ())
