@@ -1039,7 +1039,7 @@ def test_groups_found_by_index_sets_are_torch_prunings_own(cls, monkeypatch):
     from netadjust import anymodel
 
     ours = discover(cls(), EXAMPLE)
-    monkeypatch.setattr(anymodel, "indexed_groups", lambda tp, checks, seconds: contextlib.nullcontext())
+    monkeypatch.setattr(anymodel, "indexed_groups", lambda tp, *limits: contextlib.nullcontext())
     theirs = discover(cls(), EXAMPLE)
     assert ours.groups == theirs.groups and ours.fixed == theirs.fixed and ours.multiples == theirs.multiples
     assert set(ours.held) == set(theirs.held)
