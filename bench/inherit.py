@@ -205,6 +205,18 @@ def scratch_twice(row: str) -> dict | None:
     }
 
 
+def with_and_without_regulariser(entry: dict) -> dict | None:
+    """An inheriting search run with the regulariser against its ``-undropped`` twin (the
+    same search before the fix), paired by training seed; None where either is missing."""
+    folder = RUNS / f"{entry['row']}-inherit{entry['variant']}"
+    twin = folder.with_name(folder.name + "-undropped")
+    if entry["variant"].endswith("undropped") or not (twin / "final.json").exists():
+        return None
+    mine = seed_top1(folder, entry["widths"])
+    theirs = seed_top1(twin, read_run(twin).final.widths)
+    return {"row": entry["row"], "variant": entry["variant"], "difference": paired(mine, theirs)}
+
+
 def cell(difference: dict | None) -> str:
     if difference is None:
         return "not trained"
@@ -218,9 +230,15 @@ def summary() -> None:
         if (out / "final.json").exists()
     ]
     twice = [found for found in map(scratch_twice, sorted({e["row"] for e in entries})) if found]
+    regulariser = [found for found in map(with_and_without_regulariser, entries) if found]
     write_json(
         RESULTS / "inherit.json",
-        {"machine": platform.processor() or platform.machine(), "rows": entries, "scratch_twice": twice},
+        {
+            "machine": platform.processor() or platform.machine(),
+            "rows": entries,
+            "scratch_twice": twice,
+            "with_minus_without_regulariser": regulariser,
+        },
     )
     lines = [
         "| row | --inherit | search s | from scratch s (timed again) | ratio (to again) | first training s "
@@ -255,6 +273,12 @@ def summary() -> None:
         f"{cell(t['recorded_minus_original'])} | {cell(t['rerun_minus_original'])} |"
         for t in twice
     ]
+    lines += [
+        "",
+        "| row | --inherit | top-1 with the regulariser − without (the same search before the fix) |",
+        "|---|---|---:|",
+    ]
+    lines += [f"| {r['row']} | {r['variant']} | {cell(r['difference'])} |" for r in regulariser]
     (RESULTS / "inherit.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
