@@ -3,7 +3,7 @@
 iteration after the first starting from the previous one's weights and training E epochs.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py search ROW E   # runs/ROW-inheritE
-    OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW E    # its final widths, 5 seeds
+    OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW E    # its final widths, 5 seeds (--seeds)
     ... search ROW E --repeats T / train ROW E --repeats T             # runs/ROW-inheritE-repeatsT
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py rerun ROW      # from scratch again: runs/ROW-rerun
     OMP_NUM_THREADS=1 .venv/bin/python bench/inherit.py train ROW      # the rerun's final widths
@@ -77,12 +77,12 @@ def search(row: str, epochs: float | None, out: Path, repeats: int | None = None
         )
 
 
-def train(row: str, out: Path, data_dir: str | None) -> None:
+def train(row: str, out: Path, data_dir: str | None, seeds: tuple[int, ...] = SEEDS) -> None:
     """The final widths of run ``out`` trained as ``row``'s comparison trained its searched
     network, per seed (kept: an interrupted run continues)."""
     run, _, recipe, data = row_setting(row, data_dir)
     widths = read_run(out).final.widths
-    for seed in SEEDS:
+    for seed in seeds:
         path = out / "compare" / f"searched-seed{seed}.json"
         if not path.exists():
             _, result = train_on_full(run.final.model, widths, data, recipe, seed, torch.device("cpu"))
@@ -290,6 +290,9 @@ def main() -> None:
     parser.add_argument("epochs", nargs="?", type=float)
     parser.add_argument("--data-dir")
     parser.add_argument("--repeats", type=int, help="FUR's masks per width (default: the row's)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=SEEDS, help="train: these seeds (default 0-4)"
+    )
     args = parser.parse_args()
     if args.action == "search":
         search(args.row, args.epochs, inheriting(args.row, args.epochs, args.repeats), args.repeats)
@@ -299,7 +302,7 @@ def main() -> None:
         search(args.row, None, RUNS / f"{args.row}-rerun")
     elif args.action == "train":  # without E: the rerun's finals
         out = inheriting(args.row, args.epochs, args.repeats) if args.epochs else RUNS / f"{args.row}-rerun"
-        train(args.row, out, args.data_dir)
+        train(args.row, out, args.data_dir, tuple(args.seeds))
     else:
         summary()
 
