@@ -52,6 +52,7 @@ from netadjust.retrain import train_on_full
 from netadjust.rundir import read_run
 from netadjust.search import run_search
 from netadjust.store import write_json
+from search_seeds import across
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2, 3, 4)
@@ -217,6 +218,50 @@ def with_and_without_regulariser(entry: dict) -> dict | None:
     return {"row": entry["row"], "variant": entry["variant"], "difference": paired(mine, theirs)}
 
 
+def over_searches(entries: list[dict]) -> list[dict]:
+    """A row searched with several search seeds (``ROW``, ``ROW-search1``, ...), each search
+    again inheriting with the same E: the mean over searches of final − original (with
+    ``search_seeds.across``' SE, on the training seeds all of them have), and each search's
+    time in from-scratch trainings of its final network (the mean of its seeds')."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for entry in entries:
+        base = entry["row"].split("-search", 1)[0]
+        groups.setdefault((base, entry["variant"]), []).append(entry)
+    found = []
+    for (base, variant), searches in sorted(groups.items()):
+        trained = [entry for entry in searches if entry["minus_original"]]
+        if len(trained) < 2:
+            continue
+        seeds = sorted(set.intersection(*(set(entry["minus_original"]["seeds"]) for entry in trained)))
+        gains = []
+        for entry in trained:
+            difference = entry["minus_original"]
+            by_seed = dict(zip(difference["seeds"], difference["top1"], strict=True))
+            other = dict(zip(difference["seeds"], difference["other_top1"], strict=True))
+            per_seed = [100 * (by_seed[seed] - other[seed]) for seed in seeds]
+            gains.append({"gain": {"mean": statistics.fmean(per_seed), "per_seed": per_seed}})
+        folders = [RUNS / f"{entry['row']}-inherit{variant}" for entry in trained]
+        in_trainings = [  # its iterations' seconds, as bench/search_seeds.py counts a search's
+            entry["seconds"]
+            / statistics.fmean(
+                json.loads(path.read_text())["seconds"]
+                for path in (folder / "compare").glob("searched-seed*.json")
+            )
+            for entry, folder in zip(trained, folders, strict=True)
+        ]
+        found.append(
+            {
+                "row": base,
+                "variant": variant,
+                "searches": [entry["row"] for entry in trained],
+                "training_seeds": seeds,
+                "minus_original": across(gains, "gain"),
+                "search_in_trainings": in_trainings,
+            }
+        )
+    return found
+
+
 def cell(difference: dict | None) -> str:
     if difference is None:
         return "not trained"
@@ -231,6 +276,7 @@ def summary() -> None:
     ]
     twice = [found for found in map(scratch_twice, sorted({e["row"] for e in entries})) if found]
     regulariser = [found for found in map(with_and_without_regulariser, entries) if found]
+    searches = over_searches(entries)
     write_json(
         RESULTS / "inherit.json",
         {
@@ -238,6 +284,7 @@ def summary() -> None:
             "rows": entries,
             "scratch_twice": twice,
             "with_minus_without_regulariser": regulariser,
+            "over_searches": searches,
         },
     )
     lines = [
@@ -279,6 +326,20 @@ def summary() -> None:
         "|---|---|---:|",
     ]
     lines += [f"| {r['row']} | {r['variant']} | {cell(r['difference'])} |" for r in regulariser]
+    lines += [
+        "",
+        "| row | --inherit | searches | training seeds | final − original: mean over searches ± SE "
+        "(each) | search in final trainings |",
+        "|---|---|---|---|---:|---|",
+    ]
+    lines += [
+        f"| {o['row']} | {o['variant']} | {len(o['searches'])} | "
+        f"{', '.join(map(str, o['training_seeds']))} | "
+        f"{o['minus_original']['mean']:+.2f} ± {o['minus_original']['se']:.2f} "
+        f"({', '.join(f'{gain:+.2f}' for gain in o['minus_original']['per_search'])}) | "
+        f"{', '.join(f'{ratio:.2f}' for ratio in o['search_in_trainings'])} |"
+        for o in searches
+    ]
     (RESULTS / "inherit.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
