@@ -110,3 +110,11 @@ def test_the_readmes_search_costs_in_final_trainings_are_the_scripts():
     assert len(quoted) >= 6
     for row, ratio in quoted:
         assert f"{search_seeds.per_search(rows, row)['search_in_trainings']:.1f}" == ratio, row
+
+
+def test_the_readmes_figures_over_more_training_seeds_are_the_committed_summary():
+    rows = json.loads((README.parent / "bench" / "results" / "more_seeds.json").read_text())
+    row = rows["resnet18-x0.25-a0.5-step-current"]
+    text = " ".join(README.read_text().split())
+    for key in ("searched_minus_original", "searched_minus_original_fresh"):
+        assert f"{100 * row[key]['mean']:+.2f} ± {100 * row[key]['se']:.2f}" in text, key
