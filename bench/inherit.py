@@ -218,10 +218,23 @@ def with_and_without_regulariser(entry: dict) -> dict | None:
     return {"row": entry["row"], "variant": entry["variant"], "difference": paired(mine, theirs)}
 
 
+def on_seeds(entries: list[dict], key: str, seeds: list[int]) -> list[dict]:
+    """Each entry's paired differences ``key`` restricted to ``seeds``, in points."""
+    gains = []
+    for entry in entries:
+        difference = entry[key]
+        mine = dict(zip(difference["seeds"], difference["top1"], strict=True))
+        other = dict(zip(difference["seeds"], difference["other_top1"], strict=True))
+        per_seed = [100 * (mine[seed] - other[seed]) for seed in seeds]
+        gains.append({key: {"mean": statistics.fmean(per_seed), "per_seed": per_seed}})
+    return gains
+
+
 def over_searches(entries: list[dict]) -> list[dict]:
     """A row searched with several search seeds (``ROW``, ``ROW-search1``, ...), each search
-    again inheriting with the same E: the mean over searches of final − original (with
-    ``search_seeds.across``' SE, on the training seeds all of them have), and each search's
+    again inheriting with the same E: the mean over searches of final − original and of
+    final − the from-scratch search's (with ``search_seeds.across``' SE, on the training
+    seeds all of them have), and each search's
     time in from-scratch trainings of its final network (the mean of its seeds')."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for entry in entries:
@@ -233,13 +246,7 @@ def over_searches(entries: list[dict]) -> list[dict]:
         if len(trained) < 2:
             continue
         seeds = sorted(set.intersection(*(set(entry["minus_original"]["seeds"]) for entry in trained)))
-        gains = []
-        for entry in trained:
-            difference = entry["minus_original"]
-            by_seed = dict(zip(difference["seeds"], difference["top1"], strict=True))
-            other = dict(zip(difference["seeds"], difference["other_top1"], strict=True))
-            per_seed = [100 * (by_seed[seed] - other[seed]) for seed in seeds]
-            gains.append({"gain": {"mean": statistics.fmean(per_seed), "per_seed": per_seed}})
+
         folders = [RUNS / f"{entry['row']}-inherit{variant}" for entry in trained]
         in_trainings = [  # its iterations' seconds, as bench/search_seeds.py counts a search's
             entry["seconds"]
@@ -255,7 +262,9 @@ def over_searches(entries: list[dict]) -> list[dict]:
                 "variant": variant,
                 "searches": [entry["row"] for entry in trained],
                 "training_seeds": seeds,
-                "minus_original": across(gains, "gain"),
+                "minus_original": across(on_seeds(trained, "minus_original", seeds), "minus_original"),
+                # against the from-scratch search of the same seed (the row's recorded one)
+                "minus_recorded": across(on_seeds(trained, "minus_recorded", seeds), "minus_recorded"),
                 "search_in_trainings": in_trainings,
             }
         )
@@ -329,14 +338,18 @@ def summary() -> None:
     lines += [
         "",
         "| row | --inherit | searches | training seeds | final − original: mean over searches ± SE "
-        "(each) | search in final trainings |",
-        "|---|---|---|---|---:|---|",
+        "(each) | final − the from-scratch search's (each) | search in final trainings |",
+        "|---|---|---|---|---:|---:|---|",
     ]
     lines += [
         f"| {o['row']} | {o['variant']} | {len(o['searches'])} | "
         f"{', '.join(map(str, o['training_seeds']))} | "
-        f"{o['minus_original']['mean']:+.2f} ± {o['minus_original']['se']:.2f} "
-        f"({', '.join(f'{gain:+.2f}' for gain in o['minus_original']['per_search'])}) | "
+        + " | ".join(
+            f"{o[key]['mean']:+.2f} ± {o[key]['se']:.2f} "
+            f"({', '.join(f'{gain:+.2f}' for gain in o[key]['per_search'])})"
+            for key in ("minus_original", "minus_recorded")
+        )
+        + " | "
         f"{', '.join(f'{ratio:.2f}' for ratio in o['search_in_trainings'])} |"
         for o in searches
     ]
