@@ -122,3 +122,20 @@ def test_the_readmes_figures_over_more_training_seeds_are_the_committed_summary(
     text = " ".join(README.read_text().split())
     for key in ("searched_minus_original", "searched_minus_original_fresh"):
         assert f"{100 * row[key]['mean']:+.2f} ± {100 * row[key]['se']:.2f}" in text, key
+
+
+def test_the_readmes_cheap_search_figures_are_the_inheritance_summary():
+    sys.path.insert(0, str(README.parent / "bench"))
+    import inherit
+
+    summary = json.loads((inherit.RESULTS / "inherit.json").read_text())
+    cheap = next(o for o in summary["over_searches"] if o["row"] == "resnet18-x0.25-a0.5-params")
+    entries = [  # recomputed from the raw runs
+        inherit.compared(row, inherit.RUNS / f"{row}-inherit{cheap['variant']}") for row in cheap["searches"]
+    ]
+    assert json.loads(json.dumps(inherit.over_searches(entries))) == [cheap]
+    text = " ".join(README.read_text().split())
+    gain, ratios = cheap["minus_original"], cheap["search_in_trainings"]
+    assert len(cheap["searches"]) >= 3 and len(cheap["training_seeds"]) >= 5
+    assert f"{gain['mean']:+.2f} ± {gain['se']:.2f}" in text
+    assert f"{min(ratios):.2f}–{max(ratios):.2f} of one final training" in text
