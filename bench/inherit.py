@@ -52,7 +52,7 @@ from netadjust.retrain import train_on_full
 from netadjust.rundir import read_run
 from netadjust.search import run_search
 from netadjust.store import write_json
-from search_seeds import across
+from search_seeds import across, training_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2, 3, 4)
@@ -234,8 +234,8 @@ def over_searches(entries: list[dict]) -> list[dict]:
     """A row searched with several search seeds (``ROW``, ``ROW-search1``, ...), each search
     again inheriting with the same E: the mean over searches of final − original and of
     final − the from-scratch search's (with ``search_seeds.across``' SE, on the training
-    seeds all of them have), and each search's
-    time in from-scratch trainings of its final network (the mean of its seeds')."""
+    seeds all of them have), and each search's time in from-scratch trainings of its final
+    network (the mean of its seeds')."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for entry in entries:
         base = entry["row"].split("-search", 1)[0]
@@ -246,15 +246,8 @@ def over_searches(entries: list[dict]) -> list[dict]:
         if len(trained) < 2:
             continue
         seeds = sorted(set.intersection(*(set(entry["minus_original"]["seeds"]) for entry in trained)))
-
-        folders = [RUNS / f"{entry['row']}-inherit{variant}" for entry in trained]
         in_trainings = [  # its iterations' seconds, as bench/search_seeds.py counts a search's
-            entry["seconds"]
-            / statistics.fmean(
-                json.loads(path.read_text())["seconds"]
-                for path in (folder / "compare").glob("searched-seed*.json")
-            )
-            for entry, folder in zip(trained, folders, strict=True)
+            entry["seconds"] / training_seconds(f"{entry['row']}-inherit{variant}") for entry in trained
         ]
         found.append(
             {

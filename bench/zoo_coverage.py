@@ -114,12 +114,20 @@ def outcome(model: str) -> dict:
 TRANSFORMERS = ("torchvision:vit_", "torchvision:swin_", "torchvision:maxvit")  # not CNNs
 
 
+def read_records() -> list[dict]:
+    return [json.loads(line) for line in RECORDS.read_text().splitlines()] if RECORDS.exists() else []
+
+
+def cnn_records(records: list[dict]) -> list[dict]:
+    return [record for record in records if not record["model"].startswith(TRANSFORMERS)]
+
+
 def summary() -> str:
-    records = [json.loads(line) for line in RECORDS.read_text().splitlines()]
+    records = read_records()
     counts: dict[str, int] = {}
     for record in records:
         counts[record["status"]] = counts.get(record["status"], 0) + 1
-    cnns = [record for record in records if not record["model"].startswith(TRANSFORMERS)]
+    cnns = cnn_records(records)
     searched = sum(record["status"] == "searched" for record in cnns)
     held = sum(record["status"] == "searched" and record.get("held", 0) > 0 for record in cnns)
     slowest = max(cnns, key=lambda record: record["inspect_seconds"])
@@ -152,11 +160,7 @@ def summary() -> str:
 
 def readme_figures() -> list[str]:
     """The phrases of the README's zoo paragraph, from the records."""
-    cnns = [
-        json.loads(line)
-        for line in RECORDS.read_text().splitlines()
-        if not json.loads(line)["model"].startswith(TRANSFORMERS)
-    ]
+    cnns = cnn_records(read_records())
     searched = sum(record["status"] == "searched" for record in cnns)
     seconds = [record["inspect_seconds"] for record in cnns]
     slowest, median = max(seconds), statistics.median(seconds)
@@ -215,7 +219,7 @@ def main() -> None:
         print(TABLE.read_text().splitlines()[0])
         return
     models = args.only or everything
-    records = [json.loads(line) for line in RECORDS.read_text().splitlines()] if RECORDS.exists() else []
+    records = read_records()
     if args.again and args.only:
         records = [record for record in records if record["model"] not in args.only]
         RECORDS.write_text("".join(json.dumps(record) + "\n" for record in records))
@@ -237,7 +241,7 @@ def retime(only: list[str] | None) -> None:
     """Each record's inspect (or those of ``only``), timed again, one at a time, and checked
     to find what the record says it found (a record it disagrees with keeps its time and is
     named: run the model again without ``--retime``)."""
-    records = [json.loads(line) for line in RECORDS.read_text().splitlines()]
+    records = read_records()
     differing = []
     for record in records:
         if only and record["model"] not in only:

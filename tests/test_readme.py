@@ -3,6 +3,7 @@ empty folder, on the Fashion-MNIST the README's set-up installs; every ``netadju
 of its shell blocks is accepted by the parser, and the own-model commands run; the figures
 it quotes over search seeds are what the bench script computes from the committed results."""
 
+import importlib
 import json
 import re
 import shlex
@@ -68,16 +69,27 @@ def test_the_own_model_commands_run_as_copied_on_tiny_settings(tmp_path, fashion
     assert (tmp_path / "runs/mine/final.json").exists()
 
 
+def bench_script(name: str):
+    """A script of bench/ as a module: the README quotes what it computes."""
+    if str(README.parent / "bench") not in sys.path:
+        sys.path.insert(0, str(README.parent / "bench"))
+    return importlib.import_module(name)
+
+
+def readme_text() -> str:
+    """The README on one line: a quoted figure may be wrapped anywhere."""
+    return " ".join(README.read_text().split())
+
+
 def test_the_readmes_figures_over_search_seeds_are_the_scripts_from_the_committed_results():
     # bench/search_seeds.py recomputed from the committed raw results gives its committed
     # summary, and the README quotes each row's mean over searches with its SE
-    sys.path.insert(0, str(README.parent / "bench"))
-    import search_seeds
+    search_seeds = bench_script("search_seeds")
 
     rows = json.loads((search_seeds.RESULTS / "quality.json").read_text())
     committed = json.loads((search_seeds.RESULTS / "search_seeds.json").read_text())
     assert committed == json.loads(json.dumps({row: search_seeds.summarised(rows, row) for row in committed}))
-    text = " ".join(README.read_text().split())
+    text = readme_text()
     for summary in committed.values():
         gain = summary["searched_minus_original"]
         assert f"{gain['mean']:+.2f} ± {gain['se']:.2f}" in text, summary["row"]
@@ -85,25 +97,22 @@ def test_the_readmes_figures_over_search_seeds_are_the_scripts_from_the_committe
 
 
 def test_the_readmes_figures_of_the_hand_designed_starts_are_the_scripts():
-    sys.path.insert(0, str(README.parent / "bench"))
-    import quality
+    quality = bench_script("quality")
 
     rows = json.loads((quality.RESULTS / "quality.json").read_text())
-    assert quality.hand_designed_figures(rows) in " ".join(README.read_text().split())
+    assert quality.hand_designed_figures(rows) in readme_text()
 
 
 def test_the_readmes_zoo_figures_are_the_coverage_records():
-    sys.path.insert(0, str(README.parent / "bench"))
-    import zoo_coverage
+    zoo_coverage = bench_script("zoo_coverage")
 
-    text = " ".join(README.read_text().split())
+    text = readme_text()
     for phrase in zoo_coverage.readme_figures():
         assert phrase in text, phrase
 
 
 def test_the_readmes_search_costs_in_final_trainings_are_the_scripts():
-    sys.path.insert(0, str(README.parent / "bench"))
-    import search_seeds
+    search_seeds = bench_script("search_seeds")
 
     rows = json.loads((search_seeds.RESULTS / "quality.json").read_text())
     quoted = re.findall(r"\| `([a-z0-9.-]+)` \| \d+ min \(([0-9.]+)\) \+ \d+ min \|", README.read_text())
@@ -113,20 +122,18 @@ def test_the_readmes_search_costs_in_final_trainings_are_the_scripts():
 
 
 def test_the_readmes_figures_over_more_training_seeds_are_the_committed_summary():
-    sys.path.insert(0, str(README.parent / "bench"))
-    import more_seeds
+    more_seeds = bench_script("more_seeds")
 
     rows = json.loads((more_seeds.RESULTS / "more_seeds.json").read_text())
     row = rows["resnet18-x0.25-a0.5-step-current"]
     assert row == json.loads(json.dumps(more_seeds.summarise(row["name"])))  # from the raw trainings
-    text = " ".join(README.read_text().split())
+    text = readme_text()
     for key in ("searched_minus_original", "searched_minus_original_fresh"):
         assert f"{100 * row[key]['mean']:+.2f} ± {100 * row[key]['se']:.2f}" in text, key
 
 
 def test_the_readmes_cheap_search_figures_are_the_inheritance_summary():
-    sys.path.insert(0, str(README.parent / "bench"))
-    import inherit
+    inherit = bench_script("inherit")
 
     summary = json.loads((inherit.RESULTS / "inherit.json").read_text())
     cheap = next(o for o in summary["over_searches"] if o["row"] == "resnet18-x0.25-a0.5-params")
@@ -134,7 +141,7 @@ def test_the_readmes_cheap_search_figures_are_the_inheritance_summary():
         inherit.compared(row, inherit.RUNS / f"{row}-inherit{cheap['variant']}") for row in cheap["searches"]
     ]
     assert json.loads(json.dumps(inherit.over_searches(entries))) == [cheap]
-    text = " ".join(README.read_text().split())
+    text = readme_text()
     gain, ratios = cheap["minus_original"], cheap["search_in_trainings"]
     assert len(cheap["searches"]) >= 3 and len(cheap["training_seeds"]) >= 5
     assert f"{gain['mean']:+.2f} ± {gain['se']:.2f}" in text

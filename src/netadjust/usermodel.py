@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -89,13 +90,19 @@ def check_at(model: nn.Module, plan: Plan, seed: int, example: torch.Tensor, sha
     that fails (also where meta tensors cannot run the model: a value read, an operation
     without a meta kernel) the check on real tensors decides."""
     widths = random_widths(plan, seed)
+    meta_first(lambda inputs: check_widths(model, plan, widths, inputs, shape), example)
+
+
+def meta_first(check: Callable[[torch.Tensor], None], example: torch.Tensor) -> None:
+    """``check`` on the meta device; where it fails there, on ``example`` itself, whose
+    outcome stands."""
     try:
         with torch.device("meta"):
-            check_widths(model, plan, widths, example.to("meta"), shape)
+            check(example.to("meta"))
         return
     except Exception:  # any failure on meta tensors is decided on real ones
         pass
-    check_widths(model, plan, widths, example, shape)
+    check(example)
 
 
 def check_widths(
@@ -144,16 +151,9 @@ def breaking_widths(
 
 
 def run_error(model: nn.Module, plan: Plan, widths: Widths, example: torch.Tensor) -> Exception | None:
-    """Why ``model`` rebuilt at ``widths`` does not run, else None: on the meta device first,
-    a failure there confirmed on real tensors (as in ``check_at``)."""
+    """Why ``model`` rebuilt at ``widths`` does not run, else None (``meta_first``)."""
     try:
-        with torch.device("meta"):
-            run(rebuild(model, plan, widths, initialise=False), example.to("meta"))
-        return None
-    except Exception:  # decided on real tensors
-        pass
-    try:
-        run(rebuild(model, plan, widths, initialise=False), example)
+        meta_first(lambda inputs: run(rebuild(model, plan, widths, initialise=False), inputs), example)
     except (RuntimeError, ValueError) as error:
         return error
     return None
