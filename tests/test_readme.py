@@ -146,3 +146,17 @@ def test_the_readmes_cheap_search_figures_are_the_inheritance_summary():
     assert len(cheap["searches"]) >= 3 and len(cheap["training_seeds"]) >= 5
     assert f"{gain['mean']:+.2f} ± {gain['se']:.2f}" in text
     assert f"{min(ratios):.2f}–{max(ratios):.2f} of one final training" in text
+
+
+def test_the_inheritance_figures_of_the_docs_are_the_summarys():
+    summary = json.loads((README.parent / "bench" / "results" / "inherit.json").read_text())
+    docs = {  # on one line, with ASCII minus signs
+        name: " ".join((README.parent / "docs" / name).read_text().split()).replace("−", "-")
+        for name in ("inherit.md", "results.md")
+    }
+    for pair in summary["with_minus_without_regulariser"]:
+        difference = pair["difference"]
+        assert f"{100 * difference['mean']:+.2f} ± {100 * difference['se']:.2f}" in docs["inherit.md"], pair
+    cheap = next(o for o in summary["over_searches"] if o["row"] == "resnet18-x0.25-a0.5-params")
+    for key in ("minus_original", "minus_recorded"):
+        assert f"{cheap[key]['mean']:+.2f} ± {cheap[key]['se']:.2f}" in docs["results.md"], key
