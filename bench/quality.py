@@ -65,6 +65,9 @@ def without(arguments: list[str], flag: str) -> list[str]:
 
 # the ResNet-18 rows' search (a = 0.5) for a zoo network, which takes no --width-mult
 ZOO_SEARCH = without(replaced(SEARCH, {"--adjust-rate": "0.5"}), "--width-mult")
+# their comparisons train in fp32: bf16 backward of a strided or tiny depthwise convolution
+# is 5-40x slower than fp32 on this CPU (docs/performance.md)
+ZOO_COMPARE = ["--epochs", "8", "--precision", "fp32"]
 COMPARE = ["--epochs", "5"]  # five epochs per training: what fits a session on 2 cores
 
 SETTINGS: dict[str, dict] = {
@@ -219,11 +222,11 @@ SETTINGS: dict[str, dict] = {
     # for its one channel, random weights), with the headline rows' search
     "tv-mobilenet-v3-small-a0.5": {
         "search": ["--model", "torchvision:mobilenet_v3_small", *ZOO_SEARCH],
-        "compare": ["--epochs", "8"],
+        "compare": ZOO_COMPARE,
     },
     "tv-mobilenet-v2-x0.5-a0.5": {
         "search": ["--model", "torchvision:mobilenet_v2", "--model-args", '{"width_mult": 0.5}', *ZOO_SEARCH],
-        "compare": ["--epochs", "8"],
+        "compare": ZOO_COMPARE,
     },
 }
 # the headline rows searched again with other search seeds (the recorded rows are seed 0): the

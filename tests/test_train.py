@@ -7,6 +7,7 @@ import torch
 from netadjust.data import load
 from netadjust.errors import UserError
 from netadjust.spaces import ModelSpec, build
+from netadjust import train as train_module
 from netadjust.train import NonFiniteLoss, Recipe, autocast_dtype, evaluate, fit, lr_at
 
 SPEC = ModelSpec("resnet20", 10, 1, 28, 0.5)
@@ -30,6 +31,29 @@ def test_precision_choices():
         autocast_dtype("fp16", torch.device("cpu"))
     with pytest.raises(UserError, match="--precision"):
         Recipe(precision="fp8").validate()
+
+
+def test_auto_precision_trains_depthwise_convolutions_in_fp32_on_a_cpu(fashion_dir, monkeypatch):
+    """bf16 backward of strided or 1-2 pixel depthwise convolutions is 5-40x slower than fp32
+    on a CPU (bench/precision_speed.py): ``auto`` trains such a network in fp32, others and
+    an explicit ``bf16`` as before; evaluation (no network to train) keeps bf16."""
+    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: True)  # any CPU
+    cpu = torch.device("cpu")
+    depthwise = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.Conv2d(8, 8, 3, groups=8))
+    grouped = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.Conv2d(8, 8, 3, groups=2))
+    assert autocast_dtype("auto", cpu, trained=depthwise) is None
+    assert autocast_dtype("auto", cpu, trained=grouped) == torch.bfloat16
+    assert autocast_dtype("auto", cpu) == torch.bfloat16
+    assert autocast_dtype("bf16", cpu, trained=depthwise) == torch.bfloat16
+
+    train, _, info = load("fashion-mnist", fashion_dir)
+    seen = {}
+    for space in ("resnet20", "mobilenetv2-small"):
+        model = build(ModelSpec(space, info.num_classes, info.in_channels, info.image_size, 0.25))
+        last = [layer for layer in model.modules() if isinstance(layer, torch.nn.Conv2d)][-1]
+        last.register_forward_hook(lambda _layer, _inputs, output, space=space: seen.update({space: output.dtype}))
+        fit(model, train.subset(slice(0, 128)), info, Recipe(epochs=1, lr=0.05), seed=0)
+    assert seen == {"resnet20": torch.bfloat16, "mobilenetv2-small": torch.float32}
 
 
 def test_bf16_channels_last_training_reaches_fp32_accuracy(fashion_dir):

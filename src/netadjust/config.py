@@ -134,7 +134,9 @@ class Recipe:
         "the regulariser's rate grows with depth, (i+1)/L for width i (the reference's ImageNet search: off)",
     )
     precision: str = setting(
-        "auto", "autocast precision (auto: bf16 where the device has it)", choices=PRECISIONS
+        "auto",
+        "autocast precision (auto: bf16 where the device has it; fp32 for depthwise convolutions on a CPU)",
+        choices=PRECISIONS,
     )
     channels_last: bool = setting(True, "train in NHWC memory format")
     compile: bool = setting(False, "torch.compile the model for training (measured: docs/performance.md)")

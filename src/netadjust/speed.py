@@ -43,7 +43,7 @@ def side_by_side(
     CPU threads, 0: torch's: a deployment figure), medians of ``ROUNDS`` interleaved
     rounds, and their relative spreads."""
     device = next(next(iter(models.values())).parameters()).device
-    dtype = autocast_dtype(recipe.precision, device)
+    dtype = autocast_dtype(recipe.precision, device, trained=next(iter(models.values())))
     latency_dtype = autocast_dtype(latency_precision, device)
     fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
     generator = torch.Generator().manual_seed(0)

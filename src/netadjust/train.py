@@ -34,13 +34,24 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``; None means plain float32."""
+def has_depthwise(model: nn.Module | None) -> bool:
+    """Whether ``model`` holds a depthwise convolution (one group per input channel)."""
+    return model is not None and any(
+        isinstance(layer, nn.Conv2d) and 1 < layer.groups == layer.in_channels for layer in model.modules()
+    )
+
+
+def autocast_dtype(
+    precision: str, device: torch.device, trained: nn.Module | None = None
+) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain float32. ``auto``
+    on a CPU trains a ``trained`` model with depthwise convolutions in float32: their bf16
+    backward is 5-40x slower there when strided or at 1-2 pixels (bench/precision_speed.py)."""
     if precision == "auto":
         if device.type == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
-            precision = "bf16" if cpu_has_fast_bf16() else "fp32"
+            precision = "bf16" if cpu_has_fast_bf16() and not has_depthwise(trained) else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
@@ -145,7 +156,7 @@ def fit(
     total_steps = steps_per_epoch * recipe.epochs
     warmup_steps = int(recipe.warmup_epochs * steps_per_epoch)
     sites = drop_sites if drop_sites is not None else getattr(model, "drop_sites", {})
-    dtype = autocast_dtype(recipe.precision, device)
+    dtype = autocast_dtype(recipe.precision, device, trained=model)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)

@@ -1,0 +1,96 @@
+"""Which precision trains faster on this CPU: bf16 autocast or fp32, per network.
+
+bf16 autocast speeds dense convolutions up on a CPU with native bf16, but the backward of a
+depthwise convolution in bf16 is far slower than in fp32 when it is strided or works on 1-2
+pixels (as a MobileNet's deep layers do at 28 x 28). ``--precision auto`` therefore trains
+networks with depthwise convolutions in fp32 on a CPU. This script measures the grounds:
+SGD steps (batch 128, channels-last, random 28 x 28 one-channel images, train mode) in both
+precisions, interleaved over ``--rounds`` rounds, medians; for the built-in spaces and, where
+torchvision imports, two zoo MobileNets. Each line: images/s in bf16 and fp32, their ratio,
+whether the network has a depthwise convolution and what ``auto`` picks. Last line:
+``depthwise fp32/bf16=<lowest>..<highest> dense fp32/bf16=<lowest>..<highest>``.
+
+    .venv/bin/python bench/precision_speed.py [--rounds 5] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from statistics import median
+
+import torch
+import torch.nn.functional as F
+
+from netadjust.errors import UserError
+from netadjust.factories import zoo_model
+from netadjust.spaces import ModelSpec, base_widths, build
+from netadjust.train import autocast_dtype, has_depthwise
+
+SPACES = (("resnet20", 1.0), ("resnet18-small", 0.25), ("mobilenetv2-small", 0.5), ("mnasnet-small", 0.5))
+ZOO = (("torchvision:mobilenet_v3_small", {}), ("torchvision:mobilenet_v2", {"width_mult": 0.5}))
+BATCH = 128
+
+
+def networks() -> dict[str, torch.nn.Module]:
+    """The measured networks by name: built-in spaces, then zoo models where they import."""
+    models = {}
+    for space, width_mult in SPACES:
+        spec = ModelSpec(space, 10, 1, 28, width_mult)
+        models[f"{space} x{width_mult}"] = build(spec, base_widths(spec))
+    for reference, arguments in ZOO:
+        try:
+            models[f"{reference} {arguments or ''}".strip()] = zoo_model(reference, 10, 1, arguments)
+        except UserError as error:  # torchvision missing: the spaces still answer
+            print(f"skipped {reference}: {error}")
+    return models
+
+
+def steps_per_second(model: torch.nn.Module, bf16: bool, steps: int) -> float:
+    """Images per second over ``steps`` SGD steps, after two unmeasured ones."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(BATCH, 1, 28, 28, generator=generator).to(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (BATCH,), generator=generator)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    for step in range(steps + 2):
+        if step == 2:
+            start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(images).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return BATCH * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per round and precision")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, 28 x 28, channels-last")
+    ratios: dict[bool, list[float]] = {True: [], False: []}
+    for name, original in networks().items():
+        model = copy.deepcopy(original).train().to(memory_format=torch.channels_last)
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(args.rounds):
+            for bf16 in (True, False):
+                rates[bf16].append(steps_per_second(model, bf16, args.steps))
+        bf16_rate, fp32_rate = median(rates[True]), median(rates[False])
+        depthwise = has_depthwise(model)
+        auto = autocast_dtype("auto", cpu, trained=model) or torch.float32
+        ratios[depthwise].append(fp32_rate / bf16_rate)
+        print(
+            f"{name}: bf16 {bf16_rate:,.0f} images/s, fp32 {fp32_rate:,.0f}, fp32/bf16 "
+            f"{fp32_rate / bf16_rate:.2f}; depthwise {'yes' if depthwise else 'no'}; auto trains in {auto}"
+        )
+    spans = {kind: f"{min(r):.2f}..{max(r):.2f}" if r else "none" for kind, r in ratios.items()}
+    print(f"depthwise fp32/bf16={spans[True]} dense fp32/bf16={spans[False]}")
+
+
+if __name__ == "__main__":
+    main()
