@@ -10,7 +10,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 .PHONY: demo test setup data lint clean
 
 demo: setup data
-	$(BIN)/netadjust search --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/netadjust search --preset quick --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: setup data
 	$(BIN)/ruff check src tests bench

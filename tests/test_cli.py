@@ -47,13 +47,14 @@ TINY = [
 def test_search_end_to_end(tmp_path, fashion_dir):
     out = tmp_path / "run"
     flags = ["--data-dir", fashion_dir, "--iterations", 2, "--k", 3, "--adjust-rate", 0.5, "--min-width", 1]
+    flags += ["--inherit", 0]  # the paper's loop, every iteration from scratch
     planned = dry_run(*flags, "--out", out, *TINY)
     assert not out.exists()
     result = netadjust("search", *flags, "--out", out, *TINY)
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
     # the dry run printed what config.json holds, less what needs the data, plus k per iteration
-    assert planned.pop("k_schedule") == [3, 2]
+    assert planned.pop("k_schedule") == [3, 3]  # the default preset: k = 3 throughout
     assert planned == {k: v for k, v in config.items() if k not in ("provenance", "data_sizes")}
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     final = json.loads((out / "final.json").read_text())
@@ -69,7 +70,7 @@ def test_search_end_to_end(tmp_path, fashion_dir):
     for record in history:
         assert list(record["fur"]) == names
         assert set(record["drop_rates"]) == set(names)
-        assert len(record["grown"]) == len(record["shrunk"]) == record["k"] == [3, 2][record["iteration"]]
+        assert len(record["grown"]) == len(record["shrunk"]) == record["k"] == 3
         assert {"loss", "top1", "top5"} <= set(record["val"]) and {"top1", "top5"} <= set(record["test"])
         assert set(record["seconds"]) == {"train", "fur", "adjust"}
         budget = final["original_macs"]
@@ -339,6 +340,16 @@ def test_the_fmnist_preset_is_the_search_behind_the_results_table(tmp_path):
     trained = json.loads((tabled / "compare" / "searched-seed0.json").read_text())["recipe"]
     trained = as_settings(Recipe(**trained))
     assert final_training("fmnist", "fashion-mnist") == {key: trained[key] for key in TRAINING}
+
+
+def test_the_default_search_is_the_results_tables_search_made_cheap(tmp_path):
+    """No --preset: the fmnist search (the equal-parameter gain) with later iterations
+    fine-tuning on a quarter of the images and FUR at T = 2 (README's first lines)."""
+    out = ("--out", tmp_path / "run")
+    default = dry_run(*out)
+    assert default == dry_run(*out, "--preset", "fmnist", "--inherit", "0.25", "--repeats", "2")
+    assert default == dry_run(*out, "--preset", "standard")
+    assert default["data"]["dataset"] == "fashion-mnist" and default["iterations"] == 6
 
 
 def test_the_paper_preset_on_imagenet_is_the_references_imagenet_search(tmp_path):

@@ -12,7 +12,7 @@ from netadjust.cli import build_parser
 from netadjust.commands import search_config
 from netadjust.config import ModelSpec, Recipe, SearchConfig
 from netadjust.errors import UserError
-from netadjust.presets import FINAL_TRAINING, PAPER_IMAGENET, PAPER_IMAGENET_FINAL, PRESETS
+from netadjust.presets import DEFAULT_PRESET, FINAL_TRAINING, PAPER_IMAGENET, PAPER_IMAGENET_FINAL, PRESETS
 from netadjust.settings import Flag, as_settings, configured, flags, known_settings
 
 STRINGS = {"space": "resnet56", "dataset": "mnist", "data_dir": "/d", "device": "cuda:1", "out": "runs/x"}
@@ -20,10 +20,10 @@ STRINGS |= {"model": "mine.py:net", "model_args": '{"width": 4}', "latency_table
 
 
 def other_value(flag: Flag):
-    """A value of the flag's kind that differs from its default and from the quick preset's."""
+    """A value of the flag's kind that differs from its default and from the default preset's."""
     meta, default = flag.field.metadata, flag.default
     if meta["choices"]:
-        return next(c for c in meta["choices"] if c not in (default, PRESETS["quick"].get(flag.dest)))
+        return next(c for c in meta["choices"] if c not in (default, PRESETS[DEFAULT_PRESET].get(flag.dest)))
     if meta["kind"] is bool:
         return not default if default is not None else True
     if meta["kind"] is str:

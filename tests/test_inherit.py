@@ -7,7 +7,10 @@ import torch
 from torch import nn
 
 from conftest import in_process
+from netadjust.api import search_config
 from netadjust.inherit import inherit
+from netadjust.planning import iteration_recipe, regulariser_progress
+from netadjust.presets import DEFAULT_PRESET
 from netadjust.spaces import ModelSpec, base_widths, build, width_grid
 from test_cli import assert_user_error
 
@@ -204,11 +207,18 @@ def test_a_dense_layer_shrunk_drops_its_own_part_of_every_concatenation(tmp_path
         assert torch.allclose(model(EXAMPLE), parent(EXAMPLE), atol=1e-6, rtol=1e-5)
 
 
-def test_inherit_takes_whole_epochs_or_a_share_of_one(tmp_path):
-    for value in ("0", "1.5", "-1", "inf", "nan"):
+def test_inherit_takes_whole_epochs_or_a_share_of_one_and_0_trains_from_scratch(tmp_path):
+    for value in ("1.5", "-1", "inf", "nan"):
         result = in_process("search", "--dry-run", "--inherit", value, "--out", tmp_path / "run")
         assert_user_error(result, "--inherit")
     assert in_process("search", "--dry-run", "--inherit", "0.25", "--out", tmp_path / "run").returncode == 0
+    # 0 turns the default's inheritance off: every iteration trains the whole recipe from scratch
+    scratch = search_config(DEFAULT_PRESET, inherit=0)
+    assert in_process("search", "--dry-run", "--inherit", "0", "--out", tmp_path / "run").returncode == 0
+    assert iteration_recipe(scratch, 1) == (scratch.recipe, 1.0)
+    assert regulariser_progress(scratch, 1) is None
+    cheap = search_config(DEFAULT_PRESET)
+    assert cheap.inherit == 0.25 and iteration_recipe(cheap, 1)[1] == 0.25
 
 
 def test_a_width_that_sizes_a_group_norm_keeps_its_first_channels_and_grows_fresh(tmp_path):

@@ -95,6 +95,8 @@ def test_resume_says_what_it_ignores_and_extends_a_finished_search(finished, tmp
     config = json.loads((run / "config.json").read_text())
     assert [record["iteration"] for record in history] == [0, 1] and config["iterations"] == 2
     assert history[1]["train"]["epoch"] == 1  # trained for the recorded epochs, not --epochs 5
+    # the default search inherits: the finished search kept its last weights for this
+    assert "iter 2/2: starts from iteration 1's weights" in extended.stdout
     assert config["recipe"]["epochs"] == 1 and config["recipe"]["lr"] != 0.05  # ignored, as said
     final = json.loads((run / "final.json").read_text())
     assert final["iterations"] == 2 and final["widths"] == history[1]["next_widths"]
@@ -154,10 +156,10 @@ def test_an_nn_sequential_names_its_widths_by_layer_kind_and_stops_when_nothing_
     assert list(json.loads(inspected.stdout)["widths"]) == ["conv0", "conv3"]  # not bare "0", "3"
     data = write_mnist_like(tmp_path / "data", n_train=120, n_test=20)
     out = tmp_path / "run"
-    # two widths: the preset's k is capped at 1, and its decay of 0.5 makes it 1, 0, 0
+    # two widths: k is capped at 1, and a decay of 0.5 makes it 1, 0, 0
     result = in_process(
         "search", "--model", tmp_path / "two.py:net", "--dataset", "mnist", "--data-dir", data,
-        "--epochs", 1, "--repeats", 1, "--batch-size", 40, "--iterations", 3, "--out", out,
+        "--epochs", 1, "--repeats", 1, "--batch-size", 40, "--iterations", 3, "--k-decay", 0.5, "--out", out,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "iter 2/3: k is 0 from here on" in result.stdout and "ends after 1 iteration" in result.stdout

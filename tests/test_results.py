@@ -21,6 +21,7 @@ from netadjust.cost import model_cost
 from netadjust.data import prepare_data
 from netadjust.errors import UserError
 from netadjust.export import load_weights, save_onnx, save_weights
+from netadjust.planning import iteration_recipe
 from netadjust.report import write_report
 from netadjust.rundir import read_run
 from netadjust.spaces import ModelSpec, base_widths
@@ -87,7 +88,8 @@ def test_tensorboard_scalars_match_the_history(run):
         curves = EventAccumulator(str(run.out / "tensorboard" / f"iter{record['iteration'] + 1}"))
         curves.Reload()
         losses = curves.Scalars("train/loss")
-        assert [event.step for event in losses] == list(range(1, SEARCH["epochs"] + 1))
+        epochs = iteration_recipe(run.config, record["iteration"])[0].epochs  # the default inherits
+        assert [event.step for event in losses] == list(range(1, epochs + 1))
         assert losses[-1].value == pytest.approx(record["train"]["loss"], rel=1e-6)
 
 

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
+from netadjust import train as train_module
 from netadjust.data import load
 from netadjust.errors import UserError
 from netadjust.spaces import ModelSpec, build
-from netadjust import train as train_module
 from netadjust.train import NonFiniteLoss, Recipe, autocast_dtype, evaluate, fit, lr_at
 
 SPEC = ModelSpec("resnet20", 10, 1, 28, 0.5)
@@ -51,7 +51,9 @@ def test_auto_precision_trains_depthwise_convolutions_in_fp32_on_a_cpu(fashion_d
     for space in ("resnet20", "mobilenetv2-small"):
         model = build(ModelSpec(space, info.num_classes, info.in_channels, info.image_size, 0.25))
         last = [layer for layer in model.modules() if isinstance(layer, torch.nn.Conv2d)][-1]
-        last.register_forward_hook(lambda _layer, _inputs, output, space=space: seen.update({space: output.dtype}))
+        last.register_forward_hook(
+            lambda _layer, _inputs, output, space=space: seen.update({space: output.dtype})
+        )
         fit(model, train.subset(slice(0, 128)), info, Recipe(epochs=1, lr=0.05), seed=0)
     assert seen == {"resnet20": torch.bfloat16, "mobilenetv2-small": torch.float32}
 

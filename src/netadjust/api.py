@@ -25,7 +25,7 @@ from .errors import UserError
 from .export import load_weights
 from .latency import latency_model
 from .planning import dry_run, with_default_k_capped
-from .presets import preset_settings
+from .presets import DEFAULT_PRESET, preset_settings
 from .rundir import FinalResult, config_from_settings, read_history, read_run_settings
 from .search import run_search
 from .settings import configured, known_settings, record_settings
@@ -178,7 +178,7 @@ def load(path: str | Path, device: str = "cpu", model: str | None = None) -> nn.
 
 
 def search_config(
-    preset: str = "quick", *, widths: Widths | str | Path | None = None, **options
+    preset: str = DEFAULT_PRESET, *, widths: Widths | str | Path | None = None, **options
 ) -> SearchConfig:
     """The configuration of a search: the defaults (``config.py``), overridden by the preset,
     by the model settings of a ``widths`` file (a ``final.json``), by ``options`` (the flags
@@ -323,7 +323,7 @@ def run(
 
 
 def search(
-    preset: str = "quick", *, force: bool = False, tensorboard: bool = False, log=print, **options
+    preset: str = DEFAULT_PRESET, *, force: bool = False, tensorboard: bool = False, log=print, **options
 ) -> SearchResult:
     """Run (or continue) a search. ``options`` are the flags of ``netadjust search``, with
     underscores (``epochs=3``, ``space="resnet56"``, ``widths={...}`` or a file, ...)."""

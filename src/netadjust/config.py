@@ -323,7 +323,7 @@ class SearchConfig:
         "iterations after the first start from the previous one's trained weights carried into "
         "the new widths and train this many epochs (below 1: one pass over that share of the "
         "training images) instead of training from scratch (the paper's); what it saves and "
-        "costs, measured: docs/inherit.md",
+        "costs, measured: docs/inherit.md; 0: every iteration from scratch",
         kind=float,
     )
     initial_widths: Widths | None = None  # None: the space's base widths (--widths reads a file)
@@ -343,7 +343,8 @@ class SearchConfig:
             self.inherit is None
             or (
                 math.isfinite(self.inherit)
-                and (0 < self.inherit < 1 or self.inherit == int(self.inherit) >= 1)
+                and (0 <= self.inherit < 1 or self.inherit == int(self.inherit) >= 1)
             ),
-            f"--inherit is {self.inherit}; give whole epochs (e.g. 1) or a share of one below 1 (e.g. 0.5)",
+            f"--inherit is {self.inherit}; give whole epochs (e.g. 1), a share of one below 1 (e.g. 0.5) "
+            "or 0 (from scratch)",
         )

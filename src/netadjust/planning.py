@@ -46,7 +46,7 @@ def iteration_recipe(config: SearchConfig, iteration: int) -> tuple[Recipe, floa
     schedule at the full rate without warm-up (a warm restart: the weights are trained) for
     the inherited epochs; the optimizer's momentum starts at zero (its old buffers have
     the old widths' shapes)."""
-    if config.inherit is None or iteration == 0:
+    if not config.inherit or iteration == 0:
         return config.recipe, 1.0
     short = dataclasses.replace(config.recipe, epochs=max(1, int(config.inherit)), warmup_epochs=0.0)
     return short, min(1.0, config.inherit)
@@ -57,7 +57,7 @@ def regulariser_progress(config: SearchConfig, iteration: int) -> float | None:
     scratch (None); an inheriting iteration fine-tunes weights trained to the ramp's end, so
     it keeps the rate iteration 0's last epoch had ((E - 1) / E of the full rate), where a
     ramp over its own short training would leave it at 0 for fewer than two epochs."""
-    if config.inherit is None or iteration == 0:
+    if not config.inherit or iteration == 0:
         return None
     return (config.recipe.epochs - 1) / config.recipe.epochs
 

@@ -139,10 +139,7 @@ def markdown(run: Run) -> str:
     ]
     lines += (
         ["## Did it pay off?", ""]
-        + [
-            f"- {line}"
-            for line in outcome_lines(history, str(run.path), inherited=run.config.inherit is not None)
-        ]
+        + [f"- {line}" for line in outcome_lines(history, str(run.path), inherited=bool(run.config.inherit))]
         + [""]
     )
     lines += _comparison_section(run.path)

@@ -269,9 +269,12 @@ def append_record(out: Path, record: IterationRecord) -> None:
     append_jsonl(out / "history.jsonl", record.to_json())
 
 
-def write_final(out: Path, final: FinalResult) -> None:
+def write_final(out: Path, final: FinalResult, keep_checkpoint: bool = False) -> None:
+    """The search's result; its checkpoint goes, but for an inheriting search: extended
+    (``--resume --iterations N``), its next iteration starts from the last one's weights."""
     write_json(out / "final.json", final.to_json())
-    (out / CHECKPOINT).unlink(missing_ok=True)
+    if not keep_checkpoint:
+        (out / CHECKPOINT).unlink(missing_ok=True)
 
 
 def save_checkpoint(out: Path, iteration: int, widths: Widths, phase: str, state: dict) -> None:

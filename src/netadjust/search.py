@@ -193,14 +193,14 @@ def run_search(
         **(measured_latency(latency, initial, widths, log) if latency else {}),
     )
     if processes.is_main:
-        write_final(out, final)
+        write_final(out, final, keep_checkpoint=bool(config.inherit))
     log(widths_table(initial, widths))
     log(f"MACs {budget.macs:,} -> {final_cost.macs:,}; params {budget.params:,} -> {final_cost.params:,}")
     # compare trains 3 networks x 5 seeds on the training and validation images together
     trained_images = training_epochs(config, len(history)) * len(data.train)
     per_image = sum(record.seconds["train"] for record in history) / trained_images
     compare_seconds = per_image * config.recipe.epochs * (len(data.train) + len(data.val)) * 3 * 5
-    for line in outcome_lines(history, str(out), compare_seconds, inherited=config.inherit is not None):
+    for line in outcome_lines(history, str(out), compare_seconds, inherited=bool(config.inherit)):
         log(line)
     log(f"wrote {out / 'final.json'}")
     return final
@@ -266,7 +266,7 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
     torch.manual_seed(seed)
     model = build(spec, widths).to(data.train.device)
     carrying = {}  # the seconds the carry took, when it ran
-    if config.inherit is not None and iteration > 0 and saved is None:
+    if config.inherit and iteration > 0 and saved is None:
         timer = time.perf_counter()
         moved = inherit_weights(search, iteration, parent, model, widths, label, seed)
         carrying["inherit"] = time.perf_counter() - timer
