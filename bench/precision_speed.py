@@ -7,24 +7,30 @@ networks with depthwise convolutions in fp32 on a CPU. This script measures the 
 SGD steps (batch 128, channels-last, random 28 x 28 one-channel images, train mode) in both
 precisions, interleaved over ``--rounds`` rounds, medians; for the built-in spaces and, where
 torchvision imports, two zoo MobileNets. Each line: images/s in bf16 and fp32, their ratio,
-whether the network has a depthwise convolution and what ``auto`` picks. Last line:
-``depthwise fp32/bf16=<lowest>..<highest> dense fp32/bf16=<lowest>..<highest>``.
+whether the network has a depthwise convolution and what ``auto`` picks. Then FUR (the
+default bf16 FUR, T = 2, ``--fur-images`` test images, random weights) with the network in
+NHWC, as FUR runs it, against NCHW, as it ran before, best of 2. Last line:
+``depthwise fp32/bf16=<lowest>..<highest> dense fp32/bf16=<lowest>..<highest>
+fur nchw/nhwc=<lowest>..<highest>``.
 
-    .venv/bin/python bench/precision_speed.py [--rounds 5] [--threads 1]
+    .venv/bin/python bench/precision_speed.py [--rounds 5] [--threads 1] [--fur-images 500]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from statistics import median
 
 import torch
 import torch.nn.functional as F
 
+from netadjust import fur
+from netadjust.config import FurConfig
+from netadjust.data import load
 from netadjust.errors import UserError
-from netadjust.factories import zoo_model
 from netadjust.spaces import ModelSpec, base_widths, build
 from netadjust.train import autocast_dtype, has_depthwise
 
@@ -34,17 +40,29 @@ BATCH = 128
 
 
 def networks() -> dict[str, torch.nn.Module]:
-    """The measured networks by name: built-in spaces, then zoo models where they import."""
+    """The measured networks by name: built-in spaces, then zoo models where they import (built
+    as a search builds them, with their drop sites)."""
     models = {}
     for space, width_mult in SPACES:
         spec = ModelSpec(space, 10, 1, 28, width_mult)
         models[f"{space} x{width_mult}"] = build(spec, base_widths(spec))
     for reference, arguments in ZOO:
+        spec = ModelSpec(
+            "model", 10, 1, 28, model=reference, model_args=json.dumps(arguments) if arguments else None
+        )
         try:
-            models[f"{reference} {arguments or ''}".strip()] = zoo_model(reference, 10, 1, arguments)
+            models[f"{reference} {arguments or ''}".strip()] = build(spec)
         except UserError as error:  # torchvision missing: the spaces still answer
             print(f"skipped {reference}: {error}")
     return models
+
+
+def fur_seconds(model: torch.nn.Module, images, info, layout: torch.memory_format) -> float:
+    """Seconds of the default bf16 FUR (T = 2) on ``images``, the network in ``layout``; best of 2."""
+    fur.BF16_MEMORY_FORMAT = layout
+    config = FurConfig(repeats=2, bf16=True)
+    ones = {name: 1.0 for name in model.drop_sites}
+    return min(fur.estimate_fur(model, images, info, ones, config, seed=0).seconds for _ in range(2))
 
 
 def steps_per_second(model: torch.nn.Module, bf16: bool, steps: int) -> float:
@@ -69,12 +87,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per round and precision")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fur-images", type=int, default=500)
+    parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, 28 x 28, channels-last")
     ratios: dict[bool, list[float]] = {True: [], False: []}
-    for name, original in networks().items():
+    models = networks()
+    for name, original in models.items():
         model = copy.deepcopy(original).train().to(memory_format=torch.channels_last)
         rates: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(args.rounds):
@@ -88,8 +109,23 @@ def main() -> None:
             f"{name}: bf16 {bf16_rate:,.0f} images/s, fp32 {fp32_rate:,.0f}, fp32/bf16 "
             f"{fp32_rate / bf16_rate:.2f}; depthwise {'yes' if depthwise else 'no'}; auto trains in {auto}"
         )
+    _, test, info = load("fashion-mnist", args.data_dir)
+    images, fur_ratios = test.subset(slice(0, args.fur_images)), []
+    for name, model in models.items():
+        nchw, nhwc = (
+            fur_seconds(model, images, info, layout)
+            for layout in (torch.contiguous_format, torch.channels_last)
+        )
+        fur_ratios.append(nchw / nhwc)
+        print(
+            f"{name}: FUR (bf16, T = 2, {len(images)} images) NCHW {nchw:.1f} s, "
+            f"NHWC {nhwc:.1f} s, {nchw / nhwc:.2f}x"
+        )
     spans = {kind: f"{min(r):.2f}..{max(r):.2f}" if r else "none" for kind, r in ratios.items()}
-    print(f"depthwise fp32/bf16={spans[True]} dense fp32/bf16={spans[False]}")
+    print(
+        f"depthwise fp32/bf16={spans[True]} dense fp32/bf16={spans[False]} "
+        f"fur nchw/nhwc={min(fur_ratios):.2f}..{max(fur_ratios):.2f}"
+    )
 
 
 if __name__ == "__main__":
