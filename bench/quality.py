@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import math
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from search_seeds import training_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "runs"
@@ -468,17 +470,58 @@ def hand_designed_figures(rows: dict) -> str:
     )
 
 
+def row_details(rows: dict, name: str) -> str:
+    """One row in a paragraph, for docs/results.md: its commands, accuracies, paired
+    differences per seed, the search's course and cost, and how far its widths moved."""
+    row, final = rows[name], json.loads((RUNS / name / "final.json").read_text())
+    networks = row["networks"]
+
+    def top1(network: str) -> str:
+        return f"{100 * networks[network]['top1_mean']:.2f} ± {100 * networks[network]['top1_std']:.2f}"
+
+    def paired(key: str) -> str:
+        gain = row[key]
+        seeds = ", ".join(f"{value:+.2f}" for value in gain["per_seed"])
+        return f"{gain['mean']:+.2f} ± {gain['se']:.2f} ({seeds})"
+
+    ratios = [final["widths"][width] / final["original_widths"][width] for width in final["widths"]]
+    spearman, val = row["fur_split_half_spearman"], row["search_val_top1"]
+    return (
+        f"**`{name}`**: `{row['search_command']}`, then `{row['compare_command']}`. Top-1 over "
+        f"seeds {seed_range(row['seeds'])}: original {top1('original')}, uniform {top1('uniform')}, "
+        f"searched {top1('searched')}; searched − original {paired('searched_minus_original')}, "
+        f"− uniform {paired('searched_minus_uniform')}. The search: {len(val)} iterations in "
+        f"{row['search_seconds'] / 60:.0f} min ({row['search_seconds'] / training_seconds(name):.1f} "
+        f"trainings of its final network), validation top-1 {100 * val[0]:.2f} → {100 * val[-1]:.2f}, "
+        f"FUR split-half Spearman {min(spearman):.2f}–{max(spearman):.2f}; its widths "
+        f"{min(ratios):.2f}–{max(ratios):.2f} of the original's, MACs {final['original_macs']:,} → "
+        f"{final['macs']:,}, parameters {final['original_params']:,} → {final['params']:,}."
+    )
+
+
+def seed_range(seeds: list[int]) -> str:
+    return (
+        f"{seeds[0]}–{seeds[-1]}"
+        if seeds == list(range(seeds[0], seeds[-1] + 1))
+        else ", ".join(map(str, seeds))
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="settings to run (see --list)")
     parser.add_argument("--list", action="store_true", help="print the settings and exit")
     parser.add_argument("--figures", action="store_true", help="print the figures the README quotes")
+    parser.add_argument("--details", metavar="NAME", help="print a row's paragraph for docs/results.md")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     if args.list:
         for name, setting in SETTINGS.items():
             search, compare = " ".join(setting["search"]), " ".join(setting["compare"])
             print(f"{name}: search {search} | compare {compare} --seeds {setting['seeds']}")
+        return
+    if args.details:
+        print(row_details(json.loads((RESULTS / "quality.json").read_text()), args.details))
         return
     if args.figures:
         print(
