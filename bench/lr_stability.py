@@ -4,7 +4,8 @@ on the first ``--images`` training images, each network at each learning rate wi
 without the channel-dropout regulariser, one seed; test top-1 on 2,000 images and the last
 epoch's training loss (chance: ln 10 = 2.30). Networks: ResNet-20 x0.5 and ResNet-18 x0.25
 (the Results rows), torchvision's MobileNetV3-Small and MobileNetV2 x0.5 (the zoo rows).
-Last line: ``diverged=<network@lr/regulariser, ...>`` (final training loss above chance).
+Then a table of every kept record (docs/results.md quotes it); last line:
+``diverged=<network@lr/regulariser, ...>`` (final training loss above chance).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/lr_stability.py [--lrs 0.1 0.05] [--epochs 2] [--images 12000]
         [--networks NAME ...]
@@ -34,6 +35,22 @@ NETWORKS = {
     "torchvision:mobilenet_v3_small": dict(model="torchvision:mobilenet_v3_small"),
     "torchvision:mobilenet_v2 x0.5": dict(model="torchvision:mobilenet_v2", model_args='{"width_mult": 0.5}'),
 }
+
+
+def table(records: dict) -> str:
+    """The kept records as a markdown table, one row per training."""
+    lines = [
+        "| network | lr | regulariser | epochs × images | final training loss | test top-1 (2,000 images) |",
+        "|---|---:|---|---|---:|---:|",
+    ]
+    for key, record in records.items():
+        network, setting = key.split("@")
+        lr, regulariser, length = setting.split("/")
+        lines.append(
+            f"| {network} | {lr} | {'0.05' if regulariser == 'regulariser' else 'off'} | "
+            f"{length.replace('x', ' × ')} | {record['train_loss']:.3f} | {100 * record['test_top1']:.2f}% |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -70,6 +87,7 @@ def main() -> None:
                 record = records[key]
                 loss, top1 = record["train_loss"], 100 * record["test_top1"]
                 print(f"{key}: train loss {loss:.3f}, test top-1 {top1:.2f}%")
+    print(table(records))
     diverged = [key for key, record in records.items() if not record["train_loss"] < math.log(10)]
     print(f"diverged={','.join(diverged) or 'none'}")
 
