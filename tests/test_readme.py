@@ -158,3 +158,28 @@ def test_the_inheritance_figures_of_the_docs_are_the_summarys():
     cheap = next(o for o in summary["over_searches"] if o["row"] == "resnet18-x0.25-a0.5-params")
     for key in ("minus_original", "minus_recorded"):
         assert f"{cheap[key]['mean']:+.2f} ± {cheap[key]['se']:.2f}" in docs["results.md"], key
+
+
+def test_the_readmes_mobilenet_learning_rate_figures_are_the_trainings():
+    # the 8-epoch trainings of MobileNetV2 x0.5: bench/lr_stability.py's and the default
+    # row's original (its comparison's recipe, lr 0.1)
+    lr_stability = bench_script("lr_stability")
+
+    records = json.loads(lr_stability.RESULTS.read_text())
+    top1 = {lr: [] for lr in ("0.1", "0.05")}
+    for key, record in records.items():
+        network, setting = key.split("@")
+        lr, _, length = setting.split("/")
+        if network == "torchvision:mobilenet_v2 x0.5" and length == "8x60000":
+            top1[lr].append(record["test_top1"])
+    run = lr_stability.RESULTS.parent / "runs" / "tv-mobilenet-v2-x0.5-default"
+    compared = json.loads((run / "compare" / "original-seed0.json").read_text())
+    assert compared["recipe"]["lr"] == 0.1 and compared["recipe"]["epochs"] == 8
+    top1["0.1"].append(compared["test"]["top1"])
+
+    def extent(values: list[float]) -> str:
+        return f"{100 * min(values):.2f}–{100 * max(values):.2f}%"
+
+    assert (
+        f"to {extent(top1['0.1'])} in {len(top1['0.1'])} 8-epoch trainings, 0.05 to {extent(top1['0.05'])}"
+    ).replace("3 8-epoch", "three 8-epoch") in readme_text()
