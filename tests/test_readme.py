@@ -183,3 +183,13 @@ def test_the_readmes_mobilenet_learning_rate_figures_are_the_trainings():
     assert (
         f"to {extent(top1['0.1'])} in {len(top1['0.1'])} 8-epoch trainings, 0.05 to {extent(top1['0.05'])}"
     ).replace("3 8-epoch", "three 8-epoch") in readme_text()
+
+
+def test_the_zoo_rows_in_docs_are_the_scripts():
+    # docs/results.md's zoo section quotes bench/quality.py --details and bench/lr_stability.py's table
+    quality, lr_stability = bench_script("quality"), bench_script("lr_stability")
+
+    docs = (README.parent / "docs" / "results.md").read_text()
+    rows = json.loads((quality.RESULTS / "quality.json").read_text())
+    assert quality.row_details(rows, "tv-mobilenet-v3-small-a0.5") in docs
+    assert lr_stability.table(json.loads(lr_stability.RESULTS.read_text())) in docs
