@@ -120,7 +120,7 @@ def test_two_process_search_writes_a_run_and_resumes_exactly(data_dir, tmp_path)
     run = read_run(tmp_path / "whole")
     assert run.settings["processes"] == 2 and len(run.history) == 2 and run.final is not None
     assert "iter 2/2: starts from iteration 1's weights" in whole.stdout
-    assert not (tmp_path / "whole" / "checkpoint.pt").exists()
+    assert (tmp_path / "whole" / "checkpoint.pt").exists()  # an inheriting search keeps it to be extended
 
     # stop the launcher with SIGTERM once the first epoch's checkpoint exists, then resume
     out = tmp_path / "stopped"
