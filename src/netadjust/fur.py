@@ -47,8 +47,8 @@ class FurEstimate:
     halves: tuple[dict[str, float], dict[str, float]]  # FUR on even / odd validation samples
 
 
-# the layout the network runs in for bf16 FUR: NHWC ran a MobileNet's FUR 4.5x faster on a
-# CPU than NCHW (bench/precision_speed.py times both)
+# the layout the network runs in for bf16 FUR: NHWC ran MobileNetV3-Small's FUR 3.6x faster
+# on a CPU than NCHW, the layout networks come back from training in (bench/precision_speed.py)
 BF16_MEMORY_FORMAT = torch.channels_last
 
 
@@ -278,7 +278,8 @@ def estimate_fur(
             with torch.inference_mode(), ChannelDrop(model, sites, seed=seed) as drop:
                 clean, rise = compute(model, drop, *shard, gradients)
     model.train(was_training)
-    model.to(memory_format=torch.contiguous_format)
+    if config.bf16:
+        model.to(memory_format=torch.contiguous_format)
     names = list(rise)
     sums = processes.sum(torch.stack([clean, *(rise[name] for name in names)]))
     clean, rise = sums[0].cpu(), {name: sums[1 + i].cpu() for i, name in enumerate(names)}

@@ -56,6 +56,7 @@ PRESETS: dict[str, dict] = {
     # weights on a quarter of the training images (--inherit 0.25), FUR with T = 2. It took
     # 0.50-0.57 of one final training per search there and kept +0.41 of its +0.50; at equal
     # MACs no setting tried gained robustly. The dataset is --dataset's (Fashion-MNIST unless given).
+    # Its lr 0.1 trains torchvision's MobileNetV2 x0.5 badly (README: pass --lr 0.05; not settled).
     "standard": {
         **{key: value for key, value in FMNIST.items() if key != "dataset"},
         "repeats": 2,
