@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from netadjust.compare import seed_range
 from search_seeds import training_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -501,7 +502,7 @@ def row_details(rows: dict, name: str) -> str:
     spearman, val = row["fur_split_half_spearman"], row["search_val_top1"]
     return (
         f"**`{name}`**: `{row['search_command']}`, then `{row['compare_command']}`. Top-1 over "
-        f"seeds {seed_range(row['seeds'])}: original {top1('original')}, uniform {top1('uniform')}, "
+        f"{seed_range(row['seeds'])}: original {top1('original')}, uniform {top1('uniform')}, "
         f"searched {top1('searched')}; searched − original {paired('searched_minus_original')}, "
         f"− uniform {paired('searched_minus_uniform')}. The search: {len(val)} iterations in "
         f"{row['search_seconds'] / 60:.0f} min ({row['search_seconds'] / training_seconds(name):.1f} "
@@ -509,14 +510,6 @@ def row_details(rows: dict, name: str) -> str:
         f"FUR split-half Spearman {min(spearman):.2f}–{max(spearman):.2f}; its widths "
         f"{min(ratios):.2f}–{max(ratios):.2f} of the original's, MACs {final['original_macs']:,} → "
         f"{final['macs']:,}, parameters {final['original_params']:,} → {final['params']:,}."
-    )
-
-
-def seed_range(seeds: list[int]) -> str:
-    return (
-        f"{seeds[0]}–{seeds[-1]}"
-        if seeds == list(range(seeds[0], seeds[-1] + 1))
-        else ", ".join(map(str, seeds))
     )
 
 
