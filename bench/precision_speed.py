@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import time
+from pathlib import Path
 from statistics import median
 
 import torch
@@ -37,6 +39,7 @@ from netadjust.train import autocast_dtype, has_depthwise
 SPACES = (("resnet20", 1.0), ("resnet18-small", 0.25), ("mobilenetv2-small", 0.5), ("mnasnet-small", 0.5))
 ZOO = (("torchvision:mobilenet_v3_small", {}), ("torchvision:mobilenet_v2", {"width_mult": 0.5}))
 BATCH = 128
+RECORD = Path(__file__).resolve().parent / "results" / "precision_speed.txt"
 
 
 def networks() -> dict[str, torch.nn.Module]:
@@ -126,6 +129,43 @@ def main() -> None:
         f"depthwise fp32/bf16={spans[True]} dense fp32/bf16={spans[False]} "
         f"fur nchw/nhwc={min(fur_ratios):.2f}..{max(fur_ratios):.2f}"
     )
+
+
+def recorded(text: str) -> dict[str, dict[str, float]]:
+    """This script's printout read back: per network, fp32/bf16 training speed (``train``)
+    and FUR's seconds in NCHW and NHWC with their ratio as printed (from unrounded seconds)."""
+    found: dict[str, dict[str, float]] = {}
+    for name, ratio in re.findall(r"^(.+?): bf16 .* fp32/bf16 ([0-9.]+);", text, re.MULTILINE):
+        found.setdefault(name, {})["train"] = float(ratio)
+    fur_line = r"^(.+?): FUR .* NCHW ([0-9.]+) s, NHWC ([0-9.]+) s, ([0-9.]+)x"
+    for name, nchw, nhwc, ratio in re.findall(fur_line, text, re.MULTILINE):
+        found.setdefault(name, {}).update(nchw=float(nchw), nhwc=float(nhwc), fur=float(ratio))
+    return found
+
+
+def documented(found: dict[str, dict[str, float]]) -> list[str]:
+    """The phrases docs/performance.md quotes from the record."""
+    mnv3, mnv2 = (
+        found["torchvision:mobilenet_v3_small"],
+        found["torchvision:mobilenet_v2 {'width_mult': 0.5}"],
+    )
+    small = [found[f"{space} x0.5"] for space in ("mobilenetv2-small", "mnasnet-small")]
+    resnets = [found[name] for name in ("resnet20 x1.0", "resnet18-small x0.25")]
+
+    def fur_span(records: list[dict[str, float]]) -> str:
+        return "–".join(f"{bound(r['fur'] for r in records):.2f}" for bound in (min, max))
+
+    return [
+        f"fp32/bf16 training speed {mnv3['train']:.2f} for torchvision's MobileNetV3-Small, "
+        f"{mnv2['train']:.2f} for MobileNetV2 ×0.5, {found['mnasnet-small x0.5']['train']:.2f} for the "
+        f"built-in MnasNet-small, but {found['mobilenetv2-small x0.5']['train']:.2f} for the built-in "
+        "MobileNetV2-small",
+        "ResNet-20 and ResNet-18-small "
+        + "–".join(f"{bound(r['train'] for r in resnets):.2f}" for bound in (min, max)),
+        f"MobileNetV3-Small {mnv3['nchw']:.1f} → {mnv3['nhwc']:.1f} s ({mnv3['fur']:.1f}×), "
+        f"MobileNetV2 ×0.5 {mnv2['fur']:.2f}×, the built-in MobileNetV2-/MnasNet-small "
+        f"{fur_span(small)}×, ResNets {fur_span(resnets)}×",
+    ]
 
 
 if __name__ == "__main__":

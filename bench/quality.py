@@ -485,10 +485,33 @@ def hand_designed_figures(rows: dict) -> str:
     )
 
 
+def search_course(name: str) -> str:
+    """A search's course and cost from its run directory (compared or not): iterations, time
+    (training's and FUR's), validation top-1 first → last, FUR's split-half Spearman, and how
+    far its widths moved."""
+    run = RUNS / name
+    final = json.loads((run / "final.json").read_text())
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    seconds = sum(sum(record["seconds"].values()) for record in history)
+    val = [record["val"]["top1"] for record in history]
+    spearman = [record["fur_stability"]["spearman"] for record in history]
+    ratios = [final["widths"][width] / final["original_widths"][width] for width in final["widths"]]
+    train, fur = ([record["seconds"][part] for record in history] for part in ("train", "fur"))
+    return (
+        f"{len(history)} iterations in {seconds / 60:.0f} min ({seconds:,.0f} s: training "
+        f"{train[0]:.0f} s, then {min(train[1:]):.0f}–{max(train[1:]):.0f} s per iteration; FUR "
+        f"{min(fur):.0f}–{max(fur):.0f} s per iteration), validation top-1 "
+        f"{100 * val[0]:.2f} → {100 * val[-1]:.2f}, FUR split-half Spearman {min(spearman):.2f}–"
+        f"{max(spearman):.2f}; its widths {min(ratios):.2f}–{max(ratios):.2f} of the original's, MACs "
+        f"{final['original_macs']:,} → {final['macs']:,}, parameters {final['original_params']:,} → "
+        f"{final['params']:,}"
+    )
+
+
 def row_details(rows: dict, name: str) -> str:
     """One row in a paragraph, for docs/results.md: its commands, accuracies, paired
     differences per seed, the search's course and cost, and how far its widths moved."""
-    row, final = rows[name], json.loads((RUNS / name / "final.json").read_text())
+    row = rows[name]
     networks = row["networks"]
 
     def top1(network: str) -> str:
@@ -499,18 +522,13 @@ def row_details(rows: dict, name: str) -> str:
         seeds = ", ".join(f"{value:+.2f}" for value in gain["per_seed"])
         return f"{gain['mean']:+.2f} ± {gain['se']:.2f} ({seeds})"
 
-    ratios = [final["widths"][width] / final["original_widths"][width] for width in final["widths"]]
-    spearman, val = row["fur_split_half_spearman"], row["search_val_top1"]
     return (
         f"**`{name}`**: `{row['search_command']}`, then `{row['compare_command']}`. Top-1 over "
         f"{seed_range(row['seeds'])}: original {top1('original')}, uniform {top1('uniform')}, "
         f"searched {top1('searched')}; searched − original {paired('searched_minus_original')}, "
-        f"− uniform {paired('searched_minus_uniform')}. The search: {len(val)} iterations in "
-        f"{row['search_seconds'] / 60:.0f} min ({row['search_seconds'] / training_seconds(name):.1f} "
-        f"trainings of its final network), validation top-1 {100 * val[0]:.2f} → {100 * val[-1]:.2f}, "
-        f"FUR split-half Spearman {min(spearman):.2f}–{max(spearman):.2f}; its widths "
-        f"{min(ratios):.2f}–{max(ratios):.2f} of the original's, MACs {final['original_macs']:,} → "
-        f"{final['macs']:,}, parameters {final['original_params']:,} → {final['params']:,}."
+        f"− uniform {paired('searched_minus_uniform')}. The search "
+        f"({row['search_seconds'] / training_seconds(name):.1f} trainings of its final network): "
+        f"{search_course(name)}."
     )
 
 
@@ -520,12 +538,16 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the settings and exit")
     parser.add_argument("--figures", action="store_true", help="print the figures the README quotes")
     parser.add_argument("--details", metavar="NAME", help="print a row's paragraph for docs/results.md")
+    parser.add_argument("--course", metavar="NAME", help="print a search's course (compared or not)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     if args.list:
         for name, setting in SETTINGS.items():
             search, compare = " ".join(setting["search"]), " ".join(setting["compare"])
             print(f"{name}: search {search} | compare {compare} --seeds {setting['seeds']}")
+        return
+    if args.course:
+        print(search_course(args.course))
         return
     if args.details:
         print(row_details(json.loads((RESULTS / "quality.json").read_text()), args.details))

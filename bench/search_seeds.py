@@ -86,8 +86,8 @@ def summarised(rows: dict, row: str) -> dict:
 
 
 def span(searches: list[dict], key: str) -> str:
-    values = [search[key] for search in searches]
-    return f"{min(values):.2f}–{max(values):.2f}"
+    low, high = (f"{bound([search[key] for search in searches]):.2f}" for bound in (min, max))
+    return low if low == high else f"{low}–{high}"
 
 
 def table(summaries: dict) -> str:
@@ -118,6 +118,30 @@ def table(summaries: dict) -> str:
             + f" | {span(summary['searches'], 'macs_ratio')}; {span(summary['searches'], 'params_ratio')} |"
         )
     return "\n".join(lines)
+
+
+def headline(summary: dict) -> str:
+    """What the README's first lines quote of a row: the mean over searches of searched −
+    original with its SE (and the ratio, from unrounded values), each search's gain, and what
+    the searched networks cost against the original in the measure the budget does not hold."""
+    gain, searches = summary["searched_minus_original"], summary["searches"]
+    budget = json.loads((RESULTS / "runs" / summary["row"] / "config.json").read_text())["budget"]
+    price = (
+        f"at {span(searches, 'macs_ratio')}× its MACs"
+        if budget == "params"
+        else f"with {span(searches, 'params_ratio')} of its parameters"
+    )
+    each = (
+        "one search"
+        if len(searches) == 1
+        else f"{len(searches)} searches: " + ", ".join(f"{value:+.2f}" for value in gain["per_search"])
+    )
+    ratio = gain["mean"] / gain["se"]
+    return (
+        f"{gain['mean']:+.2f} ± {gain['se']:.2f} points over the original ({ratio:.1f} SE"
+        f"{', not resolved' if abs(ratio) < 2 else ''}; "
+        f"{each}), at equal {'MACs' if budget == 'macs' else 'parameters'}, {price}"
+    )
 
 
 def main() -> None:

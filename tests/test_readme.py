@@ -94,6 +94,18 @@ def test_the_readmes_figures_over_search_seeds_are_the_scripts_from_the_committe
     assert (search_seeds.RESULTS / "search_seeds.md").read_text().strip() == search_seeds.table(committed)
 
 
+def test_the_readmes_first_lines_quote_every_row_over_search_seeds():
+    # each row of bench/search_seeds.py's summary, as its headline() words it (the SE ratio
+    # from unrounded values, "not resolved" under 2 SE), before the install section
+    search_seeds = bench_script("search_seeds")
+
+    summaries = json.loads((search_seeds.RESULTS / "search_seeds.json").read_text())
+    first_lines = " ".join(README.read_text().split("## Install", 1)[0].split())
+    assert len(summaries) >= 3
+    for summary in summaries.values():
+        assert search_seeds.headline(summary) in first_lines, summary["row"]
+
+
 def test_the_readmes_figures_of_the_hand_designed_starts_are_the_scripts():
     quality = bench_script("quality")
 
@@ -144,6 +156,10 @@ def test_the_readmes_cheap_search_figures_are_the_inheritance_summary():
     assert len(cheap["searches"]) >= 3 and len(cheap["training_seeds"]) >= 5
     assert f"{gain['mean']:+.2f} ± {gain['se']:.2f}" in text
     assert f"{min(ratios):.2f}–{max(ratios):.2f} of one final training" in text
+    scratch = json.loads((inherit.RESULTS / "search_seeds.json").read_text())[cheap["row"]][
+        "search_in_trainings"
+    ]
+    assert f"against {min(scratch):.1f}–{max(scratch):.1f} from scratch" in text
 
 
 def test_the_inheritance_figures_of_the_docs_are_the_summarys():
@@ -186,10 +202,30 @@ def test_the_readmes_mobilenet_learning_rate_figures_are_the_trainings():
 
 
 def test_the_zoo_rows_in_docs_are_the_scripts():
-    # docs/results.md's zoo section quotes bench/quality.py --details and bench/lr_stability.py's table
+    # docs/results.md's zoo section quotes bench/quality.py --details for every compared zoo
+    # search, --course for every finished one not yet compared, and bench/lr_stability.py's table
     quality, lr_stability = bench_script("quality"), bench_script("lr_stability")
 
     docs = (README.parent / "docs" / "results.md").read_text()
     rows = json.loads((quality.RESULTS / "quality.json").read_text())
-    assert quality.row_details(rows, "tv-mobilenet-v3-small-a0.5") in docs
+    zoo = [name for name in quality.SETTINGS if name.startswith("tv-")]
+    compared = [name for name in zoo if name in rows]
+    searched = [name for name in zoo if name not in rows and (quality.RUNS / name / "final.json").exists()]
+    assert compared and searched
+    for name in compared:
+        assert quality.row_details(rows, name) in docs, name
+    for name in searched:
+        assert quality.search_course(name) in docs, name
     assert lr_stability.table(json.loads(lr_stability.RESULTS.read_text())) in docs
+    original = json.loads(
+        (quality.RUNS / "tv-mobilenet-v2-x0.5-default" / "compare" / "original-seed0.json").read_text()
+    )
+    assert f"reached {100 * original['test']['top1']:.2f}% (seed 0)" in docs
+
+
+def test_the_precision_figures_of_the_performance_notes_are_the_record():
+    precision_speed = bench_script("precision_speed")
+
+    performance = " ".join((README.parent / "docs" / "performance.md").read_text().split())
+    for phrase in precision_speed.documented(precision_speed.recorded(precision_speed.RECORD.read_text())):
+        assert phrase in performance, phrase
