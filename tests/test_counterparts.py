@@ -2,6 +2,7 @@
 the channels their scores keep, their sparsity training, the budget they meet, and the
 budgets and spaces they refuse."""
 
+import importlib.util
 import json
 
 import pytest
@@ -20,6 +21,7 @@ from netadjust.counterparts import (
     slimming_penalty,
     slimming_scores,
     thresholded_to_budget,
+    unscaled,
 )
 from netadjust.data import prepare_data
 from netadjust.errors import UserError
@@ -50,7 +52,7 @@ def test_hand_set_norm_scales_prune_exactly_those_channels():
     model = build(SPEC, widths)
     small = {"stage1.block0.conv1": [0, 2], "stage3.block1.conv2": [1, 3, 5, 7, 9]}
     parts = hand_set(model, widths, small)
-    scores = slimming_scores(model, parts, widths, "the test net")
+    scores = slimming_scores(model, parts, widths)
     channels = lambda w: sum(w.values())  # noqa: E731 (channels as the cost)
     kept, removed = thresholded_to_budget(scores, channels, channels(widths) - 7, "the test net")
     assert kept == {name: width - len(small.get(name, [])) for name, width in widths.items()}
@@ -59,6 +61,28 @@ def test_hand_set_norm_scales_prune_exactly_those_channels():
         thresholded_to_budget(scores, channels, len(widths) - 1, "the test net")
     with pytest.raises(UserError, match="nothing to prune"):
         thresholded_to_budget(scores, channels, channels(widths), "the test net")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="torchvision is not installed")
+def test_slimming_holds_the_widths_behind_no_norm_layer_and_prunes_the_others():
+    # MobileNetV3-Small's squeeze-and-excitation reductions and its classifier's hidden layer
+    # have no norm layer: Network Slimming (the paper's) prunes only channels it has a scale for
+    spec = ModelSpec(model="torchvision:mobilenet_v3_small", in_channels=1, image_size=28)
+    widths = base_widths(spec)
+    model = build(spec, widths)
+    parts = channel_parts(model, spec, widths, "the test net")
+    held_names = unscaled(model, parts)
+    se = [name for name in widths if name.endswith(".fc1")]
+    assert len(se) == 9 and sorted(held_names) == sorted([*se, "classifier.0"])
+    scores = slimming_scores(model, parts, widths)
+    assert set(scores) == set(widths) - set(held_names)
+    channels = lambda w: sum(w.values())  # noqa: E731 (channels as the cost)
+    held = {name: widths[name] for name in held_names}
+    kept, removed = thresholded_to_budget(scores, channels, 0.8 * channels(widths), "the test net", held)
+    assert all(kept[name] == widths[name] for name in held_names)
+    assert channels(kept) <= 0.8 * channels(widths)
+    scored = sum(widths[name] for name in scores)
+    assert removed == pytest.approx((channels(widths) - channels(kept)) / scored)
 
 
 def test_group_norms_count_every_parameter_of_a_channel():
@@ -100,7 +124,7 @@ def test_the_sparsity_training_lowers_the_regularised_scores(data, method):
 
     def scores(model):
         found = (
-            slimming_scores(model, parts, widths, "the test net")
+            slimming_scores(model, parts, widths)
             if method == "slimming"
             else group_norms(model, parts, widths)
         )

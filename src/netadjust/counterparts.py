@@ -9,7 +9,10 @@ width grid, as for the L1 peer (``pruned.py``).
 - **Network Slimming** (Liu et al., ICCV 2017): an L1 penalty ``strength * sum |gamma|``
   on the scale of every norm layer; a channel's score is |gamma| at its width's norm layers
   (their mean where a residual stream has several). Strength 1e-4: the paper's value for
-  VGG on CIFAR and its code's default (the paper used 1e-5 for ResNets and DenseNets).
+  VGG on CIFAR and its code's default (the paper used 1e-5 for ResNets and DenseNets). It
+  prunes only channels behind a norm layer, as the paper does: a width with none (a
+  squeeze-and-excitation block's reduction) is held at the wide network's width, and only
+  the rescale onto the budget changes it.
 - **DepGraph's group sparsity** (Fang et al., CVPR 2023, Torch-Pruning's
   ``GroupNormPruner``): every parameter of a channel's group (the producing layers' rows,
   the norm scales and shifts, the reading layers' columns; Torch-Pruning leaves biases and
@@ -112,16 +115,19 @@ def norm_scales(model: nn.Module) -> set[str]:
     }
 
 
-def slimming_scores(model: nn.Module, parts: dict[str, list[Part]], widths: Widths, what: str) -> dict:
-    """Per width, each channel's |gamma| (the mean over the width's norm layers)."""
+def unscaled(model: nn.Module, parts: dict[str, list[Part]]) -> list[str]:
+    """The widths that pass through no norm layer: Network Slimming has no scale for them."""
+    scales = norm_scales(model)
+    return [name for name, found in parts.items() if not any(p[0] in scales for p in found)]
+
+
+def slimming_scores(model: nn.Module, parts: dict[str, list[Part]], widths: Widths) -> dict:
+    """Per width behind a norm layer, each channel's |gamma| (the mean over its norm layers)."""
     scales, scores = norm_scales(model), {}
     for name, width in widths.items():
         own = [p for p in parts[name] if p[0] in scales]
         if not own:
-            raise UserError(
-                f"--baseline slimming: {what}'s width {name} passes through no norm layer, so Network "
-                "Slimming has no scale to prune it by"
-            )
+            continue  # held (``unscaled``)
         gammas = channel_slices(model, own, width)
         scores[name] = torch.stack([gamma.detach().abs().mean(1) for gamma in gammas]).mean(0)
     return scores
@@ -164,25 +170,31 @@ def depgraph_penalty(
     return penalty
 
 
-def thresholded(scores: dict[str, torch.Tensor], threshold: float) -> Widths:
-    """The widths one global threshold keeps: channels scoring above it (at least one)."""
-    return {name: max(1, int((score > threshold).sum())) for name, score in scores.items()}
+def thresholded(scores: dict[str, torch.Tensor], threshold: float, held: Widths) -> Widths:
+    """The widths one global threshold keeps: channels scoring above it (at least one); the
+    ``held`` widths, which have no scores, as they are."""
+    return held | {name: max(1, int((score > threshold).sum())) for name, score in scores.items()}
 
 
 def thresholded_to_budget(
-    scores: dict[str, torch.Tensor], cost: Callable[[Widths], float], budget: float, what: str
+    scores: dict[str, torch.Tensor],
+    cost: Callable[[Widths], float],
+    budget: float,
+    what: str,
+    held: Widths | None = None,
 ) -> tuple[Widths, float]:
     """The widths of the lowest threshold (most channels kept) whose cost is within the
     budget, bisected over the scores themselves (the cost falls as the threshold rises),
-    and the share of channels removed; refused in one line where none is."""
+    and the share of the scored channels removed; refused in one line where none is."""
+    held = held or {}
     candidates = torch.cat([score.flatten() for score in scores.values()]).unique().sort().values
     candidates = torch.cat([candidates.new_tensor([-1.0]), candidates])  # -1: keep everything
-    if cost(thresholded(scores, float(candidates[-1]))) > budget:
+    if cost(thresholded(scores, float(candidates[-1]), held)) > budget:
         raise UserError(
             f"--baseline: even one channel per width of {what} costs more than the searched network "
             f"({budget:,.0f}); no threshold reaches the budget"
         )
-    if cost(thresholded(scores, float(candidates[0]))) <= budget:
+    if cost(thresholded(scores, float(candidates[0]), held)) <= budget:
         raise UserError(
             f"--baseline: {what} unpruned already costs no more than the searched network "
             f"({budget:,.0f}); there is nothing to prune"
@@ -190,13 +202,13 @@ def thresholded_to_budget(
     low, high = 0, len(candidates) - 1  # cost(low) > budget >= cost(high)
     while high - low > 1:
         middle = (low + high) // 2
-        if cost(thresholded(scores, float(candidates[middle]))) > budget:
+        if cost(thresholded(scores, float(candidates[middle]), held)) > budget:
             low = middle
         else:
             high = middle
-    widths = thresholded(scores, float(candidates[high]))
+    widths = thresholded(scores, float(candidates[high]), held)
     total = sum(len(score) for score in scores.values())
-    return widths, 1 - sum(widths.values()) / total
+    return widths, 1 - sum(widths[name] for name in scores) / total
 
 
 def counterpart(
@@ -235,10 +247,11 @@ def counterpart(
         wide_spec, wide, data, recipe, seed=seed, label=f"{method.name}: wide", penalty=penalty
     )
     wide_test = evaluate(model, data.test, data.info)
-    scores = (
-        slimming_scores(model, parts, wide, what) if method is SLIMMING else group_norms(model, parts, wide)
-    )
-    pruned, removed = thresholded_to_budget(scores, cost, budget, what)
+    scores = slimming_scores(model, parts, wide) if method is SLIMMING else group_norms(model, parts, wide)
+    held = {name: width for name, width in wide.items() if name not in scores}
+    if held:
+        log(f"{method.name}: {plural(len(held), 'width')} behind no norm layer held until the rescale")
+    pruned, removed = thresholded_to_budget(scores, cost, budget, what, held)
     grid = width_grid(run.final.model, rule.round_to)
     widths = rescale(pruned, cost, budget, rule.min_width, tolerance, round_to=grid)
     record = {
@@ -246,13 +259,14 @@ def counterpart(
         "budget": budget,
         "wide_test": wide_test,
         "removed_share": removed,
+        "held": sorted(held),
         "pruned_widths": pruned,
         "widths": widths,
         "seconds": time.perf_counter() - start,
     }
     write_json(path, record)
     log(
-        f"{method.name}: {removed:.1%} of the wide network's channels removed (its test top-1 "
+        f"{method.name}: {removed:.1%} of the wide network's scored channels removed (its test top-1 "
         f"{100 * wide_test['top1']:.2f}% before); rescaled onto the budget"
     )
     return record
@@ -260,16 +274,13 @@ def counterpart(
 
 def scorable_parts(method: Method, spec: ModelSpec, widths: Widths) -> dict[str, list[Part]]:
     """Where each width's channels lie (``channel_parts``); refused, before any training,
-    where ``method`` cannot score a width."""
+    where ``method`` can score no width."""
     with torch.device("meta"):
         model = build(spec, widths)
     parts = channel_parts(model, spec, widths, network_name(spec))
-    if method is SLIMMING:
-        scales = norm_scales(model)
-        bare = [name for name in widths if not any(p[0] in scales for p in parts[name])]
-        if bare:
-            raise UserError(
-                f"--baseline slimming: {network_name(spec)}'s width {bare[0]} passes through no norm "
-                "layer, so Network Slimming has no scale to prune it by"
-            )
+    if method is SLIMMING and len(unscaled(model, parts)) == len(widths):
+        raise UserError(
+            f"--baseline slimming: no width of {network_name(spec)} passes through a norm layer, so "
+            "Network Slimming has no scale to prune by; use --baseline depgraph"
+        )
     return parts
