@@ -88,39 +88,50 @@ def details() -> str:
     return "\n".join(lines)
 
 
-def figures() -> str:
-    """The figures the README's text around the table quotes, from the same rows."""
+def figures() -> list[str]:
+    """The phrases the README's text around the table quotes, from the same rows (minus signs
+    as the README writes them; SE ratios from unrounded values)."""
     found = {method: rows for method, rows in peers().items() if method != "pruned"}
     chosen = [(name, row) for rows in found.values() for name, row in rows.items() if name in ROWS]
     macs_rows = [(name, row) for name, row in chosen if row["budget"] == "macs"]
-    differences = [row["searched_minus_pruned"] / row["searched_minus_pruned_se"] for _, row in macs_rows]
-    top1 = [row["pruned_top1_mean"] for _, row in macs_rows]
-    searched = [row["searched_top1_mean"] for _, row in macs_rows]
-    minutes = [row["seconds_trainings"] / 60 for _, row in chosen]
-    gains = [row["searched_minus_pruned"] for _, row in macs_rows]
-    original = macs_rows[0][1]["original_top1_mean"]
-    params = [row["pruned_params"] for _, row in macs_rows]
-    lines = [
-        f"equal MACs: searched − counterpart {100 * min(gains):+.2f} … {100 * max(gains):+.2f} "
-        f"({min(differences):.1f} … {max(differences):.1f} SE); counterparts "
-        f"{100 * min(top1):.2f}–{100 * max(top1):.2f}%, searched {100 * min(searched):.2f}–"
-        f"{100 * max(searched):.2f}%, original {100 * original:.2f}%",
-        f"equal MACs params: counterparts {min(params) / 1e3:.0f}k–{max(params) / 1e3:.0f}k, searched "
-        + ", ".join(sorted({f"{row['searched_params'] / 1e3:.0f}k" for _, row in macs_rows})),
-        "equal params: "
-        + "; ".join(
-            f"{method} {found[method][name]['pruned_macs'] / 1e6:.2f}M MACs, searched "
-            f"{row['searched_macs'] / 1e6:.2f}M ({row['searched_macs'] / row['pruned_macs']:.1f}x)"
-            for method in found
-            for name, row in found[method].items()
-            if name in ROWS and row["budget"] == "params"
-        ),
-        f"a row's wide training and five trainings: {min(minutes):.0f}–{max(minutes):.0f} min",
+    params_rows = [(name, row) for name, row in chosen if row["budget"] == "params"]
+    losses = [-100 * row["searched_minus_pruned"] for _, row in macs_rows]
+    ratios = [abs(row["searched_minus_pruned"] / row["searched_minus_pruned_se"]) for _, row in macs_rows]
+    top1 = [100 * row["pruned_top1_mean"] for _, row in macs_rows]
+    searched = [100 * row["searched_top1_mean"] for _, row in macs_rows]
+    params = [row["pruned_params"] / 1e3 for _, row in macs_rows]
+    searched_params = sorted({row["searched_params"] for _, row in macs_rows})
+
+    def pair(values: list[str]) -> str:
+        return " and ".join(values)
+
+    phrases = [
+        f"by {min(losses):.2f}–{max(losses):.2f} points ({min(ratios):.1f}–{max(ratios):.1f} SE, "
+        f"{len(macs_rows[0][1]['pruned_top1'])} seeds, {len({name for name, _ in macs_rows})} rows)",
+        f"{min(top1):.2f}–{max(top1):.2f}% against the searched {min(searched):.2f}–{max(searched):.2f}% "
+        f"and the original {100 * macs_rows[0][1]['original_top1_mean']:.2f}%",
+        f"({min(params):.0f}k–{max(params):.0f}k against "
+        + pair([f"{value / 1e3:.0f}k" for value in searched_params])
+        + ")",
+        "("
+        + ", ".join(
+            f"{100 * row['searched_minus_pruned']:+.2f} ± {100 * row['searched_minus_pruned_se']:.2f}"
+            for _, row in params_rows
+        ).replace("-", "−")
+        + ")",
+        "with "
+        + pair([f"{row['searched_macs'] / row['pruned_macs']:.1f}×" for _, row in params_rows])
+        + " fewer MACs",
+        "the counterparts with "
+        + pair([f"{row['pruned_macs'] / 1e6:.2f}M" for _, row in params_rows])
+        + f" MACs where the search spends {params_rows[0][1]['searched_macs'] / 1e6:.2f}M",
     ]
-    return "\n".join(lines)
+    return phrases
 
 
 if __name__ == "__main__":
     import sys
 
-    print(details() if "--details" in sys.argv else figures() if "--figures" in sys.argv else table())
+    print(
+        details() if "--details" in sys.argv else "\n".join(figures()) if "--figures" in sys.argv else table()
+    )

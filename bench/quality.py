@@ -460,6 +460,89 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# the README's everyday table: its rows, in its order, and their labels (bold: the lead row)
+README_ROWS = {
+    "resnet18-x0.25-a0.5-params": "**ResNet-18 ×0.25, `--preset fmnist`**",
+    "resnet18-x0.25-quick-params": "ResNet-18 ×0.25, `--preset quick`",
+    "resnet18-x0.25-a0.5-step-current": "ResNet-18 ×0.25, `--preset fmnist --step current`",
+    "resnet18-x0.25-a0.5": "ResNet-18 ×0.25, `--preset fmnist` (6 iterations, a = 0.5)",
+    "resnet18-x0.25-quick": "ResNet-18 ×0.25, `--preset quick` (3 iterations, a = 0.15)",
+    "small-vgg-quick": (
+        "your own: a VGG-style net (`bench/models/small_vgg.py`), quick preset, 5-epoch trainings"
+    ),
+}
+
+
+def trainings_seconds(name: str, row: dict) -> float:
+    """The seconds of the row's trainings over its seeds: the original's, the uniform
+    network's (where it is not the original) and the searched network's."""
+    networks = ["original", "searched"] + ([] if row["uniform_is_original"] else ["uniform"])
+    return sum(
+        json.loads((RUNS / name / "compare" / f"{network}-seed{seed}.json").read_text())["seconds"]
+        for network in networks
+        for seed in row["seeds"]
+    )
+
+
+def readme_table(rows: dict) -> str:
+    """The README's everyday table, from the rows of ``README_ROWS``."""
+    lines = [
+        "| setting | budget | original | uniform | searched | searched − original | searched − uniform "
+        "| MACs | params | reproduce (`bench/quality.py …`) | search (in final trainings) + trainings |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, label in README_ROWS.items():
+        row = rows[name]
+        original, uniform, searched = (row["networks"][n] for n in ("original", "uniform", "searched"))
+        budget = json.loads((RUNS / name / "config.json").read_text())["budget"]
+
+        def pm(values: dict) -> str:
+            return f"{100 * values['top1_mean']:.2f} ± {100 * values['top1_std']:.2f}"
+
+        def difference(values: dict) -> str:
+            return f"{values['mean']:+.2f} ± {values['se']:.2f}"
+
+        lines.append(
+            f"| {label} | {'MACs' if budget == 'macs' else budget} | {pm(original)} | {pm(uniform)}"
+            f"{' (= original)' if row['uniform_is_original'] else ''} | {pm(searched)} | "
+            f"{difference(row['searched_minus_original'])} | {difference(row['searched_minus_uniform'])} | "
+            f"{original['macs'] / 1e6:.2f}M → {searched['macs'] / 1e6:.2f}M | "
+            f"{original['params'] / 1e3:.0f}k → {searched['params'] / 1e3:.0f}k | `{name}` | "
+            f"{row['search_seconds'] / 60:.0f} min ({row['search_seconds'] / training_seconds(name):.1f}) + "
+            f"{trainings_seconds(name, row) / 60:.0f} min |"
+        )
+    return "\n".join(lines)
+
+
+def readme_row_figures(rows: dict) -> list[str]:
+    """The phrases the README's text under its everyday table quotes from those rows."""
+
+    def gain(name: str) -> dict:
+        return rows[name]["searched_minus_original"]
+
+    def ratio(name: str, key: str) -> float:
+        networks = rows[name]["networks"]
+        return networks["searched"][key] / networks["original"][key]
+
+    def side_by_side(name: str) -> float:  # compare's training rates, timed side by side
+        networks = json.loads((RUNS / name / "compare.json").read_text())
+        return networks["searched"]["train_images_per_s"] / networks["original"]["train_images_per_s"]
+
+    lead = "resnet18-x0.25-a0.5-params"
+    macs_rows = ("resnet18-x0.25-quick", "resnet18-x0.25-a0.5", "resnet18-x0.25-a0.5-step-current")
+    vgg = "small-vgg-quick"
+    lead_gain = gain(lead)
+    return [
+        f"{lead_gain['mean']:+.2f} ± {lead_gain['se']:.2f}, {lead_gain['mean'] / lead_gain['se']:.1f} SE, "
+        f"at {ratio(lead, 'macs'):.1f}× the MACs and {side_by_side(lead):.2f} of the training rate",
+        "("
+        + ", ".join(f"{100 * (ratio(name, 'params') - 1):.0f}%" for name in macs_rows).replace("-", "−")
+        + ";",
+        f"({gain(vgg)['mean']:+.2f} ± {gain(vgg)['se']:.2f}), its searched widths training at "
+        f"{side_by_side(vgg):.2f} of the original's rate".replace("-", "−"),
+    ]
+
+
 # the rows that start from a hand-designed CIFAR allocation (ResNet-20, Plain-20 and
 # MobileNetV2-small at their own widths), searches and copies of a search compared otherwise
 HAND_DESIGNED = [

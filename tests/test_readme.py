@@ -121,14 +121,24 @@ def test_the_readmes_zoo_figures_are_the_coverage_records():
         assert phrase in text, phrase
 
 
-def test_the_readmes_search_costs_in_final_trainings_are_the_scripts():
-    search_seeds = bench_script("search_seeds")
+def test_the_readmes_everyday_table_is_the_scripts():
+    # every cell, the search's time in final trainings and the trainings' minutes included
+    quality = bench_script("quality")
 
-    rows = json.loads((search_seeds.RESULTS / "quality.json").read_text())
-    quoted = re.findall(r"\| `([a-z0-9.-]+)` \| \d+ min \(([0-9.]+)\) \+ \d+ min \|", README.read_text())
-    assert len(quoted) >= 6
-    for row, ratio in quoted:
-        assert f"{search_seeds.per_search(rows, row)['search_in_trainings']:.1f}" == ratio, row
+    rows = json.loads((quality.RESULTS / "quality.json").read_text())
+    assert quality.readme_table(rows) in README.read_text()
+    text = readme_text()
+    for phrase in quality.readme_row_figures(rows):
+        assert phrase in text, phrase
+
+
+def test_the_readmes_counterparts_table_and_its_figures_are_the_scripts():
+    counterparts_table = bench_script("counterparts_table")
+
+    assert counterparts_table.table() in README.read_text()
+    text = readme_text()
+    for phrase in counterparts_table.figures():
+        assert phrase in text, phrase
 
 
 def test_the_readmes_figures_over_more_training_seeds_are_the_committed_summary():
