@@ -515,7 +515,7 @@ def readme_table(rows: dict) -> str:
 
 
 def readme_row_figures(rows: dict) -> list[str]:
-    """The phrases the README's text under its everyday table quotes from those rows."""
+    """The phrases the README's text around its everyday table quotes from the rows."""
 
     def gain(name: str) -> dict:
         return rows[name]["searched_minus_original"]
@@ -527,6 +527,10 @@ def readme_row_figures(rows: dict) -> list[str]:
     def side_by_side(name: str) -> float:  # compare's training rates, timed side by side
         networks = json.loads((RUNS / name / "compare.json").read_text())
         return networks["searched"]["train_images_per_s"] / networks["original"]["train_images_per_s"]
+
+    def with_ratio(difference: dict) -> str:
+        mean, se = difference["mean"], difference["se"]
+        return f"{mean:+.2f} ± {se:.2f} points ({mean / se:.1f} SE"
 
     lead = "resnet18-x0.25-a0.5-params"
     macs_rows = ("resnet18-x0.25-quick", "resnet18-x0.25-a0.5", "resnet18-x0.25-a0.5-step-current")
@@ -540,6 +544,7 @@ def readme_row_figures(rows: dict) -> list[str]:
         + ";",
         f"({gain(vgg)['mean']:+.2f} ± {gain(vgg)['se']:.2f}), its searched widths training at "
         f"{side_by_side(vgg):.2f} of the original's rate".replace("-", "−"),
+        *(with_ratio(gain(name)) for name in ("resnet20-starved-a0.5", "resnet20-starved")),
     ]
 
 
