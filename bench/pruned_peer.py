@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from _rows import RUNS, row_setting
+from counterparts_table import ratio_range
 from netadjust.compare import budget_measure, width_ratio_range
 from netadjust.cost import model_cost
 from netadjust.counterparts import METHODS, counterpart
@@ -107,21 +108,29 @@ def write_rows(row: dict, method: str = "pruned") -> None:
         rows = json.loads(path.read_text()) if path.exists() else {}
         rows[row["name"]] = row
         write_json(path, rows)
-        lines = [
-            f"| row | budget | {method} top-1 (%) | searched − {method} | MACs | params | "
-            "widths / original's | time |",
-            "|---|---|---:|---:|---:|---:|---|---:|",
-        ]
-        for item in rows.values():
-            ratios = item.get("width_ratio_range")
-            lines.append(
-                f"| `{item['name']}` | {item['budget']} | {100 * item['pruned_top1_mean']:.2f} ± "
-                f"{100 * item['pruned_top1_std']:.2f} | {100 * item['searched_minus_pruned']:+.2f} ± "
-                f"{100 * item['searched_minus_pruned_se']:.2f} | {item['pruned_macs']:,} | "
-                f"{item['pruned_params']:,} | {f'{ratios[0]:.2f}–{ratios[1]:.2f}' if ratios else ''} | "
-                f"{item['seconds_trainings'] / 60:.0f} min |"
-            )
-        (RESULTS / f"{method}_peer.md").write_text("\n".join(lines) + "\n")
+        (RESULTS / f"{method}_peer.md").write_text(peer_table(rows, method) + "\n")
+
+
+def peer_table(rows: dict, method: str) -> str:
+    """METHOD_peer.md: per row, the counterpart's top-1, searched − it, its cost, its widths
+    over the original's (from its kept pruning where the row predates that field) and time."""
+    lines = [
+        f"| row | budget | {method} top-1 (%) | searched − {method} | MACs | params | "
+        "widths / original's | time |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for item in rows.values():
+        low, high = item.get("width_ratio_range") or ratio_range(
+            item["name"],
+            json.loads((RUNS / item["name"] / "compare" / f"{method}.json").read_text())["widths"],
+        )
+        lines.append(
+            f"| `{item['name']}` | {item['budget']} | {100 * item['pruned_top1_mean']:.2f} ± "
+            f"{100 * item['pruned_top1_std']:.2f} | {100 * item['searched_minus_pruned']:+.2f} ± "
+            f"{100 * item['searched_minus_pruned_se']:.2f} | {item['pruned_macs']:,} | "
+            f"{item['pruned_params']:,} | {low:.2f}–{high:.2f} | {item['seconds_trainings'] / 60:.0f} min |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:

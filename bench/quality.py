@@ -558,6 +558,66 @@ HAND_DESIGNED = [
 ]  # fmt: skip
 
 
+# docs/results.md's table of the hand-designed starts: its rows, in its order, and their labels
+CIFAR_ROWS = {
+    "resnet20-x0.5": "the original, 8/16/32",
+    "resnet20-x0.5-a0.5": "the original, 8/16/32",
+    "resnet20-x0.5-a0.5-best-val": "the original, best iteration on validation",
+    "resnet20-x0.5-a0.5-10ep": "the original, the same search's networks trained 10 epochs",
+    "resnet20-x0.5-a0.5-kdecay": "the original, k's decay (k = 3, 2, 2, 2, 1, 0)",
+    "resnet20-x0.5-a0.25-it8": "the original, 8 iterations",
+    "resnet20-x0.5-a0.25-it8-best-val": "the original, a = 0.25's best iteration on validation",
+    "resnet20-x0.5-a0.5-local": "the original, `--padding local`",
+    "resnet20-x0.25-a0.5": "quarter width, the original 4/8/16",
+    "resnet20-poor-start": "stage 3 poor, 9/20/12",
+    "resnet20-starved": "stage 3 starved, 9/21/4",
+    "resnet20-starved-a0.5": "stage 3 starved, 9/21/4",
+    "plain20-x0.5": "Plain-20 (no shortcuts), 8/16/32",
+    "plain20-x0.5-a0.5": "Plain-20 (no shortcuts), 8/16/32",
+    "mobilenetv2-small-x0.25": (
+        "MobileNetV2-small ×0.25 (depthwise), the original; 4 iterations of 2 epochs, 3-epoch trainings"
+    ),
+}
+
+
+def cifar_table(rows: dict) -> str:
+    """docs/results.md's table of the hand-designed starts (a resolved difference, 2 SE or
+    more, in bold; minus signs typeset), from the rows of ``CIFAR_ROWS``."""
+    lines = [
+        "| start (stage widths) | a | MACs | start | searched | searched − start "
+        "| reproduce (`.venv/bin/python bench/quality.py …`) | search + trainings |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, label in CIFAR_ROWS.items():
+        row = rows[name]
+        original, searched = row["networks"]["original"], row["networks"]["searched"]
+        rate = json.loads((RUNS / name / "config.json").read_text())["rule"]["rate"]
+        gain = row["searched_minus_original"]
+        difference = f"{gain['mean']:+.2f} ± {gain['se']:.2f}".replace("-", "−")
+        if abs(gain["mean"]) >= 2 * gain["se"]:
+            difference = f"**{difference}**"
+        lines.append(
+            f"| {label} | {rate:g} | {original['macs'] / 1e6:.2f}M | "
+            f"{100 * original['top1_mean']:.2f} ± {100 * original['top1_std']:.2f} | "
+            f"{100 * searched['top1_mean']:.2f} ± {100 * searched['top1_std']:.2f} | {difference} | "
+            f"`{name}` | "
+            f"{row['search_seconds'] / 60:.0f} + {trainings_seconds(name, row) / 60:.0f} min |"
+        )
+    return "\n".join(lines)
+
+
+def cifar_uniform_figures(rows: dict) -> str:
+    """What docs/results.md says of the one hand-designed row whose uniform network is not
+    its start (MobileNetV2-small's)."""
+    row = rows["mobilenetv2-small-x0.25"]
+    uniform, gain = row["networks"]["uniform"], row["searched_minus_uniform"]
+    return (
+        f"(the original scaled to {uniform['macs'] / 1e6:.2f}M MACs) scored "
+        f"{100 * uniform['top1_mean']:.2f} ± {100 * uniform['top1_std']:.2f}, "
+        f"searched − uniform {gain['mean']:+.2f} ± {gain['se']:.2f}"
+    ).replace("-", "−")
+
+
 def hand_designed_figures(rows: dict) -> str:
     """What the README says of the hand-designed starts, from their rows: how many settings
     and searches, the range of searched − original, and those resolved (2 SE or more)."""

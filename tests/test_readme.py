@@ -239,3 +239,28 @@ def test_the_precision_figures_of_the_performance_notes_are_the_record():
     performance = " ".join((README.parent / "docs" / "performance.md").read_text().split())
     for phrase in precision_speed.documented(precision_speed.recorded(precision_speed.RECORD.read_text())):
         assert phrase in performance, phrase
+
+
+def test_the_tables_of_the_results_notes_are_the_scripts():
+    # docs/results.md: the lead rows (the README's table), the hand-designed starts, the L1
+    # peer's rows and every counterpart's paragraph, each as its script writes it
+    quality, counterparts_table, pruned_peer = (
+        bench_script(name) for name in ("quality", "counterparts_table", "pruned_peer")
+    )
+
+    docs = (README.parent / "docs" / "results.md").read_text()
+    rows = json.loads((quality.RESULTS / "quality.json").read_text())
+    assert quality.readme_table(rows) in docs
+    assert quality.cifar_table(rows) in docs
+    # the uniform network is the start in every hand-designed row but MobileNetV2-small's
+    assert [name for name in quality.CIFAR_ROWS if not rows[name]["uniform_is_original"]] == [
+        "mobilenetv2-small-x0.25"
+    ]
+    assert quality.cifar_uniform_figures(rows) in " ".join(docs.split())
+    peers = json.loads((pruned_peer.RESULTS / "pruned_peer.json").read_text())
+    assert pruned_peer.peer_table(peers, "pruned") in docs
+    assert (pruned_peer.RESULTS / "pruned_peer.md").read_text().strip() == pruned_peer.peer_table(
+        peers, "pruned"
+    )
+    for paragraph in counterparts_table.details().split("\n\n"):
+        assert paragraph.strip() in docs, paragraph[:60]
