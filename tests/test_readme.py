@@ -264,3 +264,16 @@ def test_the_tables_of_the_results_notes_are_the_scripts():
     )
     for paragraph in counterparts_table.details().split("\n\n"):
         assert paragraph.strip() in docs, paragraph[:60]
+
+
+def test_the_per_row_tables_of_the_results_notes_are_the_run_directories():
+    # each hand-designed row's iterations (from its history.jsonl and final.json) and its
+    # networks trained from scratch (from quality.json), as bench/history_tables.py writes them
+    history_tables = bench_script("history_tables")
+
+    docs = (README.parent / "docs" / "results.md").read_text()
+    rows = json.loads((history_tables.RESULTS / "quality.json").read_text())
+    for name, style in history_tables.DOCUMENTED:
+        assert history_tables.iteration_table(name, style) in docs, name
+    for labels in history_tables.NETWORKS:
+        assert history_tables.networks_table(rows, *labels) in docs, labels[0]
