@@ -115,5 +115,27 @@ def main() -> None:
     (RESULTS / "fur_across_trainings.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 
+def docs_table(rows: list[dict]) -> str:
+    """docs/results.md's table of the recorded figures (``fur_across_trainings.json``)."""
+    longest = max(row["epochs"] for row in rows)
+    lines = [
+        "| E | val top-1 (%) | split-half Spearman (mask noise) | Spearman across seeds (per pair) "
+        f"| grow / shrink sets shared across seeds | Spearman against {longest}-epoch trainings |",
+        "|---:|---:|---:|---|---:|---:|",
+    ]
+    for row in rows:
+        top1, across = [100 * value for value in row["val_top1"]], row["across_seeds"]
+        pairs = ", ".join(f"{value:.2f}" for value in row["across_seeds_spearman_pairs"])
+        against = f"{row['vs_longest_spearman']:.2f}" + (
+            " (= across seeds)" if row["epochs"] == longest else ""
+        )
+        lines.append(
+            f"| {row['epochs']} | {statistics.fmean(top1):.2f} ± {statistics.stdev(top1):.2f} | "
+            f"{row['split_half_spearman']:.2f} | {across['spearman']:.2f} ({pairs}) | "
+            f"{100 * across['grow_overlap']:.0f}% / {100 * across['shrink_overlap']:.0f}% | {against} |"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     main()

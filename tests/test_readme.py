@@ -277,3 +277,12 @@ def test_the_per_row_tables_of_the_results_notes_are_the_run_directories():
         assert history_tables.iteration_table(name, style) in docs, name
     for labels in history_tables.NETWORKS:
         assert history_tables.networks_table(rows, *labels) in docs, labels[0]
+
+
+def test_the_swing_and_fur_agreement_tables_of_the_results_notes_are_the_scripts():
+    oscillation, fur_across_trainings = bench_script("oscillation"), bench_script("fur_across_trainings")
+
+    docs = (README.parent / "docs" / "results.md").read_text()
+    assert oscillation.docs_table() in docs
+    rows = json.loads((fur_across_trainings.RESULTS / "fur_across_trainings.json").read_text())
+    assert fur_across_trainings.docs_table(rows) in docs
