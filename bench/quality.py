@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 
 from netadjust.compare import seed_range
+from netadjust.outcome import reversals
+from netadjust.rundir import read_history
 from search_seeds import training_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -635,8 +637,8 @@ def hand_designed_figures(rows: dict) -> str:
 
 def search_course(name: str) -> str:
     """A search's course and cost from its run directory (compared or not): iterations, time
-    (training's and FUR's), validation top-1 first → last, FUR's split-half Spearman, and how
-    far its widths moved."""
+    (training's and FUR's), validation top-1 first → last, FUR's split-half Spearman, the
+    moves the next iteration undid (``bench/oscillation.py``), and how far its widths moved."""
     run = RUNS / name
     final = json.loads((run / "final.json").read_text())
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
@@ -645,12 +647,14 @@ def search_course(name: str) -> str:
     spearman = [record["fur_stability"]["spearman"] for record in history]
     ratios = [final["widths"][width] / final["original_widths"][width] for width in final["widths"]]
     train, fur = ([record["seconds"][part] for record in history] for part in ("train", "fur"))
+    undone, moves, chance = reversals(read_history(run))
     return (
         f"{len(history)} iterations in {seconds / 60:.0f} min ({seconds:,.0f} s: training "
         f"{train[0]:.0f} s, then {min(train[1:]):.0f}–{max(train[1:]):.0f} s per iteration; FUR "
         f"{min(fur):.0f}–{max(fur):.0f} s per iteration), validation top-1 "
         f"{100 * val[0]:.2f} → {100 * val[-1]:.2f}, FUR split-half Spearman {min(spearman):.2f}–"
-        f"{max(spearman):.2f}; its widths {min(ratios):.2f}–{max(ratios):.2f} of the original's, MACs "
+        f"{max(spearman):.2f}, moves undone by the next iteration {undone} of {moves} ({chance:.1f} by "
+        f"chance); its widths {min(ratios):.2f}–{max(ratios):.2f} of the original's, MACs "
         f"{final['original_macs']:,} → {final['macs']:,}, parameters {final['original_params']:,} → "
         f"{final['params']:,}"
     )
