@@ -14,10 +14,12 @@ from conftest import write_mnist_like
 from netadjust.config import DataConfig, Recipe
 from netadjust.cost import measure
 from netadjust.counterparts import (
+    METHODS,
     channel_parts,
     depgraph_penalty,
     group_norms,
     norm_scales,
+    scorable_parts,
     slimming_penalty,
     slimming_scores,
     thresholded_to_budget,
@@ -83,6 +85,27 @@ def test_slimming_holds_the_widths_behind_no_norm_layer_and_prunes_the_others():
     assert channels(kept) <= 0.8 * channels(widths)
     scored = sum(widths[name] for name in scores)
     assert removed == pytest.approx((channels(widths) - channels(kept)) / scored)
+
+
+NORMLESS_NET = """
+from torch import nn
+
+def net(in_channels=1, num_classes=10):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
+    )
+"""
+
+
+def test_slimming_refuses_a_network_without_any_norm_layer_in_one_line(tmp_path):
+    (tmp_path / "normless.py").write_text(NORMLESS_NET)
+    spec = ModelSpec("model", in_channels=1, image_size=28, model=f"{tmp_path / 'normless.py'}:net")
+    widths = base_widths(spec)
+    with pytest.raises(UserError, match="no width of .* passes through a norm layer.*--baseline depgraph"):
+        scorable_parts(METHODS["slimming"], spec, widths)
+    assert set(scorable_parts(METHODS["depgraph"], spec, widths)) == set(widths)
 
 
 def test_group_norms_count_every_parameter_of_a_channel():
