@@ -286,3 +286,13 @@ def test_the_swing_and_fur_agreement_tables_of_the_results_notes_are_the_scripts
     assert oscillation.docs_table() in docs
     rows = json.loads((fur_across_trainings.RESULTS / "fur_across_trainings.json").read_text())
     assert fur_across_trainings.docs_table(rows) in docs
+
+
+def test_the_undone_moves_of_the_results_notes_are_the_scripts():
+    undone_moves = bench_script("undone_moves")
+
+    docs = (README.parent / "docs" / "results.md").read_text()
+    summaries = [undone_moves.summary(undone_moves.RUNS / name) for name in undone_moves.DEFAULT]
+    recorded = "\n".join(summaries)
+    assert (undone_moves.RUNS.parent / "undone_moves.txt").read_text().strip() == recorded
+    assert recorded in docs
