@@ -5,8 +5,10 @@ it quotes over search seeds are what the bench script computes from the committe
 
 import importlib
 import json
+import math
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -298,3 +300,23 @@ def test_the_undone_moves_of_the_results_notes_are_the_scripts():
     recorded = "\n".join(summaries)
     assert (undone_moves.RUNS.parent / "undone_moves.txt").read_text().strip() == recorded
     assert recorded in docs
+
+
+def test_the_poor_starts_cost_against_the_original_is_the_trainings():
+    # docs/results.md: the original 8/16/32 against the poor start 9/20/12, paired by seed
+    runs = README.parent / "bench" / "results" / "runs"
+
+    def top1(row: str) -> dict[int, float]:
+        records = (json.loads(p.read_text()) for p in (runs / row / "compare").glob("original-seed*.json"))
+        return {record["seed"]: 100 * record["test"]["top1"] for record in records}
+
+    original, poor = top1("resnet20-x0.5"), top1("resnet20-poor-start")
+    assert sorted(original) == sorted(poor) == [0, 1, 2, 3, 4]
+    differences = [original[seed] - poor[seed] for seed in original]
+    se = statistics.stdev(differences) / math.sqrt(len(differences))
+    mean, spread = statistics.fmean(original.values()), statistics.stdev(original.values())
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    assert (
+        f"{mean:.2f} ± {spread:.2f} over the 5 seeds of the resnet20-x0.5 comparison, "
+        f"{statistics.fmean(differences):+.2f} ± {se:.2f} paired"
+    ) in docs
