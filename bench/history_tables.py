@@ -123,32 +123,35 @@ def width_cells(widths: dict[str, int], style: str) -> list[str]:
     return [" ".join(map(str, stage)) for stage in stages(widths)]
 
 
+# the columns after the widths, per style; the final widths fill only MACs and params
+MEASURED = {
+    "means": ("val", "test", "spearman", "macs"),
+    "widths": ("val", "test", "spearman", "macs"),
+    "widths-short": ("val", "test"),
+    "mobilenet": ("val", "test", "spearman", "macs", "params"),
+    "outputs": ("val",),
+}
+
+
+def measured(record: dict, column: str) -> str:
+    if column in ("val", "test"):
+        return f"{100 * record[column]['top1']:.2f}" if column in record else ""
+    if column == "spearman":
+        return f"{record['fur_stability']['spearman']:.2f}" if "fur_stability" in record else ""
+    return f"{record['macs']:,}" if column == "macs" else f"{record['params'] / 1e3:.0f}k"
+
+
 def iteration_table(name: str, style: str) -> str:
     run = RUNS / name
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     final = json.loads((run / "final.json").read_text())
-    columns = HEADERS[style].count("|") - 1
     lines = [HEADERS[style], SEPARATORS[style]]
     for record in history:
         cells = [str(record["iteration"] + 1), *width_cells(record["widths"], style)]
-        cells += [f"{100 * record['val']['top1']:.2f}"]
-        if style != "outputs":
-            cells += [f"{100 * record['test']['top1']:.2f}"]
-        if style in ("means", "widths", "mobilenet"):
-            cells += [f"{record['fur_stability']['spearman']:.2f}", f"{record['macs']:,}"]
-        if style == "mobilenet":
-            cells += [f"{record['params'] / 1e3:.0f}k"]
-        lines.append(row(cells))
+        lines.append(row(cells + [measured(record, column) for column in MEASURED[style]]))
     label = "final" if style == "outputs" else "final (not trained by the search)"
     cells = [label, *width_cells(final["widths"], style)]
-    trailing = columns - len(cells)
-    if style in ("means", "widths", "mobilenet"):
-        cells += [""] * (trailing - (2 if style == "mobilenet" else 1)) + [f"{final['macs']:,}"]
-        if style == "mobilenet":
-            cells += [f"{final['params'] / 1e3:.0f}k"]
-    else:
-        cells += [""] * trailing
-    lines.append(row(cells))
+    lines.append(row(cells + [measured(final, column) for column in MEASURED[style]]))
     return "\n".join(lines)
 
 
