@@ -47,6 +47,7 @@ DEFAULT = [
     "resnet18-x0.25-a0.5-params-search2",
     "tv-mobilenet-v3-small-a0.5",
     "tv-mobilenet-v3-small-a0.5-search1",
+    "tv-mobilenet-v3-small-a0.5-search2",
     "tv-mobilenet-v2-x0.5-default-lr0.05",
 ]
 
