@@ -124,10 +124,10 @@ def outcome_lines(
         lines.append(
             "warning: the search kept undoing its own moves, so its steps overshoot: a grown width "
             "became one of the least useful in the next iteration, and the widths swing instead of "
-            "settling. A smaller --adjust-rate (each move is that share of the width's initial size) "
-            "swings less; fewer moves with --k-decay did not stop the swing in our measurements. In "
-            "those measurements a swing also meant that the start was near a balanced allocation: "
-            "no search that swung beat its start (README, Results)."
+            "settling. A smaller --adjust-rate swings less; with the initial-width step (the "
+            "reference's) a width cut to a sliver is grown back at once, which --step current "
+            "avoids; fewer moves with --k-decay did not stop the swing in our measurements. Some "
+            "searches that swung still gained, others did not (docs/results.md, undone moves)."
         )
     return lines
 
