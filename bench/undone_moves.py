@@ -49,6 +49,8 @@ DEFAULT = [
     "tv-mobilenet-v3-small-a0.5-search1",
     "tv-mobilenet-v3-small-a0.5-search2",
     "tv-mobilenet-v2-x0.5-default-lr0.05",
+    "tv-mobilenet-v2-x0.5-default-lr0.05-search1",
+    "tv-mobilenet-v2-x0.5-default-lr0.05-search2",
 ]
 
 
