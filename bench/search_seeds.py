@@ -122,8 +122,9 @@ def table(summaries: dict) -> str:
 
 def headline(summary: dict) -> str:
     """What the README's first lines quote of a row: the mean over searches of searched −
-    original with its SE (and the ratio, from unrounded values), each search's gain, and what
-    the searched networks cost against the original in the measure the budget does not hold."""
+    original with its SE (and the ratio, from unrounded values), each search's gain, what the
+    searched networks cost against the original in the measure the budget does not hold, and
+    what a search cost in final trainings."""
     gain, searches = summary["searched_minus_original"], summary["searches"]
     budget = json.loads((RESULTS / "runs" / summary["row"] / "config.json").read_text())["budget"]
     price = (
@@ -140,7 +141,8 @@ def headline(summary: dict) -> str:
     return (
         f"{gain['mean']:+.2f} ± {gain['se']:.2f} points over the original ({ratio:.1f} SE"
         f"{', not resolved' if abs(ratio) < 2 else ''}; "
-        f"{each}), at equal {'MACs' if budget == 'macs' else 'parameters'}, {price}"
+        f"{each}), at equal {'MACs' if budget == 'macs' else 'parameters'}, {price}, "
+        f"{span(searches, 'search_in_trainings')} final trainings per search"
     )
 
 
