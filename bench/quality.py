@@ -431,17 +431,21 @@ def write_results(rows: dict[str, dict]) -> dict[str, dict]:
     return merged
 
 
+def pm(network: dict) -> str:
+    """A network's test top-1 over seeds, mean ± sample std, in per cent."""
+    return f"{100 * network['top1_mean']:.2f} ± {100 * network['top1_std']:.2f}"
+
+
+def difference(values: dict) -> str:
+    """A paired difference in points, ± its standard error where there is one."""
+    return (
+        f"{values['mean']:+.2f} ± {values['se']:.2f}"
+        if values["se"] is not None
+        else f"{values['mean']:+.2f}"
+    )
+
+
 def table(rows: dict[str, dict]) -> str:
-    def pm(values: dict) -> str:
-        return f"{100 * values['top1_mean']:.2f} ± {100 * values['top1_std']:.2f}"
-
-    def difference(values: dict) -> str:
-        return (
-            f"{values['mean']:+.2f} ± {values['se']:.2f}"
-            if values["se"] is not None
-            else f"{values['mean']:+.2f}"
-        )
-
     lines = [
         "| setting | seeds | original top-1 (%) | uniform | searched | searched − original (SE) "
         "| searched − uniform (SE) | MACs orig → searched | params orig → searched "
@@ -497,13 +501,6 @@ def readme_table(rows: dict) -> str:
         row = rows[name]
         original, uniform, searched = (row["networks"][n] for n in ("original", "uniform", "searched"))
         budget = json.loads((RUNS / name / "config.json").read_text())["budget"]
-
-        def pm(values: dict) -> str:
-            return f"{100 * values['top1_mean']:.2f} ± {100 * values['top1_std']:.2f}"
-
-        def difference(values: dict) -> str:
-            return f"{values['mean']:+.2f} ± {values['se']:.2f}"
-
         lines.append(
             f"| {label} | {'MACs' if budget == 'macs' else budget} | {pm(original)} | {pm(uniform)}"
             f"{' (= original)' if row['uniform_is_original'] else ''} | {pm(searched)} | "
@@ -595,13 +592,12 @@ def cifar_table(rows: dict) -> str:
         original, searched = row["networks"]["original"], row["networks"]["searched"]
         rate = json.loads((RUNS / name / "config.json").read_text())["rule"]["rate"]
         gain = row["searched_minus_original"]
-        difference = f"{gain['mean']:+.2f} ± {gain['se']:.2f}".replace("-", "−")
+        cell = difference(gain).replace("-", "−")
         if abs(gain["mean"]) >= 2 * gain["se"]:
-            difference = f"**{difference}**"
+            cell = f"**{cell}**"
         lines.append(
             f"| {label} | {rate:g} | {original['macs'] / 1e6:.2f}M | "
-            f"{100 * original['top1_mean']:.2f} ± {100 * original['top1_std']:.2f} | "
-            f"{100 * searched['top1_mean']:.2f} ± {100 * searched['top1_std']:.2f} | {difference} | "
+            f"{pm(original)} | {pm(searched)} | {cell} | "
             f"`{name}` | "
             f"{row['search_seconds'] / 60:.0f} + {trainings_seconds(name, row) / 60:.0f} min |"
         )
@@ -615,7 +611,7 @@ def cifar_uniform_figures(rows: dict) -> str:
     uniform, gain = row["networks"]["uniform"], row["searched_minus_uniform"]
     return (
         f"(the original scaled to {uniform['macs'] / 1e6:.2f}M MACs) scored "
-        f"{100 * uniform['top1_mean']:.2f} ± {100 * uniform['top1_std']:.2f}, "
+        f"{pm(uniform)}, "
         f"searched − uniform {gain['mean']:+.2f} ± {gain['se']:.2f}"
     ).replace("-", "−")
 
@@ -667,7 +663,7 @@ def row_details(rows: dict, name: str) -> str:
     networks = row["networks"]
 
     def top1(network: str) -> str:
-        return f"{100 * networks[network]['top1_mean']:.2f} ± {100 * networks[network]['top1_std']:.2f}"
+        return pm(networks[network])
 
     def paired(key: str) -> str:
         gain = row[key]
