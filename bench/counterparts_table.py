@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from netadjust.compare import width_ratio_range
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS = {  # the README's rows, in its order
     "resnet18-x0.25-a0.5-step-current": "ResNet-18 ×0.25, `--preset fmnist --step current`",
@@ -33,8 +35,7 @@ def peers() -> dict[str, dict]:
 def ratio_range(name: str, widths: dict[str, int]) -> tuple[float, float]:
     """The least and the most of ``widths`` over the row's original widths."""
     original = json.loads((RESULTS / "runs" / name / "final.json").read_text())["original_widths"]
-    ratios = [widths[width] / original[width] for width in original]
-    return min(ratios), max(ratios)
+    return width_ratio_range(widths, original)
 
 
 def cell(name: str, method: str, row: dict) -> str:

@@ -83,11 +83,13 @@ def main() -> None:
     seen = set()
     for run in sorted(path for path in RUNS.iterdir() if (path / "final.json").exists()):
         text = (run / "history.jsonl").read_text()
-        if len(read_history(run)) < 2 or text in seen:
+        if text in seen:
             continue
         seen.add(text)
         found = swings(run)
         rule, consecutive = found["rule"], found["consecutive"]
+        if not consecutive:  # one iteration: nothing to undo
+            continue
         print(
             f"{run.name:32} {rule['rate']:>5} {rule['k0']:>3g}/{rule['k_decay']:<3g} "
             f"{found['undone']:>4} / {found['moves']:<3} {found['chance']:>9.1f} "

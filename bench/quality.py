@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from netadjust.compare import seed_range
+from netadjust.compare import seed_range, width_ratio_range
 from netadjust.outcome import reversals
 from netadjust.rundir import read_history
 from search_seeds import training_seconds
@@ -636,21 +636,20 @@ def search_course(name: str) -> str:
     (training's and FUR's), validation top-1 first → last, FUR's split-half Spearman, the
     moves the next iteration undid (``bench/oscillation.py``), and how far its widths moved."""
     run = RUNS / name
-    final = json.loads((run / "final.json").read_text())
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    seconds = sum(sum(record["seconds"].values()) for record in history)
-    val = [record["val"]["top1"] for record in history]
-    spearman = [record["fur_stability"]["spearman"] for record in history]
-    ratios = [final["widths"][width] / final["original_widths"][width] for width in final["widths"]]
-    train, fur = ([record["seconds"][part] for record in history] for part in ("train", "fur"))
-    undone, moves, chance = reversals(read_history(run))
+    final, history = json.loads((run / "final.json").read_text()), read_history(run)
+    seconds = sum(sum(record.seconds.values()) for record in history)
+    val = [record.val["top1"] for record in history]
+    spearman = [record.fur_stability["spearman"] for record in history]
+    low, high = width_ratio_range(final["widths"], final["original_widths"])
+    train, fur = ([record.seconds[part] for record in history] for part in ("train", "fur"))
+    undone, moves, chance = reversals(history)
     return (
         f"{len(history)} iterations in {seconds / 60:.0f} min ({seconds:,.0f} s: training "
         f"{train[0]:.0f} s, then {min(train[1:]):.0f}–{max(train[1:]):.0f} s per iteration; FUR "
         f"{min(fur):.0f}–{max(fur):.0f} s per iteration), validation top-1 "
         f"{100 * val[0]:.2f} → {100 * val[-1]:.2f}, FUR split-half Spearman {min(spearman):.2f}–"
         f"{max(spearman):.2f}, moves undone by the next iteration {undone} of {moves} ({chance:.1f} by "
-        f"chance); its widths {min(ratios):.2f}–{max(ratios):.2f} of the original's, MACs "
+        f"chance); its widths {low:.2f}–{high:.2f} of the original's, MACs "
         f"{final['original_macs']:,} → {final['macs']:,}, parameters {final['original_params']:,} → "
         f"{final['params']:,}"
     )

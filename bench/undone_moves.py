@@ -28,6 +28,7 @@ close calls the halves disagree on follows noise.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import sys
@@ -64,19 +65,18 @@ def ratio(a: float, b: float) -> float | None:
     return a / b if a > 0 and b > 0 else None
 
 
-def moves(run: Path) -> list[dict]:
-    """Every move that has a next iteration, with what the module docstring lists."""
-    records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    floor = json.loads((run / "config.json").read_text())["rule"]["min_width"]
+def moves(history: list, floor: int) -> list[dict]:
+    """Every move of ``history`` that has a next iteration, with what the module docstring
+    lists; ``floor``: the search's least width."""
     found = []
-    for now, after in zip(records, records[1:], strict=False):
-        order = ranked(now["fur"])
-        halves = [ranked(half) for half in now.get("fur_halves") or []]
-        unmoved = [w for w in now["fur"] if w not in now["grown"] and w not in now["shrunk"]]
-        shift = statistics.median(r for w in unmoved if (r := ratio(after["fur"][w], now["fur"][w])))
+    for now, after in itertools.pairwise(history):
+        order = ranked(now.fur)
+        halves = [ranked(half) for half in now.fur_halves or []]
+        unmoved = [w for w in now.fur if w not in now.grown and w not in now.shrunk]
+        shift = statistics.median(r for w in unmoved if (r := ratio(after.fur[w], now.fur[w])))
         for direction, moved, again in (
-            ("grown", now["grown"], after["shrunk"]),
-            ("shrunk", now["shrunk"], after["grown"]),
+            ("grown", now.grown, after.shrunk),
+            ("shrunk", now.shrunk, after.grown),
         ):
             if not moved:
                 continue
@@ -89,26 +89,25 @@ def moves(run: Path) -> list[dict]:
                     agreed = all(width in chosen for chosen in sets)
                 found.append(
                     {
-                        "iteration": now["iteration"],
+                        "iteration": now.iteration,
                         "width": width,
                         "direction": direction,
                         "undone": width in again,
                         "halves_agree": agreed,
-                        "margin": ratio(now["fur"][width], now["fur"][outside]),
-                        "step": now["next_widths"][width] / now["widths"][width],
-                        "fur_ratio": (r / shift)
-                        if (r := ratio(after["fur"][width], now["fur"][width]))
-                        else None,
+                        "margin": ratio(now.fur[width], now.fur[outside]),
+                        "step": now.next_widths[width] / now.widths[width],
+                        "fur_ratio": (r / shift) if (r := ratio(after.fur[width], now.fur[width])) else None,
                         # a width shrunk onto the floor, or grown from it
-                        "floor": min(now["widths"][width], now["next_widths"][width]) <= floor,
+                        "floor": min(now.widths[width], now.next_widths[width]) <= floor,
                     }
                 )
     return found
 
 
 def summary(run: Path) -> str:
-    found = moves(run)
-    undone, total, chance = reversals(read_history(run))
+    history = read_history(run)
+    found = moves(history, json.loads((run / "config.json").read_text())["rule"]["min_width"])
+    undone, total, chance = reversals(history)
     parts = [f"{run.name}: {undone} of {total} moves undone ({chance:.1f} by chance)"]
     for label, group in (
         ("undone", [m for m in found if m["undone"]]),
