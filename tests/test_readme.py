@@ -320,3 +320,16 @@ def test_the_poor_starts_cost_against_the_original_is_the_trainings():
         f"{mean:.2f} ± {spread:.2f} over the 5 seeds of the resnet20-x0.5 comparison, "
         f"{statistics.fmean(differences):+.2f} ± {se:.2f} paired"
     ) in docs
+
+
+def test_the_squeezed_head_of_mobilenetv2s_search_2_is_its_final_widths():
+    final = json.loads(
+        (
+            README.parent / "bench/results/runs/tv-mobilenet-v2-x0.5-default-lr0.05-search2/final.json"
+        ).read_text()
+    )
+    head, last = final["widths"]["features.18.0"], final["widths"]["features.17.conv.2"]
+    assert f"cut the last 1×1 convolution to {head} channels" in readme_text()
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    original = final["original_widths"]["features.18.0"]
+    assert f"(`features.18.0`, {original:,} channels) to {head} and the last block's output to {last}" in docs
