@@ -21,9 +21,10 @@ def row_setting(name: str, data_dir: str | None) -> tuple[Run, dict, Recipe, Pre
     """The row's run, its ``compare.json``, and the recipe and data of its comparison."""
     out = RUNS / name
     run, comparison = read_run(out), json.loads((out / "compare.json").read_text())
-    recipe = dataclasses.replace(run.config.recipe, epochs=comparison["recipe"]["epochs"])
+    chosen_by_compare = {key: comparison["recipe"][key] for key in ("epochs", "precision")}
+    recipe = dataclasses.replace(run.config.recipe, **chosen_by_compare)
     if dataclasses.asdict(recipe) != comparison["recipe"]:
-        raise SystemExit(f"{name}: its comparison's recipe is not the run's with other epochs")
+        raise SystemExit(f"{name}: its comparison's recipe is not the run's with other epochs and precision")
     settings = {"dataset": run.config.data.dataset, "data_dir": data_dir or run.config.data.data_dir}
     data = prepare_data(configured(DataConfig, settings), 0, torch.device("cpu"), hold_out=False)
     if {"train": len(data.train), "test": len(data.test)} != comparison["data_sizes"]:
