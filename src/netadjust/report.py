@@ -9,13 +9,14 @@ from pathlib import Path
 
 from .compare import NOISY_SPEED, mean_spread, noisy_speeds, trained_networks, width_ratio_range
 from .config import BUDGET_TOLERANCE
+from .cuts import cut_warning, starving_cuts
 from .errors import UserError
 from .export import build_call
 from .figures import plot_allocation, plot_fur, plot_progress, plot_widths, searched_widths, short_name
 from .latency import LATENCY_TOLERANCE
 from .outcome import outcome_lines
 from .rundir import IterationRecord, Run, read_run
-from .spaces import network_name
+from .spaces import network_name, width_grid
 from .store import user_path, write_text
 from .wording import plural
 
@@ -140,10 +141,21 @@ def markdown(run: Run) -> str:
     lines += (
         ["## Did it pay off?", ""]
         + [f"- {line}" for line in outcome_lines(history, str(run.path), inherited=bool(run.config.inherit))]
+        + [f"- {line}" for line in _cut_lines(run)]
         + [""]
     )
     lines += _comparison_section(run.path)
     return "\n".join(lines) + "\n"
+
+
+def _cut_lines(run: Run) -> list[str]:
+    """The warning on a starved whole network, for a finished search."""
+    final = run.final
+    if final is None:
+        return []
+    grid = width_grid(final.model, run.config.rule.round_to)
+    cuts = starving_cuts(final.model, final.widths, run.config.rule.min_width, grid)
+    return [cut_warning(final.original_widths, final.widths, cuts, final.model.num_classes)] if cuts else []
 
 
 def _comparison_section(run_dir: Path) -> list[str]:

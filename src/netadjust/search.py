@@ -13,6 +13,7 @@ import torch
 from .adjust import adjust, check_floor, excess, filled, layers_to_move, rescale, widest_within, within_budget
 from .config import BUDGET_TOLERANCE, UNITS, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
+from .cuts import cut_warning, starving_cuts
 from .data import PreparedData, model_spec_for, prepare_data
 from .distributed import SINGLE, Processes
 from .errors import UserError
@@ -202,6 +203,9 @@ def run_search(
     compare_seconds = per_image * config.recipe.epochs * (len(data.train) + len(data.val)) * 3 * 5
     for line in outcome_lines(history, str(out), compare_seconds, inherited=bool(config.inherit)):
         log(line)
+    cuts = starving_cuts(spec, widths, config.rule.min_width, width_grid(spec, config.rule.round_to))
+    if cuts:
+        log(cut_warning(initial, widths, cuts, spec.num_classes))
     log(f"wrote {out / 'final.json'}")
     return final
 
