@@ -88,3 +88,14 @@ def test_the_warnings_figures_are_the_recorded_trainings():
         for path in (RUNS / run / "compare").glob("searched-seed*.json")
     ]
     assert others and all(low <= 100 * top1 < high + 1 for top1 in others)
+
+
+def test_the_usage_guides_figures_are_the_recorded_trainings():
+    usage = (Path(__file__).resolve().parent.parent / "docs" / "usage.md").read_text()
+    for search, quoted in (
+        ("search2", "trained to {}%"),
+        ("search1", "above the floor (that row's search 1) trained to {}%"),
+    ):
+        record = RUNS / f"tv-mobilenet-v2-x0.5-default-lr0.05-{search}/compare/searched-seed0.json"
+        top1 = 100 * json.loads(record.read_text())["test"]["top1"]
+        assert quoted.format(f"{top1:.2f}") in " ".join(usage.split())
