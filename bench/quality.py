@@ -280,6 +280,13 @@ for _row in (
 ):
     for _seed in (1, 2):
         SETTINGS[f"{_row}-search{_seed}"] = dict(SETTINGS[_row], search_seed=_seed, originals_from=_row)
+# MobileNetV2's search 2 again under the floor of cuts (netadjust.cuts), which came after it: that
+# search cut the last 1x1 convolution to 2 channels and its network did not train
+SETTINGS["tv-mobilenet-v2-x0.5-default-lr0.05-search2-cut-floor"] = dict(
+    SETTINGS["tv-mobilenet-v2-x0.5-default-lr0.05"],
+    search_seed=2,
+    originals_from="tv-mobilenet-v2-x0.5-default-lr0.05",
+)
 for _setting in SETTINGS.values():
     if "copied_from" in _setting:  # a copy of another setting's search: its flags
         _setting["search"] = SETTINGS[_setting["copied_from"]]["search"]

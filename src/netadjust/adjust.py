@@ -14,10 +14,15 @@ from .config import BUDGET_TOLERANCE, AdjustRule, Widths
 from .errors import UserError
 
 Grid = int | Mapping[str, int]  # the step of every width, or of each
+Floor = int | Mapping[str, int]  # the least width of every width (--min-width), or of each
 
 
 def step_of(grid: Grid, name: str) -> int:
     return grid if isinstance(grid, int) else grid[name]
+
+
+def floor_of(floor: Floor, name: str) -> int:
+    return floor if isinstance(floor, int) else floor[name]
 
 
 def layers_to_move(rule: AdjustRule, iteration: int) -> int:
@@ -33,12 +38,13 @@ def adjust(
     iteration: int,
     rule: AdjustRule,
     grid: Grid | None = None,
+    floor: Floor | None = None,
 ) -> tuple[Widths, list[str], list[str]]:
     """Grow the k widths of highest FUR, shrink the k lowest, by ``a_r * initial`` (with
     ``rule.step`` "current": ``a_r * c``); the reference rounds the new width,
     ``round(c +- a_r * c_initial)``, not the step. With a
     ``grid`` step N > 1 (default ``rule.round_to``) the step is a whole number of N (at
-    least one, where a_r > 0).
+    least one, where a_r > 0). ``floor``: the least width of each (default ``rule.min_width``).
 
     Returns the new widths and the names grown and shrunk, most extreme first.
     """
@@ -55,7 +61,8 @@ def adjust(
                 width = round(widths[name] + sign * change)
             else:
                 width = widths[name] + sign * n * (max(1, round(change / n)) if change > 0 else 0)
-            result[name] = max(lowest_width(rule.min_width, n), width)
+            least = floor_of(rule.min_width if floor is None else floor, name)
+            result[name] = max(lowest_width(least, n), width)
     return result, grown, shrunk
 
 
@@ -64,12 +71,12 @@ def lowest_width(min_width: int, round_to: int = 1) -> int:
     return -(-min_width // round_to) * round_to
 
 
-def scale_widths(widths: Widths, factor: float, min_width: int, round_to: Grid = 1) -> Widths:
+def scale_widths(widths: Widths, factor: float, min_width: Floor, round_to: Grid = 1) -> Widths:
     """Every width times ``factor``, rounded (to a multiple of its step), at least the minimum."""
     result = {}
     for name, width in widths.items():
         n = step_of(round_to, name)
-        result[name] = max(lowest_width(min_width, n), n * round(factor * width / n))
+        result[name] = max(lowest_width(floor_of(min_width, name), n), n * round(factor * width / n))
     return result
 
 
@@ -86,7 +93,7 @@ def check_floor(
     widths: Widths,
     cost: Callable[[Widths], int],
     budget: int,
-    min_width: int,
+    min_width: Floor,
     tolerance: float,
     round_to: Grid = 1,
     show: Callable[[int], str] = "{:,}".format,
@@ -101,7 +108,7 @@ def check_floor(
         raise UserError(
             f"the budget of {show(budget)} cannot be met: the minimum widths alone ({each} each) cost "
             f"{show(floor_cost)} ({floor_cost / budget - 1:+.1%}); lower --min-width"
-            + (" or --round-to" if max(floor.values()) > min_width else "")
+            + (" or --round-to" if any(floor[name] > floor_of(min_width, name) for name in floor) else "")
         )
 
 
@@ -109,7 +116,7 @@ def rescale(
     widths: Widths,
     cost: Callable[[Widths], int],
     budget: int,
-    min_width: int,
+    min_width: Floor,
     tolerance: float = BUDGET_TOLERANCE,
     max_steps: int = 20,
     round_to: Grid = 1,
@@ -147,7 +154,7 @@ def widest_within(
     widths: Widths,
     cost: Callable[[Widths], int],
     budget: int,
-    min_width: int,
+    min_width: Floor,
     tolerance: float,
     steps: int = 10,
     round_to: Grid = 1,
@@ -204,7 +211,7 @@ def closest_scaling(
     widths: Widths,
     cost: Callable[[Widths], int],
     target: int,
-    min_width: int,
+    min_width: Floor,
     tolerance: float = 0.0,
     max_steps: int = 40,
     round_to: Grid = 1,
@@ -236,7 +243,7 @@ def _nudge(
     widths: Widths,
     cost: Callable[[Widths], int],
     budget: int,
-    min_width: int,
+    min_width: Floor,
     tolerance: float,
     round_to: Grid = 1,
 ) -> Widths:
@@ -248,7 +255,8 @@ def _nudge(
         moves = [
             {**current, name: width + sign * step_of(round_to, name)}
             for name, width in current.items()
-            if width + sign * step_of(round_to, name) >= lowest_width(min_width, step_of(round_to, name))
+            if width + sign * step_of(round_to, name)
+            >= lowest_width(floor_of(min_width, name), step_of(round_to, name))
         ]
         best = min(moves, key=lambda w: abs(cost(w) - budget), default=None)
         if best is None or abs(cost(best) - budget) >= abs(cost(current) - budget):

@@ -1,11 +1,14 @@
-"""Where a search starved the whole network: a width that everything the network sees passes
-through (with all its channels zeroed, the output no longer depends on the input), cut to
-the floor, carrying fewer numbers per image than there are classes. FUR ranks such a width
-low while it is wide, and the initial-width step can take it to the floor in two moves.
-torchvision's MobileNetV2 x0.5 searched with the defaults ended with its last 1x1
-convolution at the floor, 2 channels on a 1x1 map, and its network trained to 61.94% where
-the others reached 88-89%; another search left a cut of 6 numbers above the floor, and that
-network trained to 88.88% (docs/results.md)."""
+"""Layers everything the network sees passes through (cuts: with all their channels zeroed,
+the output no longer depends on the input), and the least width each may take so that it
+still carries as many numbers per image (channels x positions) as there are classes.
+
+FUR ranks such a layer low while it is wide, and the initial-width step can take it to the
+floor in two moves: torchvision's MobileNetV2 x0.5, searched with the defaults before this
+floor existed, ended with its last 1x1 convolution at 2 channels on a 1x1 map, and its
+network trained to 61.94% where the others reached 88-89% (docs/results.md). The search
+now holds each cut at ``ceil(classes / positions)`` channels, or its starting width if that
+is less; ``netadjust report`` still names a cut left starving by a search made without it.
+"""
 
 from __future__ import annotations
 
@@ -19,38 +22,60 @@ from .channel_drop import on_site, site_modules
 from .config import ModelSpec, Widths
 from .spaces.registry import build
 
-IMAGES = 16  # random images, told apart by every network that sees them
+IMAGES = 4  # random images, told apart by every network that sees them
+
+
+def raised_floors(spec: ModelSpec, widths: Widths, min_width: int) -> dict[str, int]:
+    """The cuts of the network at ``widths`` that ``min_width`` channels would leave carrying
+    fewer numbers per image than ``spec.num_classes``, each with its least width: enough
+    channels for the classes, at most its width in ``widths``."""
+    model, images = _probe(spec, widths)
+    positions = _positions(model, images, list(widths))
+    short = [name for name in widths if min_width * positions[name] < spec.num_classes]
+    spread = _spread(model, images) if short else 0.0
+    cuts = [name for name in short if _spread(model, images, name) <= 1e-9 * spread]
+    return {name: max(min_width, min(widths[name], -(-spec.num_classes // positions[name]))) for name in cuts}
 
 
 def starving_cuts(spec: ModelSpec, widths: Widths, min_width: int, grid: Grid = 1) -> dict[str, int]:
-    """The widths at the floor that are cuts carrying fewer numbers per image (channels x
-    positions at the width's drop site) than ``spec.num_classes``, with that count."""
+    """The widths at the floor that are cuts carrying fewer numbers per image than
+    ``spec.num_classes``, with that count (a search made before the floor of cuts)."""
     at_floor = [
         name for name, width in widths.items() if width <= lowest_width(min_width, step_of(grid, name))
     ]
     if not at_floor:
         return {}
+    model, images = _probe(spec, widths)
+    positions = _positions(model, images, at_floor)
+    narrow = [name for name in at_floor if widths[name] * positions[name] < spec.num_classes]
+    spread = _spread(model, images) if narrow else 0.0
+    return {
+        name: widths[name] * positions[name]
+        for name in narrow
+        if _spread(model, images, name) <= 1e-9 * spread
+    }
+
+
+def _probe(spec: ModelSpec, widths: Widths) -> tuple[nn.Module, torch.Tensor]:
+    """The untrained network in float64 with batch norms on batch statistics (no channel of
+    it is dead), and random images."""
     model = build(spec, widths).eval().double()
-    for module in model.modules():  # batch statistics: no channel of an untrained network is dead
+    for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.train()
     generator = torch.Generator().manual_seed(0)
     shape = (IMAGES, spec.in_channels, spec.image_size, spec.image_size)
-    images = torch.randn(shape, generator=generator, dtype=torch.float64)
-    numbers = _numbers_per_image(model, images, at_floor)
-    narrow = [name for name in at_floor if numbers[name] < spec.num_classes]
-    spread = _spread(model, images) if narrow else 0.0
-    return {name: numbers[name] for name in narrow if _spread(model, images, name) <= 1e-9 * spread}
+    return model, torch.randn(shape, generator=generator, dtype=torch.float64)
 
 
-def _numbers_per_image(model: nn.Module, images: torch.Tensor, names: list[str]) -> dict[str, int]:
-    """Per width, how many numbers per image its drop site passes on (the fewest of its modules')."""
-    numbers: dict[str, int] = {}
+def _positions(model: nn.Module, images: torch.Tensor, names: list[str]) -> dict[str, int]:
+    """Per width, the positions per channel at its drop site (the fewest of its modules')."""
+    positions: dict[str, int] = {}
 
     def counted(name: str):
         def count(tensor: torch.Tensor) -> torch.Tensor:
-            per_image = math.prod(tensor.shape[1:])
-            numbers[name] = min(numbers.get(name, per_image), per_image)
+            here = math.prod(tensor.shape[2:])
+            positions[name] = min(positions.get(name, here), here)
             return tensor
 
         return count
@@ -66,7 +91,7 @@ def _numbers_per_image(model: nn.Module, images: torch.Tensor, names: list[str])
     finally:
         for hook in hooks:
             hook.remove()
-    return numbers
+    return positions
 
 
 def _spread(model: nn.Module, images: torch.Tensor, zeroed: str | None = None) -> float:
@@ -83,8 +108,17 @@ def _spread(model: nn.Module, images: torch.Tensor, zeroed: str | None = None) -
     return (scores - scores.mean(0)).abs().max().item()
 
 
+def floor_line(original: Widths, floors: dict[str, int], num_classes: int) -> str:
+    """One line naming the cuts held above --min-width, for the search's log."""
+    named = ", ".join(f"{name} at least {floors[name]} (of {original[name]})" for name in floors)
+    return (
+        f"widths everything the network sees passes through, held wide enough for its {num_classes} "
+        f"classes (channels x positions): {named}"
+    )
+
+
 def cut_warning(original: Widths, widths: Widths, cuts: dict[str, int], num_classes: int) -> str:
-    """One line naming the starving cuts and what to do."""
+    """One line naming the starving cuts of a search made without their floor, and what to do."""
     named = ", ".join(
         f"{name} ({original[name]} -> {widths[name]} channels, {cuts[name]} numbers per image)"
         for name in cuts
@@ -93,6 +127,6 @@ def cut_warning(original: Widths, widths: Widths, cuts: dict[str, int], num_clas
         f"warning: the search cut to the floor a layer everything the network sees passes through, "
         f"narrower than its {num_classes} classes: {named}. Such a network may not train "
         "(torchvision's MobileNetV2 x0.5 cut this way reached 61.94% where its other searches' "
-        "networks reached 88-89%; docs/results.md); search again with --step current or a larger "
-        "--min-width, and check any network with compare before using it."
+        "networks reached 88-89%; docs/results.md); this version of netadjust holds such a layer "
+        "wide enough for the classes: search again."
     )

@@ -10,10 +10,20 @@ from pathlib import Path
 
 import torch
 
-from .adjust import adjust, check_floor, excess, filled, layers_to_move, rescale, widest_within, within_budget
+from .adjust import (
+    Floor,
+    adjust,
+    check_floor,
+    excess,
+    filled,
+    layers_to_move,
+    rescale,
+    widest_within,
+    within_budget,
+)
 from .config import BUDGET_TOLERANCE, UNITS, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
-from .cuts import cut_warning, starving_cuts
+from .cuts import floor_line, raised_floors
 from .data import PreparedData, model_spec_for, prepare_data
 from .distributed import SINGLE, Processes
 from .errors import UserError
@@ -64,6 +74,7 @@ class Search:
     log: Callable[[str], None]
     processes: Processes
     latency: LatencyModel | None  # with --budget latency
+    floor: Floor  # the least width of each: --min-width, or more for a cut (``cuts``)
 
     def cost(self, widths: Widths) -> int:
         """The budget's measure of ``widths`` (latency: nanoseconds, timed beside the original)."""
@@ -126,11 +137,17 @@ def run_search(
     cost_of = latency.nanoseconds if latency else lambda widths: measure(spec, widths, config.budget)  # noqa: E731
     # refused before any training when the minimum widths alone exceed the budget (timed
     # beside the original under a latency budget, as every time the search holds)
+    raised = raised_floors(spec, initial, config.rule.min_width)
+    floor = (
+        {name: raised.get(name, config.rule.min_width) for name in initial}
+        if raised
+        else config.rule.min_width
+    )
     check_floor(
         initial,
         cost_of,
         cost_of(initial),
-        config.rule.min_width,
+        floor,
         LATENCY_TOLERANCE if latency else BUDGET_TOLERANCE,
         width_grid(spec, config.rule.round_to),
         show=(lambda ns: f"{ns / 1e6:.3f} ms") if latency else "{:,}".format,
@@ -158,7 +175,9 @@ def run_search(
         + (f"; {world} processes, batch {batch} per process = {batch * world}" if world > 1 else "")
     )
     scalars = ScalarLog(out / "tensorboard" if tensorboard and processes.is_main else None)
-    search = Search(config, spec, data, initial, out, scalars, log, processes, latency)
+    if raised:
+        log(floor_line(initial, raised, spec.num_classes))
+    search = Search(config, spec, data, initial, out, scalars, log, processes, latency, floor)
     widths = history[-1].next_widths if history else initial
     try:
         for iteration in range(len(history), config.iterations):
@@ -203,9 +222,6 @@ def run_search(
     compare_seconds = per_image * config.recipe.epochs * (len(data.train) + len(data.val)) * 3 * 5
     for line in outcome_lines(history, str(out), compare_seconds, inherited=bool(config.inherit)):
         log(line)
-    cuts = starving_cuts(spec, widths, config.rule.min_width, width_grid(spec, config.rule.round_to))
-    if cuts:
-        log(cut_warning(initial, widths, cuts, spec.num_classes))
     log(f"wrote {out / 'final.json'}")
     return final
 
@@ -300,16 +316,18 @@ def step(search: Search, iteration: int, widths: Widths, parent: Widths | None =
     timer = time.perf_counter()
     target = search.cost(search.initial)
     rule, grid = config.rule, width_grid(spec, config.rule.round_to)  # --round-to, grouped layers' multiples
-    adjusted, grown, shrunk = adjust(widths, estimate.fur, search.initial, iteration, rule, grid)
+    adjusted, grown, shrunk = adjust(
+        widths, estimate.fur, search.initial, iteration, rule, grid, search.floor
+    )
     if search.latency is not None:
         # aimed at the budget itself, not the band's edge: timed again, a network at the
         # edge lies beyond it as often as not; the slack a step of the time leaves under it
         # goes to the widths of highest FUR, each growth confirmed by a fresh timing
-        rescaled = widest_within(adjusted, search.cost, target, rule.min_width, 0.0, round_to=grid)
+        rescaled = widest_within(adjusted, search.cost, target, search.floor, 0.0, round_to=grid)
         by_fur, retimed = sorted(widths, key=lambda name: -estimate.fur[name]), search.latency.retimed
         rescaled = filled(rescaled, search.cost, target, by_fur, LATENCY_FILL_SLACK, grid, retimed)
     else:
-        rescaled = rescale(adjusted, search.cost, target, rule.min_width, round_to=grid)
+        rescaled = rescale(adjusted, search.cost, target, search.floor, round_to=grid)
     next_widths = processes.broadcast(rescaled)
     seconds_adjust = time.perf_counter() - timer
 
