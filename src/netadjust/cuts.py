@@ -33,7 +33,7 @@ def raised_floors(spec: ModelSpec, widths: Widths, min_width: int) -> dict[str, 
     positions = _positions(model, images, list(widths))
     short = [name for name in widths if min_width * positions[name] < spec.num_classes]
     spread = _spread(model, images) if short else 0.0
-    cuts = [name for name in short if _spread(model, images, name) <= 1e-9 * spread]
+    cuts = [name for name in short if _spread(model, images, name) <= 1e-6 * spread]
     return {name: max(min_width, min(widths[name], -(-spec.num_classes // positions[name]))) for name in cuts}
 
 
@@ -52,20 +52,20 @@ def starving_cuts(spec: ModelSpec, widths: Widths, min_width: int, grid: Grid = 
     return {
         name: widths[name] * positions[name]
         for name in narrow
-        if _spread(model, images, name) <= 1e-9 * spread
+        if _spread(model, images, name) <= 1e-6 * spread
     }
 
 
 def _probe(spec: ModelSpec, widths: Widths) -> tuple[nn.Module, torch.Tensor]:
-    """The untrained network in float64 with batch norms on batch statistics (no channel of
-    it is dead), and random images."""
-    model = build(spec, widths).eval().double()
+    """The untrained network with batch norms on batch statistics (no channel of it is dead),
+    and random images. After a cut every image is computed alike, to the last bit."""
+    model = build(spec, widths).eval()
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.train()
     generator = torch.Generator().manual_seed(0)
     shape = (IMAGES, spec.in_channels, spec.image_size, spec.image_size)
-    return model, torch.randn(shape, generator=generator, dtype=torch.float64)
+    return model, torch.randn(shape, generator=generator)
 
 
 def _positions(model: nn.Module, images: torch.Tensor, names: list[str]) -> dict[str, int]:
