@@ -333,3 +333,36 @@ def test_the_squeezed_head_of_mobilenetv2s_search_2_is_its_final_widths():
     docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
     original = final["original_widths"]["features.18.0"]
     assert f"(`features.18.0`, {original:,} channels) to {head} and the last block's output to {last}" in docs
+
+
+def test_the_inheritance_paragraph_of_the_results_notes_is_the_summary():
+    summary = json.loads((README.parent / "bench" / "results" / "inherit.json").read_text())
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    paragraph = docs[docs.index("## `--inherit`: fine-tuning between iterations") :]
+    rows = {(row["row"].split("-")[1], row["variant"]): row for row in summary["rows"]}
+
+    def pm(difference: dict) -> str:
+        return f"{100 * difference['mean']:+.2f} ± {100 * difference['se']:.2f}".replace("-", "−")
+
+    def pair(variant: str, key: str) -> str:
+        return f"{pm(rows['x0.5', variant][key])} and {pm(rows['starved', variant][key])}"
+
+    ratios = lambda variant: [f"{rows[start, variant]['ratio']:.2f}" for start in ("x0.5", "starved")]  # noqa: E731
+    assert "took **{} and {}** of the from-scratch".format(*ratios("0.25-repeats2-undropped")) in paragraph
+    assert f"scored {pair('0.25-repeats2-undropped', 'minus_recorded')} points" in paragraph
+    assert (
+        f"({pm(rows['starved', '0.25-repeats2-undropped']['minus_original'])} over its original" in paragraph
+    )
+    recorded = next(entry for entry in summary["scratch_twice"] if entry["row"] == "resnet20-starved-a0.5")
+    assert f"from scratch {pm(recorded['recorded_minus_original'])})" in paragraph
+    assert (
+        f"T = 4: {ratios('0.25-undropped')[0]} of the time, {pair('0.25-undropped', 'minus_recorded')};"
+        in paragraph
+    )
+    assert "`--inherit 0.1 --repeats 2`: {} and {}".format(*ratios("0.1-repeats2-undropped")) in paragraph
+    assert (
+        f"{pair('0.1-repeats2-undropped', 'minus_recorded')} (the starved start recovered less" in paragraph
+    )
+    assert f"less, {pm(rows['starved', '0.1-repeats2-undropped']['minus_original'])})" in paragraph
+    twice = next(entry for entry in summary["scratch_twice"] if entry["row"] == "resnet20-x0.5-a0.5")
+    assert f"differ by as much ({pm(twice['rerun_minus_recorded'])})" in paragraph
