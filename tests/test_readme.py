@@ -366,3 +366,23 @@ def test_the_inheritance_paragraph_of_the_results_notes_is_the_summary():
     assert f"less, {pm(rows['starved', '0.1-repeats2-undropped']['minus_original'])})" in paragraph
     twice = next(entry for entry in summary["scratch_twice"] if entry["row"] == "resnet20-x0.5-a0.5")
     assert f"differ by as much ({pm(twice['rerun_minus_recorded'])})" in paragraph
+
+
+def test_every_per_seed_list_of_the_results_notes_is_a_rows_trainings():
+    rows = json.loads((README.parent / "bench" / "results" / "quality.json").read_text())
+    signed = lambda values: ", ".join(f"{100 * value:+.2f}" for value in values).replace("-", "−")  # noqa: E731
+    known = {
+        signed([value / 100 for value in row[key]["per_seed"]])
+        for row in rows.values()
+        for key in ("searched_minus_original", "searched_minus_uniform")
+    }
+    more = json.loads((README.parent / "bench" / "results" / "more_seeds.json").read_text())
+    for row in more.values():  # ten training seeds: searched − original per seed
+        known.add(
+            signed([s - o for s, o in zip(row["searched"]["top1"], row["original"]["top1"], strict=True)])
+        )
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    lists = re.findall(r"per seed ((?:[+−-]\d+\.\d\d, )+[+−-]\d+\.\d\d)", docs)
+    assert len(lists) >= 19
+    for values in lists:
+        assert values.replace("-", "−") in known, values
