@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def across(searches: list[dict], key: str) -> dict:
 
 
 def summarised(rows: dict, row: str) -> dict:
-    names = [row] + sorted(name for name in rows if name.startswith(f"{row}-search"))
+    names = [row] + sorted(name for name in rows if re.fullmatch(rf"{re.escape(row)}-search\d+", name))
     searches = [per_search(rows, name) for name in names]
     if len({tuple(search["training_seeds"]) for search in searches}) > 1:
         raise SystemExit(f"{row}: its searches' networks were trained over different seeds")
