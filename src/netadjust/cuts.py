@@ -33,7 +33,7 @@ def raised_floors(spec: ModelSpec, widths: Widths, min_width: int) -> dict[str, 
     positions = _positions(model, images, list(widths))
     short = [name for name in widths if min_width * positions[name] < spec.num_classes]
     spread = _spread(model, images) if short else 0.0
-    cuts = [name for name in short if _spread(model, images, name) <= 1e-6 * spread]
+    cuts = [name for name in short if _spread(model, images, name) <= 1e-6 * spread] if spread else []
     return {name: max(min_width, min(widths[name], -(-spec.num_classes // positions[name]))) for name in cuts}
 
 
@@ -49,6 +49,8 @@ def starving_cuts(spec: ModelSpec, widths: Widths, min_width: int, grid: Grid = 
     positions = _positions(model, images, at_floor)
     narrow = [name for name in at_floor if widths[name] * positions[name] < spec.num_classes]
     spread = _spread(model, images) if narrow else 0.0
+    if not spread:  # no images told apart (or none to check): nothing can be called a cut
+        return {}
     return {
         name: widths[name] * positions[name]
         for name in narrow
