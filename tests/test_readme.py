@@ -386,3 +386,22 @@ def test_every_per_seed_list_of_the_results_notes_is_a_rows_trainings():
     assert len(lists) >= 19
     for values in lists:
         assert values.replace("-", "−") in known, values
+
+
+def test_the_depthwise_rows_swing_and_cost_in_the_results_notes_are_its_run():
+    run = README.parent / "bench" / "results" / "runs" / "mobilenetv2-small-x0.25"
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    final = json.loads((run / "final.json").read_text())
+    course = [record["widths"]["stage7.out"] for record in history] + [final["widths"]["stage7.out"]]
+    row = json.loads((README.parent / "bench" / "results" / "quality.json").read_text())[
+        "mobilenetv2-small-x0.25"
+    ]
+    searched, original = row["networks"]["searched"], row["networks"]["original"]
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    assert f"(the final 1×1 output width {course[0]} → {course[-1]}, a step of half its" in docs
+    assert f"swinging it {' → '.join(map(str, course))})" in docs
+    rate = searched["images_per_second"] / original["images_per_second"]
+    assert (
+        f"the searched network has {round(searched['params'] / 1000)}k parameters against "
+        f"{round(original['params'] / 1000)}k and trains at {rate:.2f} of the original's rate" in docs
+    )
