@@ -405,3 +405,34 @@ def test_the_depthwise_rows_swing_and_cost_in_the_results_notes_are_its_run():
         f"the searched network has {round(searched['params'] / 1000)}k parameters against "
         f"{round(original['params'] / 1000)}k and trains at {rate:.2f} of the original's rate" in docs
     )
+
+
+def test_the_cifar_allocations_bullets_quote_their_runs():
+    from netadjust.outcome import reversals
+    from netadjust.rundir import read_history
+
+    results = README.parent / "bench" / "results"
+    rows = json.loads((results / "quality.json").read_text())
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    top1 = lambda name, network: rows[name]["networks"][network]["top1"]  # noqa: E731
+    starved = rows["resnet20-starved-a0.5"]
+    cost = 100 * (
+        rows["resnet20-x0.5"]["networks"]["original"]["top1_mean"]
+        - starved["networks"]["original"]["top1_mean"]
+    )
+    assert f"recovers {starved['searched_minus_original']['mean']:.2f} of the {cost:.2f} points" in docs
+    plain = [100 * top1(name, "searched")[1] for name in ("plain20-x0.5", "plain20-x0.5-a0.5")]
+    assert f"seed 1 trained badly ({plain[0]:.2f}% and {plain[1]:.2f}%; the original's seed 1: " in docs
+    assert f"the original's seed 1: {100 * top1('plain20-x0.5', 'original')[1]:.2f}%)" in docs
+    speeds = json.loads((results / "runs" / "resnet20-x0.5-a0.5-10ep" / "compare.json").read_text())
+    searched, original = (speeds[name]["train_images_per_s"] for name in ("searched", "original"))
+    assert (
+        f"at {searched / original:.2f} of the original's rate on this CPU "
+        f"({searched:,.0f} against {original:,.0f}" in docs
+    )
+    for name, phrase in (
+        ("resnet20-x0.5-a0.5-kdecay", "undid {} of its {} moves ({:.1f} by chance)"),
+        ("resnet20-x0.5-a0.25-it8", "undid {} of its {} moves ({:.0f} by chance;"),
+        ("resnet20-x0.5-a0.5-local", "{} of {} moves undone against {:.0f})"),
+    ):
+        assert phrase.format(*reversals(read_history(results / "runs" / name))) in docs, name
