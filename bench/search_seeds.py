@@ -139,10 +139,10 @@ def headline(summary: dict) -> str:
         else f"{len(searches)} searches: " + ", ".join(f"{value:+.2f}" for value in gain["per_search"])
     )
     ratio = gain["mean"] / gain["se"]
-    return (
-        f"{gain['mean']:+.2f} ± {gain['se']:.2f} points over the original ({ratio:.1f} SE"
-        f"{', not resolved' if abs(ratio) < 2 else ''}; "
-        f"{each}), at equal {'MACs' if budget == 'macs' else 'parameters'}, {price}, "
+    figures = f"{gain['mean']:+.2f} ± {gain['se']:.2f} points over the original ({ratio:.1f} SE"
+    return (  # minus signs as prose writes them
+        f"{figures}{', not resolved' if abs(ratio) < 2 else ''}; {each})".replace("-", "−")
+        + f", at equal {'MACs' if budget == 'macs' else 'parameters'}, {price}, "
         f"{span(searches, 'search_in_trainings')} final trainings per search"
     )
 

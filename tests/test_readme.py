@@ -332,7 +332,7 @@ def test_the_squeezed_head_of_mobilenetv2s_search_2_is_its_final_widths():
     assert f"cut the last 1×1 convolution to {head} channels" in readme_text()
     docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
     original = final["original_widths"]["features.18.0"]
-    assert f"(`features.18.0`, {original:,} channels) to {head} and the last block's output to {last}" in docs
+    assert f"(`features.18.0`, {original:,} channels) at {head} and the last block's output at {last}" in docs
 
 
 def test_the_inheritance_paragraph_of_the_results_notes_is_the_summary():
@@ -436,3 +436,28 @@ def test_the_cifar_allocations_bullets_quote_their_runs():
         ("resnet20-x0.5-a0.5-local", "{} of {} moves undone against {:.0f})"),
     ):
         assert phrase.format(*reversals(read_history(results / "runs" / name))) in docs, name
+
+
+def test_mobilenetv2s_search_2_and_its_rerun_under_the_floor_of_cuts_are_their_runs():
+    runs = README.parent / "bench" / "results" / "runs"
+    search, rerun = (
+        runs / f"tv-mobilenet-v2-x0.5-default-lr0.05-search2{tail}" for tail in ("", "-cut-floor")
+    )
+    rows = json.loads((README.parent / "bench" / "results" / "quality.json").read_text())
+    failed = rows["tv-mobilenet-v2-x0.5-default-lr0.05-search2"]["networks"]["searched"]["top1_mean"]
+    assert f"its network did not train ({100 * failed:.2f}%)" in readme_text()
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    losses = [
+        epoch["loss"]
+        for seed in range(5)
+        for epoch in json.loads((search / "compare" / f"searched-seed{seed}.json").read_text())["train"][2:]
+    ]
+    assert f"stayed between {min(losses):.2f} and {max(losses):.2f} from the third epoch on" in docs
+    histories = [(run / "history.jsonl").read_text().splitlines() for run in (search, rerun)]
+    keys = ("widths", "grown", "shrunk", "val")
+    for before, after in zip(*histories, strict=True):
+        before, after = json.loads(before), json.loads(after)
+        assert all(before[key] == after[key] for key in keys)
+    finals = [json.loads((run / "final.json").read_text())["widths"] for run in (search, rerun)]
+    for name in ("features.17.conv.2", "features.18.0"):
+        assert f"`{name}` at {finals[1][name]} (not {finals[0][name]})" in docs
