@@ -461,3 +461,12 @@ def test_mobilenetv2s_search_2_and_its_rerun_under_the_floor_of_cuts_are_their_r
     finals = [json.loads((run / "final.json").read_text())["widths"] for run in (search, rerun)]
     for name in ("features.17.conv.2", "features.18.0"):
         assert f"`{name}` at {finals[1][name]} (not {finals[0][name]})" in docs
+    floor = rows["tv-mobilenet-v2-x0.5-default-lr0.05-search2-cut-floor"]
+    gain, network = floor["searched_minus_original"], floor["networks"]["searched"]
+    ratio = gain["mean"] / gain["se"]
+    phrase = (
+        f"ended with those layers at 10 channels and {gain['mean']:+.2f} ± {gain['se']:.2f} points over the "
+        f"original ({ratio:.1f} SE{', not resolved' if abs(ratio) < 2 else ''}; "
+        f"its network {100 * network['top1_mean']:.2f}% over 5 seeds)"
+    )
+    assert phrase.replace("-", "−") in readme_text()
