@@ -470,3 +470,16 @@ def test_mobilenetv2s_search_2_and_its_rerun_under_the_floor_of_cuts_are_their_r
         f"its network {100 * network['top1_mean']:.2f}% over 5 seeds)"
     )
     assert phrase.replace("-", "−") in readme_text()
+
+
+def test_the_default_lr_paragraph_of_the_results_notes_is_its_row():
+    quality = bench_script("quality")
+
+    rows = json.loads((quality.RESULTS / "quality.json").read_text())
+    docs = (README.parent / "docs" / "results.md").read_text()
+    assert quality.row_details(rows, "resnet18-x0.25-params-default-lr0.05") in docs
+    at_05, at_01 = (
+        rows[name]["networks"]["original"]
+        for name in ("resnet18-x0.25-params-default-lr0.05", "resnet18-x0.25-quick")
+    )
+    assert f"scored {quality.pm(at_05)} against {quality.pm(at_01)} at lr 0.1" in " ".join(docs.split())
