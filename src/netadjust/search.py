@@ -135,14 +135,15 @@ def run_search(
     config.rule.validate(len(initial))
     latency = timed_budget(config, spec, initial, device, processes, log)
     cost_of = latency.nanoseconds if latency else lambda widths: measure(spec, widths, config.budget)  # noqa: E731
-    # refused before any training when the minimum widths alone exceed the budget (timed
-    # beside the original under a latency budget, as every time the search holds)
+    # a layer everything passes through keeps enough channels for the classes (``cuts``)
     raised = raised_floors(spec, initial, config.rule.min_width)
     floor = (
         {name: raised.get(name, config.rule.min_width) for name in initial}
         if raised
         else config.rule.min_width
     )
+    # refused before any training when the minimum widths alone exceed the budget (timed
+    # beside the original under a latency budget, as every time the search holds)
     check_floor(
         initial,
         cost_of,
