@@ -32,9 +32,10 @@ def raised_floors(spec: ModelSpec, widths: Widths, min_width: int) -> dict[str, 
     model, images = _probe(spec, widths)
     positions = _positions(model, images, list(widths))
     short = [name for name in widths if min_width * positions[name] < spec.num_classes]
-    spread = _spread(model, images) if short else 0.0
-    cuts = [name for name in short if _spread(model, images, name) <= 1e-6 * spread] if spread else []
-    return {name: max(min_width, min(widths[name], -(-spec.num_classes // positions[name]))) for name in cuts}
+    return {
+        name: max(min_width, min(widths[name], -(-spec.num_classes // positions[name])))
+        for name in _cuts_among(model, images, short)
+    }
 
 
 def starving_cuts(spec: ModelSpec, widths: Widths, min_width: int, grid: Grid = 1) -> dict[str, int]:
@@ -48,14 +49,14 @@ def starving_cuts(spec: ModelSpec, widths: Widths, min_width: int, grid: Grid = 
     model, images = _probe(spec, widths)
     positions = _positions(model, images, at_floor)
     narrow = [name for name in at_floor if widths[name] * positions[name] < spec.num_classes]
-    spread = _spread(model, images) if narrow else 0.0
-    if not spread:  # no images told apart (or none to check): nothing can be called a cut
-        return {}
-    return {
-        name: widths[name] * positions[name]
-        for name in narrow
-        if _spread(model, images, name) <= 1e-6 * spread
-    }
+    return {name: widths[name] * positions[name] for name in _cuts_among(model, images, narrow)}
+
+
+def _cuts_among(model: nn.Module, images: torch.Tensor, names: list[str]) -> list[str]:
+    """Those of ``names`` with every channel zeroed leave the images' scores alike; none where
+    the network tells no images apart to begin with (or nothing is asked)."""
+    spread = _spread(model, images) if names else 0.0
+    return [name for name in names if _spread(model, images, name) <= 1e-6 * spread] if spread else []
 
 
 def _probe(spec: ModelSpec, widths: Widths) -> tuple[nn.Module, torch.Tensor]:
