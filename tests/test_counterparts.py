@@ -4,6 +4,8 @@ budgets and spaces they refuse."""
 
 import importlib.util
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -27,10 +29,12 @@ from netadjust.counterparts import (
 )
 from netadjust.data import prepare_data
 from netadjust.errors import UserError
+from netadjust.pruned import made_from
 from netadjust.rundir import read_run
 from netadjust.spaces import ModelSpec, base_widths, build
 from netadjust.train import train_network
 
+RUNS = Path(__file__).resolve().parent.parent / "bench" / "results" / "runs"
 SPEC = ModelSpec("plain20", num_classes=10, in_channels=1, image_size=28, width_mult=0.25)
 
 
@@ -63,6 +67,34 @@ def test_hand_set_norm_scales_prune_exactly_those_channels():
         thresholded_to_budget(scores, channels, len(widths) - 1, "the test net")
     with pytest.raises(UserError, match="nothing to prune"):
         thresholded_to_budget(scores, channels, channels(widths), "the test net")
+
+
+def test_the_threshold_keeps_a_cuts_floor_where_it_would_keep_fewer_channels():
+    widths = base_widths(SPEC)
+    model = build(SPEC, widths)
+    name = "stage3.block1.conv2"  # the floor is given here; which widths are cuts: test_cuts.py
+    parts = hand_set(model, widths, {name: list(range(widths[name] - 1))})  # all but one score low
+    scores = slimming_scores(model, parts, widths)
+    channels = lambda w: sum(w.values())  # noqa: E731 (channels as the cost)
+    budget = channels(widths) - widths[name] + 4
+    assert thresholded_to_budget(scores, channels, budget, "the test net")[0][name] == 1
+    kept, _ = thresholded_to_budget(scores, channels, budget, "the test net", cut_floors={name: 4})
+    assert kept[name] == 4 and channels(kept) <= budget
+    assert all(kept[other] == width for other, width in widths.items() if other != name)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="torchvision is not installed")
+def test_the_counterparts_of_the_mobilenetv3_row_hold_the_searchs_floors():
+    # DepGraph, made without them, left features.12.0 and classifier.0 one channel each on
+    # their 1x1 map, and its network trained to 78-82% (docs/results.md)
+    run = read_run(RUNS / "tv-mobilenet-v3-small-a0.5")
+    data = SimpleNamespace(info=SimpleNamespace(name="fashion-mnist"), train=range(60000), test=range(10000))
+    _, _, wanted, floor = made_from(run, data, seed=0)
+    assert wanted["cut_floors"]["features.12.0"] == 10 and wanted["cut_floors"]["classifier.0"] == 10
+    assert {name: floor[name] for name in wanted["cut_floors"]} == wanted["cut_floors"]
+    assert all(floor[name] == run.config.rule.min_width for name in floor if name not in wanted["cut_floors"])
+    resnet = read_run(RUNS / "resnet18-x0.25-a0.5")  # no raised floor: its records still match
+    assert "cut_floors" not in made_from(resnet, data, seed=0)[2]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="torchvision is not installed")
@@ -187,3 +219,17 @@ def test_compare_trains_each_counterpart_at_the_searched_cost(data, tmp_path):
     assert (tmp_path / "run/report/allocation.png").stat().st_size > 0
     report = (tmp_path / "run/report/report.md").read_text()
     assert "Searched − depgraph" in report and "its wide training and pruning took" in report
+
+
+def test_the_usage_guides_figures_on_depgraph_before_the_floor_are_its_records():
+    before = RUNS.parent / "before_cut_floor" / "tv-mobilenet-v3-small-a0.5"
+    pruning = json.loads((before / "depgraph.json").read_text())
+    assert "cut_floors" not in pruning
+    assert pruning["pruned_widths"]["features.12.0"] == pruning["pruned_widths"]["classifier.0"] == 1
+    top1 = [json.loads((before / f"depgraph-seed{seed}.json").read_text())["test"]["top1"] for seed in (0, 1)]
+    original = json.loads((RUNS.parent / "quality.json").read_text())["tv-mobilenet-v3-small-a0.5"]
+    usage = " ".join((RUNS.parents[2] / "docs" / "usage.md").read_text().split())
+    assert (
+        f"trained to {100 * top1[0]:.2f}% and {100 * top1[1]:.2f}% (two seeds; stopped there; the original "
+        f"reached {100 * original['networks']['original']['top1_mean']:.2f}%)" in usage
+    )

@@ -215,6 +215,21 @@ def test_the_readmes_mobilenet_learning_rate_figures_are_the_trainings():
     ).replace("3 8-epoch", "three 8-epoch") in readme_text()
 
 
+def test_the_mobilenetv3_learning_rate_figures_are_the_trainings():
+    # docs/results.md: its 8-epoch trainings at both lrs, with and without the regulariser
+    records = json.loads(bench_script("lr_stability").RESULTS.read_text())
+
+    def both(lr: str) -> str:
+        top1 = [
+            records[f"torchvision:mobilenet_v3_small@{lr}/{regulariser}/8x60000"]["test_top1"]
+            for regulariser in ("regulariser", "none")
+        ]
+        return f"{100 * top1[0]:.2f}% and {100 * top1[1]:.2f}% at {lr}"
+
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    assert f"{both('0.05')}, {both('0.1')})" in docs
+
+
 def test_the_zoo_rows_in_docs_are_the_scripts():
     # docs/results.md's zoo section quotes bench/quality.py --details for every compared zoo
     # search, --course for every finished one not yet compared, and bench/lr_stability.py's table

@@ -4,7 +4,11 @@ regulariser for the search's epochs per iteration, then pruned globally by one t
 on a per-channel score, with no per-layer normalisation, so the method decides how many
 channels each width keeps. The threshold is bisected until the kept widths cost no more
 than the searched network; the search's own rescale then puts them on that cost and the
-width grid, as for the L1 peer (``pruned.py``).
+width grid, as for the L1 peer (``pruned.py``). Threshold and rescale hold the search's floor
+of cuts (``cuts``): a layer everything the network sees passes through keeps enough channels
+for the classes (DepGraph on torchvision's MobileNetV3-Small, without it, left its last 1x1
+convolution and the classifier's hidden layer one channel each and its network trained to
+82% and 79% in two seeds).
 
 - **Network Slimming** (Liu et al., ICCV 2017): an L1 penalty ``strength * sum |gamma|``
   on the scale of every norm layer; a channel's score is |gamma| at its width's norm layers
@@ -170,10 +174,14 @@ def depgraph_penalty(
     return penalty
 
 
-def thresholded(scores: dict[str, torch.Tensor], threshold: float, held: Widths) -> Widths:
-    """The widths one global threshold keeps: channels scoring above it (at least one); the
-    ``held`` widths, which have no scores, as they are."""
-    return held | {name: max(1, int((score > threshold).sum())) for name, score in scores.items()}
+def thresholded(
+    scores: dict[str, torch.Tensor], threshold: float, held: Widths, cut_floors: Widths
+) -> Widths:
+    """The widths one global threshold keeps: channels scoring above it (at least one, or a
+    cut's floor); the ``held`` widths, which have no scores, as they are."""
+    return held | {
+        name: max(cut_floors.get(name, 1), int((score > threshold).sum())) for name, score in scores.items()
+    }
 
 
 def thresholded_to_budget(
@@ -182,19 +190,21 @@ def thresholded_to_budget(
     budget: float,
     what: str,
     held: Widths | None = None,
+    cut_floors: Widths | None = None,
 ) -> tuple[Widths, float]:
     """The widths of the lowest threshold (most channels kept) whose cost is within the
     budget, bisected over the scores themselves (the cost falls as the threshold rises),
     and the share of the scored channels removed; refused in one line where none is."""
-    held = held or {}
+    held, cut_floors = held or {}, cut_floors or {}
     candidates = torch.cat([score.flatten() for score in scores.values()]).unique().sort().values
     candidates = torch.cat([candidates.new_tensor([-1.0]), candidates])  # -1: keep everything
-    if cost(thresholded(scores, float(candidates[-1]), held)) > budget:
+    if cost(thresholded(scores, float(candidates[-1]), held, cut_floors)) > budget:
         raise UserError(
-            f"--baseline: even one channel per width of {what} costs more than the searched network "
+            f"--baseline: even one channel per width (a cut's floor for a cut) of {what} costs more than "
+            "the searched network "
             f"({budget:,.0f}); no threshold reaches the budget"
         )
-    if cost(thresholded(scores, float(candidates[0]), held)) <= budget:
+    if cost(thresholded(scores, float(candidates[0]), held, cut_floors)) <= budget:
         raise UserError(
             f"--baseline: {what} unpruned already costs no more than the searched network "
             f"({budget:,.0f}); there is nothing to prune"
@@ -202,11 +212,11 @@ def thresholded_to_budget(
     low, high = 0, len(candidates) - 1  # cost(low) > budget >= cost(high)
     while high - low > 1:
         middle = (low + high) // 2
-        if cost(thresholded(scores, float(candidates[middle]), held)) > budget:
+        if cost(thresholded(scores, float(candidates[middle]), held, cut_floors)) > budget:
             low = middle
         else:
             high = middle
-    widths = thresholded(scores, float(candidates[high]), held)
+    widths = thresholded(scores, float(candidates[high]), held, cut_floors)
     total = sum(len(score) for score in scores.values())
     return widths, 1 - sum(widths[name] for name in scores) / total
 
@@ -226,7 +236,7 @@ def counterpart(
     searched widths and rescaled into the run's space; kept in ``path`` and reused while
     everything it was made from matches."""
     recipe, rule = run.config.recipe, run.config.rule
-    wide_spec, wide, inputs = made_from(run, data, seed)
+    wide_spec, wide, inputs, floor = made_from(run, data, seed)
     wanted = {"method": method.description, "strength": method.strength, **inputs}
     kept = kept_record(path, wanted, method.name, log)
     if kept is not None:
@@ -251,9 +261,11 @@ def counterpart(
     held = {name: width for name, width in wide.items() if name not in scores}
     if held:
         log(f"{method.name}: {plural(len(held), 'width')} behind no norm layer held until the rescale")
-    pruned, removed = thresholded_to_budget(scores, cost, budget, what, held)
+    # the threshold keeps a cut's floor as the search does (``cuts``); the others one channel
+    cut_floors = inputs.get("cut_floors", {})
+    pruned, removed = thresholded_to_budget(scores, cost, budget, what, held, cut_floors)
     grid = width_grid(run.final.model, rule.round_to)
-    widths = rescale(pruned, cost, budget, rule.min_width, tolerance, round_to=grid)
+    widths = rescale(pruned, cost, budget, floor, tolerance, round_to=grid)
     record = {
         **wanted,
         "budget": budget,

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from .adjust import Grid, lowest_width, step_of
+from .adjust import Floor, Grid, lowest_width, step_of
 from .channel_drop import on_site, site_modules
 from .config import ModelSpec, Widths
 from .spaces.registry import build
@@ -36,6 +36,14 @@ def raised_floors(spec: ModelSpec, widths: Widths, min_width: int) -> dict[str, 
         name: max(min_width, min(widths[name], -(-spec.num_classes // positions[name])))
         for name in _cuts_among(model, images, short)
     }
+
+
+def least_widths(spec: ModelSpec, widths: Widths, min_width: int) -> tuple[Floor, dict[str, int]]:
+    """The least width each of ``widths`` may take (``min_width``, or a cut's raised floor;
+    per width where any is raised) and the raised floors alone: what the search and the
+    pruning counterparts hold alike."""
+    raised = raised_floors(spec, widths, min_width)
+    return ({name: raised.get(name, min_width) for name in widths} if raised else min_width), raised
 
 
 def starving_cuts(spec: ModelSpec, widths: Widths, min_width: int, grid: Grid = 1) -> dict[str, int]:

@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .adjust import rescale, scale_widths
+from .adjust import Floor, rescale, scale_widths
 from .anymodel import output_layer, sides, traced
 from .config import ModelSpec, Widths
+from .cuts import least_widths
 from .dependency import require_torch_pruning
 from .errors import UserError
 from .rundir import Run
@@ -166,11 +167,14 @@ def check_prunable(spec: ModelSpec, original: Widths, grid) -> None:
     pruning_plan(build(wide_spec, wide), wide, example, network_name(wide_spec))
 
 
-def made_from(run: Run, data, seed: int) -> tuple[ModelSpec, Widths, dict]:
+def made_from(run: Run, data, seed: int) -> tuple[ModelSpec, Widths, dict, Floor]:
     """What a pruning counterpart of ``run`` is made from: the wide network (its spec and
-    widths) and the record of its inputs that a kept result must match."""
+    widths), the record of its inputs that a kept result must match, and the least width of
+    each width, the search's (``cuts.least_widths``): a counterpart that starved a layer
+    everything passes through would lose to the floor, not to the search."""
     spec, grid = run.final.model, width_grid(run.final.model, run.config.rule.round_to)
     wide_spec, wide = wide_network(spec, run.final.original_widths, grid)
+    floor, raised = least_widths(spec, run.final.original_widths, run.config.rule.min_width)
     wanted = {
         "wide_widths": wide,
         "wide_width_mult": wide_spec.width_mult,
@@ -181,7 +185,9 @@ def made_from(run: Run, data, seed: int) -> tuple[ModelSpec, Widths, dict]:
         "target": run.final.widths,
         "measure": run.budget,
     }
-    return wide_spec, wide, wanted
+    if raised:  # only then, so that the records of networks without a raised floor still match
+        wanted["cut_floors"] = raised
+    return wide_spec, wide, wanted, floor
 
 
 def kept_record(path: Path, wanted: dict, name: str, log: Callable[[str], None]) -> dict | None:
@@ -210,7 +216,7 @@ def pruned_baseline(
     varies)."""
     spec, recipe, rule = run.final.model, run.config.recipe, run.config.rule
     grid = width_grid(spec, rule.round_to)
-    wide_spec, wide, wanted = made_from(run, data, seed)
+    wide_spec, wide, wanted, floor = made_from(run, data, seed)
     kept = kept_record(path, wanted, "pruned", log)
     if kept is not None:
         return kept
@@ -225,7 +231,7 @@ def pruned_baseline(
     wide_test = evaluate(model, data.test, data.info)
     plan = pruning_plan(model, wide, example, what)
     pruned, ratio = pruned_to_budget(plan, cost, budget)
-    widths = rescale(pruned, cost, budget, rule.min_width, tolerance, round_to=grid)
+    widths = rescale(pruned, cost, budget, floor, tolerance, round_to=grid)
     record = {
         **wanted,
         "budget": budget,

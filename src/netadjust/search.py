@@ -23,7 +23,7 @@ from .adjust import (
 )
 from .config import BUDGET_TOLERANCE, UNITS, SearchConfig, Widths
 from .cost import measure, model_cost, sensitivities
-from .cuts import floor_line, raised_floors
+from .cuts import floor_line, least_widths
 from .data import PreparedData, model_spec_for, prepare_data
 from .distributed import SINGLE, Processes
 from .errors import UserError
@@ -136,12 +136,7 @@ def run_search(
     latency = timed_budget(config, spec, initial, device, processes, log)
     cost_of = latency.nanoseconds if latency else lambda widths: measure(spec, widths, config.budget)  # noqa: E731
     # a layer everything passes through keeps enough channels for the classes (``cuts``)
-    raised = raised_floors(spec, initial, config.rule.min_width)
-    floor = (
-        {name: raised.get(name, config.rule.min_width) for name in initial}
-        if raised
-        else config.rule.min_width
-    )
+    floor, raised = least_widths(spec, initial, config.rule.min_width)
     # refused before any training when the minimum widths alone exceed the budget (timed
     # beside the original under a latency budget, as every time the search holds)
     check_floor(
