@@ -22,6 +22,7 @@ ROWS = {  # the README's rows, in its order
     "resnet18-x0.25-a0.5-params": "ResNet-18 ×0.25, `--preset fmnist`",
     "tv-mobilenet-v3-small-a0.5": "torchvision's MobileNetV3-Small, a = 0.5",
 }
+LAST_CUTS = ("features.12.0", "classifier.0")  # MobileNetV3-Small's last 1x1 convolution, hidden layer
 METHODS = {"slimming": "Network Slimming", "depgraph": "DepGraph", "pruned": "L1 (Torch-Pruning)"}
 
 
@@ -136,9 +137,40 @@ def figures() -> list[str]:
     return phrases
 
 
+def zoo_figures() -> list[str]:
+    """The phrases the README quotes of the zoo rows: per measured counterpart, searched − it
+    (SE ratio from unrounded values), its top-1 against the searched and the original
+    networks', and the widths its threshold left at the two layers everything passes through
+    last (the floor of cuts holds them)."""
+    phrases = []
+    for method, rows in peers().items():
+        for name, row in rows.items():
+            if name not in ROWS or not name.startswith("tv-"):
+                continue
+            difference, se = 100 * row["searched_minus_pruned"], 100 * row["searched_minus_pruned_se"]
+            record = json.loads((RESULTS / "runs" / name / "compare" / f"{method}.json").read_text())
+            final = json.loads((RESULTS / "runs" / name / "final.json").read_text())
+            original, searched = final["original_widths"], final["widths"]
+            last = [layer for layer in record.get("cut_floors", {}) if layer in LAST_CUTS]
+            top1 = {key: 100 * row[f"{key}_top1_mean"] for key in ("pruned", "searched", "original")}
+            phrases += [
+                f"{difference:+.2f} ± {se:.2f} points ({difference / se:.1f} SE, "
+                f"{len(row['pruned_top1'])} seeds, one search), {METHODS[method]}'s network at "
+                f"{top1['pruned']:.2f}% against the searched {top1['searched']:.2f}% and the original "
+                f"{top1['original']:.2f}%".replace("-", "−"),
+                *(f"{layer} {record['widths'][layer]} of {original[layer]:,}" for layer in last),
+                "searched network has " + " and ".join(f"{searched[layer]:,}" for layer in last),
+            ]
+    return phrases
+
+
 if __name__ == "__main__":
     import sys
 
     print(
-        details() if "--details" in sys.argv else "\n".join(figures()) if "--figures" in sys.argv else table()
+        details()
+        if "--details" in sys.argv
+        else "\n".join(figures() + zoo_figures())
+        if "--figures" in sys.argv
+        else table()
     )

@@ -90,7 +90,8 @@ def run_row(name: str, data_dir: str | None, method: str = "pruned") -> dict:
         "searched_width_ratio_range": width_ratio_range(run.final.widths, run.final.original_widths),
         "wide_test_top1": pruned["wide_test"]["top1"],
         "command": f"netadjust compare {name} --seeds {len(seeds)} --epochs {recipe.epochs} "
-        f"--baseline {method}",
+        + (f"--precision {recipe.precision} " if recipe.precision != run.config.recipe.precision else "")
+        + f"--baseline {method}",
         "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s)",
         "seconds": time.perf_counter() - start,

@@ -233,3 +233,8 @@ def test_the_usage_guides_figures_on_depgraph_before_the_floor_are_its_records()
         f"trained to {100 * top1[0]:.2f}% and {100 * top1[1]:.2f}% (two seeds; stopped there; the original "
         f"reached {100 * original['networks']['original']['top1_mean']:.2f}%)" in usage
     )
+    readme = " ".join((RUNS.parents[2] / "README.md").read_text().split())
+    assert (
+        f"its network trained to {100 * top1[0]:.2f}% and {100 * top1[1]:.2f}% (two seeds, then stopped"
+        in readme
+    )
