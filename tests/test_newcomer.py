@@ -85,7 +85,7 @@ def test_resume_says_what_it_ignores_and_extends_a_finished_search(finished, tmp
     refused = in_process("search", "--resume", run, "--epochs", 5)
     assert_user_error(refused, "finished search of 1 iteration", f"--resume {run} --iterations N")
     assert (run / "final.json").read_text() == before
-    extended = in_process("search", "--resume", run, "--iterations", 2, "--epochs", 5, "--lr", 0.05)
+    extended = in_process("search", "--resume", run, "--iterations", 2, "--epochs", 5, "--lr", 0.3)
     assert extended.returncode == 0, extended.stderr
     ignored = next(line for line in extended.stderr.splitlines() if "ignores" in line)
     assert "--epochs" in ignored and "--lr" in ignored and "--iterations" not in ignored.split("(")[0]
@@ -97,7 +97,7 @@ def test_resume_says_what_it_ignores_and_extends_a_finished_search(finished, tmp
     assert history[1]["train"]["epoch"] == 1  # trained for the recorded epochs, not --epochs 5
     # the default search inherits: the finished search kept its last weights for this
     assert "iter 2/2: starts from iteration 1's weights" in extended.stdout
-    assert config["recipe"]["epochs"] == 1 and config["recipe"]["lr"] != 0.05  # ignored, as said
+    assert config["recipe"]["epochs"] == 1 and config["recipe"]["lr"] != 0.3  # ignored, as said
     final = json.loads((run / "final.json").read_text())
     assert final["iterations"] == 2 and final["widths"] == history[1]["next_widths"]
     assert_user_error(in_process("search", "--resume", run, "--iterations", 1), "has run 2")

@@ -496,9 +496,26 @@ def test_the_default_lr_paragraph_of_the_results_notes_is_its_row():
 
     rows = json.loads((quality.RESULTS / "quality.json").read_text())
     docs = (README.parent / "docs" / "results.md").read_text()
-    assert quality.row_details(rows, "resnet18-x0.25-params-default-lr0.05") in docs
+    for search in ("", "-search1", "-search2"):
+        assert quality.row_details(rows, f"resnet18-x0.25-params-default-lr0.05{search}") in docs
+    summary = json.loads((quality.RESULTS / "search_seeds.json").read_text())[
+        "resnet18-x0.25-params-default-lr0.05"
+    ]
+    gain, ratios = summary["searched_minus_original"], summary["search_in_trainings"]
+    spread = gain["between_searches_std"]
+    assert (
+        f"{gain['mean']:+.2f} ± {gain['se']:.2f} over the original (spread {spread:.2f}), "
+        f"each search {min(ratios):.2f}–{max(ratios):.2f}"
+    ) in " ".join(docs.split())
     at_05, at_01 = (
         rows[name]["networks"]["original"]
         for name in ("resnet18-x0.25-params-default-lr0.05", "resnet18-x0.25-quick")
     )
     assert f"scored {quality.pm(at_05)} against {quality.pm(at_01)} at lr 0.1" in " ".join(docs.split())
+
+
+def test_the_readmes_default_lr_is_the_presets():
+    from netadjust.presets import DEFAULT_PRESET, PRESETS
+
+    first_lines = " ".join(README.read_text().split("## Install", 1)[0].split())
+    assert f"The default's lr is {PRESETS[DEFAULT_PRESET]['lr']:g} (0.1 before 2026-12-07)" in first_lines

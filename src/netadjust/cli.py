@@ -143,7 +143,8 @@ def train_parser(commands) -> None:
         choices=sorted(FINAL_TRAINING),
         help="a preset's final training (paper: the reference's, 200 epochs on CIFAR, or with --dataset "
         "imagenet 90 epochs, lr 0.4, label smoothing 0.1, 5 warm-up epochs; fmnist: 5 epochs at lr 0.1, "
-        "the README's results; quick: the quick search's 3); flags override",
+        "the README's results; standard: 5 epochs at lr 0.05, the default search's; quick: the quick "
+        "search's 3); flags override",
     )
     group = train.add_argument_group("network")
     add_settings(group, ModelSpec)
