@@ -76,6 +76,7 @@ ZOO_SEARCH = without(replaced(SEARCH, {"--adjust-rate": "0.5"}), "--width-mult")
 # their comparisons train in fp32: bf16 backward of a strided or tiny depthwise convolution
 # is 5-40x slower than fp32 on this CPU (docs/performance.md)
 ZOO_COMPARE = ["--epochs", "8", "--precision", "fp32"]
+MOBILENET_V2_HALF = ["--model", "torchvision:mobilenet_v2", "--model-args", '{"width_mult": 0.5}']
 COMPARE = ["--epochs", "5"]  # five epochs per training: what fits a session on 2 cores
 
 SETTINGS: dict[str, dict] = {
@@ -236,27 +237,13 @@ SETTINGS: dict[str, dict] = {
     },
     # the default as it was then, at lr 0.1 (the standard preset's lr since 2026-12-07: 0.05)
     "tv-mobilenet-v2-x0.5-default": {
-        "search": [
-            "--model",
-            "torchvision:mobilenet_v2",
-            "--model-args",
-            '{"width_mult": 0.5}',
-            "--lr",
-            "0.1",
-        ],
+        "search": [*MOBILENET_V2_HALF, "--lr", "0.1"],
         "compare": ZOO_COMPARE,
     },
     # the default's lr 0.1 trained that network's original to 73.95% and 82.50% in two 8-epoch
     # trainings, 0.05 to 87.65% (bench/lr_stability.py): the default search at lr 0.05
     "tv-mobilenet-v2-x0.5-default-lr0.05": {
-        "search": [
-            "--model",
-            "torchvision:mobilenet_v2",
-            "--model-args",
-            '{"width_mult": 0.5}',
-            "--lr",
-            "0.05",
-        ],
+        "search": [*MOBILENET_V2_HALF, "--lr", "0.05"],
         "compare": ZOO_COMPARE,
     },
     # the default (lr 0.05 since 2026-12-07) on a network it was not chosen on: MobileNetV3-Small,
