@@ -519,3 +519,15 @@ def test_the_readmes_default_lr_is_the_presets():
 
     first_lines = " ".join(README.read_text().split("## Install", 1)[0].split())
     assert f"The default's lr is {PRESETS[DEFAULT_PRESET]['lr']:g} (0.1 before 2026-12-07)" in first_lines
+
+
+def test_the_mobilenetv3_default_rows_original_figures_are_the_rows():
+    quality = bench_script("quality")
+
+    rows = json.loads((quality.RESULTS / "quality.json").read_text())
+    at_05, at_01 = (
+        rows[name]["networks"]["original"]
+        for name in ("tv-mobilenet-v3-small-default", "tv-mobilenet-v3-small-a0.5")
+    )
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    assert f"Its original at lr 0.05 scored {quality.pm(at_05)} against {quality.pm(at_01)} at lr 0.1" in docs
