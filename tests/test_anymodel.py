@@ -16,6 +16,7 @@ from torch import nn
 
 from conftest import in_process, netadjust, write_mnist_like
 from netadjust.anymodel import discover
+from netadjust.config import BUDGET_TOLERANCE
 from netadjust.cost import count, model_cost
 from netadjust.errors import UserError
 from netadjust.resize import rebuild, width_shares
@@ -797,10 +798,11 @@ def test_grouped_layers_are_searched_with_every_width_a_multiple_of_its_groups(t
     for widths in [record["next_widths"] for record in history] + [final["widths"]]:
         assert all(widths[name] % multiples[name] == 0 for name in widths), widths
     assert final["widths"] != final["original_widths"]
-    # as close to the budget as the grid allows: within it, and one step of any width beyond it
-    # (a step of 4 channels moves these 3 small layers' MACs by 5-20%)
+    # on the budget although a step of 4 channels moves these 3 small layers' MACs by 5-20%:
+    # within its 1% band (on either side), and one step of any width beyond it
     spec = ModelSpec("model", in_channels=1, image_size=28, model=f"{tmp_path / 'mine.py'}:net")
-    assert final["macs"] == model_cost(spec, final["widths"]).macs <= final["original_macs"]
+    assert final["macs"] == model_cost(spec, final["widths"]).macs
+    assert abs(final["macs"] / final["original_macs"] - 1) <= BUDGET_TOLERANCE
     for name, multiple in multiples.items():
         grown = {**final["widths"], name: final["widths"][name] + multiple}
         assert model_cost(spec, grown).macs > final["original_macs"], name

@@ -197,12 +197,12 @@ def test_other_settings_or_a_finished_run_are_refused_unless_forced(tmp_path, fa
     assert in_process("search", *quick).returncode == 0
     before = (out / "final.json").read_text()
     assert_user_error(in_process("search", *quick), "finished search", "--force")
-    refused = in_process("search", *quick, "--lr", 0.05)
+    refused = in_process("search", *quick, "--lr", 0.2)  # another than the default's
     assert_user_error(refused, "other settings", "recipe")
     assert (out / "final.json").read_text() == before
-    forced = in_process("search", *quick, "--lr", 0.05, "--force")
+    forced = in_process("search", *quick, "--lr", 0.2, "--force")
     assert forced.returncode == 0, forced.stderr
-    assert json.loads((out / "config.json").read_text())["recipe"]["lr"] == 0.05
+    assert json.loads((out / "config.json").read_text())["recipe"]["lr"] == 0.2
     absent = in_process("search", "--resume", tmp_path / "nothing")
     assert_user_error(absent, "no config.json")
 
