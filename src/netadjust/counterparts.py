@@ -200,9 +200,8 @@ def thresholded_to_budget(
     candidates = torch.cat([candidates.new_tensor([-1.0]), candidates])  # -1: keep everything
     if cost(thresholded(scores, float(candidates[-1]), held, cut_floors)) > budget:
         raise UserError(
-            f"--baseline: even one channel per width (a cut's floor for a cut) of {what} costs more than "
-            "the searched network "
-            f"({budget:,.0f}); no threshold reaches the budget"
+            f"--baseline: even one channel per width of {what} (a cut's floor for a cut) costs more "
+            f"than the searched network ({budget:,.0f}); no threshold reaches the budget"
         )
     if cost(thresholded(scores, float(candidates[0]), held, cut_floors)) <= budget:
         raise UserError(
