@@ -531,3 +531,8 @@ def test_the_mobilenetv3_default_rows_original_figures_are_the_rows():
     )
     docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
     assert f"Its original at lr 0.05 scored {quality.pm(at_05)} against {quality.pm(at_01)} at lr 0.1" in docs
+    readme = " ".join(README.read_text().split())
+    assert (
+        f"MobileNetV3-Small's {100 * at_05['top1_mean']:.2f}% against {100 * at_01['top1_mean']:.2f}%)"
+        in readme
+    )
