@@ -536,3 +536,48 @@ def test_the_mobilenetv3_default_rows_original_figures_are_the_rows():
         f"MobileNetV3-Small's {100 * at_05['top1_mean']:.2f}% against {100 * at_01['top1_mean']:.2f}%)"
         in readme
     )
+
+
+def test_the_figures_around_the_new_default_and_the_zoo_counterpart_are_the_records():
+    results = README.parent / "bench" / "results"
+    docs = " ".join((README.parent / "docs" / "results.md").read_text().split())
+    readme = " ".join(README.read_text().split())
+    # DepGraph on MobileNetV3-Small: the floors it held, and its first attempt without them
+    floors = json.loads((results / "runs/tv-mobilenet-v3-small-a0.5/compare/depgraph.json").read_text())[
+        "cut_floors"
+    ]
+    at = {floor: sum(value == floor for value in floors.values()) for floor in (10, 3)}
+    assert floors["features.12.0"] == floors["classifier.0"] == 10 and len(floors) == at[10] + at[3]
+    assert f"{at[10]} widths at least 10 channels, the last 1×1 convolution" in docs
+    assert f"and {at[3]} at least 3)" in docs
+    before = [
+        json.loads(
+            (results / f"before_cut_floor/tv-mobilenet-v3-small-a0.5/depgraph-seed{seed}.json").read_text()
+        )
+        for seed in (0, 1)
+    ]
+    top1 = [100 * record["test"]["top1"] for record in before]
+    loss = [record["train"][-1]["loss"] for record in before]
+    assert (
+        f"to {top1[0]:.2f}% and {top1[1]:.2f}% (seeds 0 and 1, training loss {loss[0]:.2f} and "
+        f"{loss[1]:.2f} after 8 epochs)"
+    ) in docs
+    # the paused training of the default's MobileNetV3-Small search 1, and the one kept
+    search1 = "tv-mobilenet-v3-small-default-search1"
+    paused = json.loads((results / "paused" / search1 / "searched-seed1.json").read_text())
+    kept = json.loads((results / "runs" / search1 / "compare" / "searched-seed1.json").read_text())
+    assert paused["test"]["top1"] == kept["test"]["top1"] and paused["widths"] == kept["widths"]
+    assert f"the second gave the same {100 * kept['test']['top1']:.2f}%)" in docs
+    # the from-scratch equal-parameter row the default is set against, and the originals at each lr
+    scratch = json.loads((results / "search_seeds.json").read_text())["resnet18-x0.25-a0.5-params"]
+    gain, ratios = scratch["searched_minus_original"], scratch["search_in_trainings"]
+    assert (
+        f"search's {gain['mean']:+.2f} ± {gain['se']:.2f} at {min(ratios):.1f}–{max(ratios):.1f} trainings"
+        in docs
+    )
+    rows = json.loads((results / "quality.json").read_text())
+    at_05, at_01 = (
+        100 * rows[name]["networks"]["original"]["top1_mean"]
+        for name in ("resnet18-x0.25-params-default-lr0.05", "resnet18-x0.25-quick")
+    )
+    assert f"ResNet-18's {at_05:.2f}% against {at_01:.2f}% at 0.1" in readme
