@@ -168,3 +168,20 @@ def test_a_step_of_the_current_width_moves_a_starved_width_by_its_own_share():
     current = AdjustRule(k0=1, k_decay=0, rate=0.5, rate_decay=0, min_width=1, step="current")
     new, _, _ = adjust(widths, fur, initial, 0, current)
     assert new["starved"] == 6 and new["wide"] == 20
+    # the lesser of the two: the starved width by a share of 4, the wide one by a share of 16
+    lesser = AdjustRule(k0=1, k_decay=0, rate=0.5, rate_decay=0, min_width=1, step="lesser")
+    new, _, _ = adjust(widths, fur, initial, 0, lesser)
+    assert new["starved"] == 6 and new["wide"] == 32
+
+
+def test_the_lesser_step_never_cuts_a_width_below_its_own_share():
+    # a width at 6 of its initial 16, shrunk with a = 0.5: the paper's step leaves the floor
+    # (6 - 8 < 1), the lesser step halves it; grown back, it moves by 3, not 8
+    widths, initial = {"thin": 6, "a": 16, "b": 16, "fat": 16}, dict.fromkeys(("thin", "a", "b", "fat"), 16)
+    rule = dict(k0=1, k_decay=0, rate=0.5, rate_decay=0, min_width=1)
+    shrink = {"fat": 3.0, "a": 2.0, "b": 1.0, "thin": 0.0}
+    assert adjust(widths, shrink, initial, 0, AdjustRule(**rule))[0]["thin"] == 1
+    assert adjust(widths, shrink, initial, 0, AdjustRule(**rule, step="lesser"))[0]["thin"] == 3
+    grow = {"thin": 3.0, "a": 2.0, "b": 1.0, "fat": 0.0}
+    assert adjust(widths, grow, initial, 0, AdjustRule(**rule))[0]["thin"] == 14
+    assert adjust(widths, grow, initial, 0, AdjustRule(**rule, step="lesser"))[0]["thin"] == 9

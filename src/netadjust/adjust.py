@@ -41,7 +41,9 @@ def adjust(
     floor: Floor | None = None,
 ) -> tuple[Widths, list[str], list[str]]:
     """Grow the k widths of highest FUR, shrink the k lowest, by ``a_r * initial`` (with
-    ``rule.step`` "current": ``a_r * c``); the reference rounds the new width,
+    ``rule.step`` "current": ``a_r * c``; "lesser": ``a_r * min(initial, c)``, so that a width
+    below its start moves by its own share and is never cut to a sliver of itself, the
+    undone moves of bench/undone_moves.py); the reference rounds the new width,
     ``round(c +- a_r * c_initial)``, not the step. With a
     ``grid`` step N > 1 (default ``rule.round_to``) the step is a whole number of N (at
     least one, where a_r > 0). ``floor``: the least width of each (default ``rule.min_width``).
@@ -55,7 +57,7 @@ def adjust(
     for sign, group in ((1, grown), (-1, shrunk)):
         for rank, name in enumerate(group):
             n = step_of(rule.round_to if grid is None else grid, name)
-            base = initial[name] if rule.step == "initial" else widths[name]
+            base = step_base(rule.step, initial[name], widths[name])
             change = max(rule.rate - rule.rate_decay * rank, 0.0) * base
             if n == 1:
                 width = round(widths[name] + sign * change)
@@ -64,6 +66,11 @@ def adjust(
             least = floor_of(rule.min_width if floor is None else floor, name)
             result[name] = max(lowest_width(least, n), width)
     return result, grown, shrunk
+
+
+def step_base(step: str, initial: int, current: int) -> int:
+    """The width a step is a share of, by ``--step``."""
+    return {"initial": initial, "current": current, "lesser": min(initial, current)}[step]
 
 
 def lowest_width(min_width: int, round_to: int = 1) -> int:

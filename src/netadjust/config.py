@@ -22,7 +22,7 @@ BUDGET_TOLERANCE = 0.01  # a rescaled network's cost lies within 1% of the budge
 BUDGETS = ("macs", "params", "latency")
 UNITS = {"macs": "MACs", "params": "params", "latency": "ns"}  # latency is held in nanoseconds
 LATENCY_MODES = ("infer", "train")
-STEP_BASES = ("initial", "current")  # what the adjustment's step is a share of
+STEP_BASES = ("initial", "current", "lesser")  # what the adjustment's step is a share of
 LATENCY_PRECISIONS = ("fp32", "bf16", "fp16", "training")  # training: the recipe's own autocast
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 FUR_METHODS = ("auto", "fast", "reference", "second-order")
@@ -226,8 +226,9 @@ class AdjustRule:
     )
     step: str = setting(
         "initial",
-        "what a is a share of: the width the search started from (the paper's) or its current "
-        "width (a width starved to 4 channels then moves by a share of 4, not of its start)",
+        "what a is a share of: the width the search started from (the paper's), its current "
+        "width (a width starved to 4 channels then moves by a share of 4, not of its start), or "
+        "the lesser of the two (every step within x(1-a) and x(1+a): no shrink to a sliver)",
         choices=STEP_BASES,
     )
     rate_decay: float = setting(0.01, "d, a falls by this per rank in FUR order", flag="--adjust-rate-decay")
@@ -247,7 +248,7 @@ class AdjustRule:
         check(self.rate_decay >= 0, f"--adjust-rate-decay is {self.rate_decay}; give a value >= 0")
         check(self.min_width >= 1, f"--min-width is {self.min_width}; give at least 1")
         check(self.round_to >= 1, f"--round-to is {self.round_to}; give at least 1 (1: any width)")
-        check(self.step in STEP_BASES, f"--step is {self.step!r}; choose initial or current")
+        check(self.step in STEP_BASES, f"--step is {self.step!r}; choose one of {', '.join(STEP_BASES)}")
 
 
 @dataclass(frozen=True)
