@@ -140,8 +140,9 @@ def figures() -> list[str]:
 def zoo_figures() -> list[str]:
     """The phrases the README quotes of the zoo rows: per measured counterpart, searched − it
     (SE ratio from unrounded values), its top-1 against the searched and the original
-    networks', and the widths its threshold left at the two layers everything passes through
-    last (the floor of cuts holds them)."""
+    networks', and the widths it left at the two layers everything passes through last (the
+    floor of cuts holds them against its threshold; a layer without a norm scale Network
+    Slimming does not threshold)."""
     phrases = []
     for method, rows in peers().items():
         for name, row in rows.items():
@@ -151,14 +152,14 @@ def zoo_figures() -> list[str]:
             record = json.loads((RESULTS / "runs" / name / "compare" / f"{method}.json").read_text())
             final = json.loads((RESULTS / "runs" / name / "final.json").read_text())
             original, searched = final["original_widths"], final["widths"]
-            last = [layer for layer in record.get("cut_floors", {}) if layer in LAST_CUTS]
+            last = [layer for layer in LAST_CUTS if layer in record["widths"]]
             top1 = {key: 100 * row[f"{key}_top1_mean"] for key in ("pruned", "searched", "original")}
             phrases += [
                 f"{difference:+.2f} ± {se:.2f} points ({difference / se:.1f} SE, "
                 f"{len(row['pruned_top1'])} seeds, one search), {METHODS[method]}'s network at "
                 f"{top1['pruned']:.2f}% against the searched {top1['searched']:.2f}% and the original "
                 f"{top1['original']:.2f}%".replace("-", "−"),
-                *(f"{layer} {record['widths'][layer]} of {original[layer]:,}" for layer in last),
+                *(f"{layer} {record['widths'][layer]:,} of {original[layer]:,}" for layer in last),
                 "searched network has " + " and ".join(f"{searched[layer]:,}" for layer in last),
             ]
     return phrases

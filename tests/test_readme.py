@@ -141,10 +141,12 @@ def test_the_readmes_counterparts_table_and_its_figures_are_the_scripts():
     text = readme_text()
     for phrase in counterparts_table.figures() + counterparts_table.zoo_figures():
         assert phrase in text, phrase
-    assert len(counterparts_table.zoo_figures()) == 4  # MobileNetV3-Small's DepGraph: 2 layers at the floor
-    depgraph = json.loads((README.parent / "bench/results/depgraph_peer.json").read_text())
-    difference = 100 * depgraph["tv-mobilenet-v3-small-a0.5"]["searched_minus_pruned"]
-    assert f"network beat DepGraph's by {difference:.2f} points (one search" in text
+    assert len(counterparts_table.zoo_figures()) == 8  # MobileNetV3-Small's Slimming and DepGraph: 2 layers each
+    first_lines = []
+    for method in ("slimming", "depgraph"):
+        peer = json.loads((README.parent / f"bench/results/{method}_peer.json").read_text())
+        first_lines.append(f"{100 * peer['tv-mobilenet-v3-small-a0.5']['searched_minus_pruned']:.2f} points")
+    assert "Network Slimming's network by {} and DepGraph's by {} (one search".format(*first_lines) in text
 
 
 def test_the_readmes_figures_over_more_training_seeds_are_the_committed_summary():
