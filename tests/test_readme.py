@@ -141,7 +141,7 @@ def test_the_readmes_counterparts_table_and_its_figures_are_the_scripts():
     text = readme_text()
     for phrase in counterparts_table.figures() + counterparts_table.zoo_figures():
         assert phrase in text, phrase
-    assert len(counterparts_table.zoo_figures()) == 8  # MobileNetV3-Small's Slimming and DepGraph: 2 layers each
+    assert len(counterparts_table.zoo_figures()) == 8  # MobileNetV3-Small: Slimming, DepGraph; 2 layers each
     first_lines = []
     for method in ("slimming", "depgraph"):
         peer = json.loads((README.parent / f"bench/results/{method}_peer.json").read_text())
@@ -321,6 +321,14 @@ def test_the_undone_moves_of_the_results_notes_are_the_scripts():
     recorded = "\n".join(summaries)
     assert (undone_moves.RUNS.parent / "undone_moves.txt").read_text().strip() == recorded
     assert recorded in docs
+
+
+def test_the_undone_moves_of_the_step_rules_section_are_the_scripts():
+    step_rules = bench_script("step_rules")
+
+    docs = (README.parent / "docs" / "results.md").read_text()
+    block = step_rules.undone_block()
+    assert block.count("-lesser") == 6 and block in docs
 
 
 def test_the_poor_starts_cost_against_the_original_is_the_trainings():

@@ -1,0 +1,91 @@
+"""Does the step rule decide how often a search undoes its moves, and what it gains? The
+default's rows of ``bench/quality.py`` searched with the reference's step (a share of the
+initial width) and with ``--step lesser`` (a share of the lesser of the initial and current
+width), three searches each, every searched network trained over the same training seeds
+against the same original trainings.
+
+Per row and rule: the moves the next iteration undid in each search (and how many random
+rankings would undo), searched − original over the searches (``search_seeds.across``: mean
+± SE, and each search's), and each search's cost in final trainings. Then lesser − initial:
+the difference of the two means, its SE the two SEs combined as independent (conservative:
+the shared original trainings cancel in the difference but count in both).
+
+    .venv/bin/python bench/step_rules.py   # prints the table; docs/results.md quotes it
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from netadjust.outcome import reversals
+from netadjust.rundir import read_history
+from search_seeds import RESULTS, summarised
+
+# (label, the row with the reference's step; with --step lesser it is the row + "-lesser")
+PAIRS = [
+    ("ResNet-18 ×0.25, equal parameters", "resnet18-x0.25-params-default-lr0.05"),
+    ("MobileNetV3-Small, equal MACs", "tv-mobilenet-v3-small-default"),
+]
+RULES = (("initial", ""), ("lesser", "-lesser"))
+RUNS = RESULTS / "runs"
+
+
+def undone(name: str) -> tuple[int, int, float]:
+    return reversals(read_history(RUNS / name))
+
+
+def rule_row(rows: dict, label: str, row: str, rule: str) -> tuple[str, dict]:
+    summary = summarised(rows, row)
+    moves = [undone(search["name"]) for search in summary["searches"]]
+    gain = summary["searched_minus_original"]
+    cells = [
+        label,
+        f"`{rule}`",
+        ", ".join(f"{count} of {total}" for count, total, _ in moves) + f" ({moves[0][2]:.1f})",
+        f"{gain['mean']:+.2f} ± {gain['se']:.2f} ("
+        + ", ".join(f"{value:+.2f}" for value in gain["per_search"])
+        + ")",
+        ", ".join(f"{value:.2f}" for value in summary["search_in_trainings"]),
+    ]
+    return "| " + " | ".join(cells) + " |", gain
+
+
+def table(rows: dict | None = None) -> str:
+    rows = rows if rows is not None else json.loads((RESULTS / "quality.json").read_text())
+    lines = [
+        "| row | `--step` | moves undone per search (by chance) | searched − original over searches "
+        "± SE (each search) | search in final trainings |",
+        "|---|---|---|---|---|",
+    ]
+    differences = []
+    for label, row in PAIRS:
+        gains = {}
+        for rule, suffix in RULES:
+            if f"{row}{suffix}" not in rows:
+                break
+            line, gains[rule] = rule_row(rows, label, f"{row}{suffix}", rule)
+            lines.append(line)
+        if len(gains) == len(RULES):
+            difference = gains["lesser"]["mean"] - gains["initial"]["mean"]
+            se = math.hypot(gains["lesser"]["se"], gains["initial"]["se"])
+            ratio = difference / se
+            differences.append(f"{label}: lesser − initial {difference:+.2f} ± {se:.2f} ({ratio:.1f} SE)")
+    return "\n".join(lines) + "\n\n" + "\n".join(differences)
+
+
+def undone_block() -> str:
+    """``bench/undone_moves.py``'s summary of every search of the table, the reference's step's
+    first: what the undone moves were."""
+    import undone_moves
+
+    names = [name for _, row in PAIRS for _, suffix in RULES for name in searches(f"{row}{suffix}")]
+    return "\n".join(undone_moves.summary(RUNS / name) for name in names)
+
+
+def searches(row: str) -> list[str]:
+    return [row] + [f"{row}-search{seed}" for seed in (1, 2) if (RUNS / f"{row}-search{seed}").exists()]
+
+
+if __name__ == "__main__":
+    print(table() + "\n\n" + undone_block())
