@@ -54,7 +54,7 @@ def test_a_search_that_undoes_its_moves_is_told_its_steps_overshoot():
     lines = outcome_lines(swinging, "r")
     assert "undid 8 of the search's 8 moves (random rankings would undo about 1)" in "\n".join(lines)
     warning = [line for line in lines if "overshoot" in line]
-    assert len(warning) == 1 and "smaller --adjust-rate" in warning[0] and "--step current" in warning[0]
+    assert len(warning) == 1 and "smaller --adjust-rate" in warning[0] and "--step lesser" in warning[0]
 
 
 def test_a_search_that_keeps_its_direction_gets_no_overshoot_warning():

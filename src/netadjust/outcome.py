@@ -125,7 +125,7 @@ def outcome_lines(
             "warning: the search kept undoing its own moves, so its steps overshoot: a grown width "
             "became one of the least useful in the next iteration, and the widths swing instead of "
             "settling. A smaller --adjust-rate swings less; with the initial-width step (the "
-            "reference's) a width cut to a sliver is grown back at once, which --step current "
+            "reference's) a width cut to a sliver is grown back at once, which --step lesser "
             "avoids; fewer moves with --k-decay did not stop the swing in our measurements. Some "
             "searches that swung still gained, others did not (docs/results.md, undone moves)."
         )
