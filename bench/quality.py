@@ -78,6 +78,9 @@ ZOO_SEARCH = without(replaced(SEARCH, {"--adjust-rate": "0.5"}), "--width-mult")
 ZOO_COMPARE = ["--epochs", "8", "--precision", "fp32"]
 MOBILENET_V2_HALF = ["--model", "torchvision:mobilenet_v2", "--model-args", '{"width_mult": 0.5}']
 COMPARE = ["--epochs", "5"]  # five epochs per training: what fits a session on 2 cores
+# the default's step until 2026-12-07 (the reference's; --step lesser since): the rows of the
+# default as it was name it, so that their commands still reproduce them
+STEP_THEN = ["--step", "initial"]
 
 SETTINGS: dict[str, dict] = {
     # the mechanism: from a starved allocation, does the search move width to stage 3?
@@ -237,26 +240,29 @@ SETTINGS: dict[str, dict] = {
     },
     # the default as it was then, at lr 0.1 (the standard preset's lr since 2026-12-07: 0.05)
     "tv-mobilenet-v2-x0.5-default": {
-        "search": [*MOBILENET_V2_HALF, "--lr", "0.1"],
+        "search": [*MOBILENET_V2_HALF, "--lr", "0.1", *STEP_THEN],
         "compare": ZOO_COMPARE,
     },
     # the default's lr 0.1 trained that network's original to 73.95% and 82.50% in two 8-epoch
     # trainings, 0.05 to 87.65% (bench/lr_stability.py): the default search at lr 0.05
     "tv-mobilenet-v2-x0.5-default-lr0.05": {
-        "search": [*MOBILENET_V2_HALF, "--lr", "0.05"],
+        "search": [*MOBILENET_V2_HALF, "--lr", "0.05", *STEP_THEN],
         "compare": ZOO_COMPARE,
     },
     # the default (lr 0.05 since 2026-12-07) on a network it was not chosen on: MobileNetV3-Small,
     # searched before only with the fmnist-like flags above (from scratch, T = 4, lr 0.1)
     "tv-mobilenet-v3-small-default": {
-        "search": ["--model", "torchvision:mobilenet_v3_small", "--lr", "0.05"],
+        "search": ["--model", "torchvision:mobilenet_v3_small", "--lr", "0.05", *STEP_THEN],
         "compare": ZOO_COMPARE,
     },
     # should the default lr be 0.05? The default search as a user types it on the row where the
     # default's gain was measured (the equal-parameter ResNet-18 row, +0.41 +- 0.07 with --inherit
     # 0.25 --repeats 2 at lr 0.1; bench/inherit.py), at lr 0.05 for the search and the trainings
     "resnet18-x0.25-params-default-lr0.05": {
-        "search": ["--space", "resnet18", "--width-mult", "0.25", "--budget", "params", "--lr", "0.05"],
+        "search": [
+            *["--space", "resnet18", "--width-mult", "0.25", "--budget", "params", "--lr", "0.05"],
+            *STEP_THEN,
+        ],
         "compare": ["--epochs", "8"],
     },
 }
@@ -290,7 +296,7 @@ for _row in ("resnet18-x0.25-params-default-lr0.05", "tv-mobilenet-v3-small-defa
     for _seed in (0, 1, 2):
         SETTINGS[f"{_row}-lesser" + (f"-search{_seed}" if _seed else "")] = dict(
             SETTINGS[_row],
-            search=[*SETTINGS[_row]["search"], "--step", "lesser"],
+            search=replaced(SETTINGS[_row]["search"], {"--step": "lesser"}),
             search_seed=_seed,
             originals_from=_row,
         )
@@ -383,6 +389,24 @@ def run_setting(name: str, data_dir: str | None) -> dict:
     return summarise(name, setting, time.time() - started)
 
 
+def search_command(name: str, setting: dict) -> str:
+    """The command that reproduces a row's search with today's defaults."""
+    return (
+        "netadjust search "
+        + shlex.join(setting["search"])
+        + (f" --widths {name}.widths.json" if "initial" in setting else "")
+        + f" --out {setting.get('copied_from', name)} --seed {setting.get('search_seed', 0)}"
+    )
+
+
+def restate_commands(names: list[str]) -> None:
+    """Rewrite the kept rows' search commands from ``SETTINGS``: where a default changed after
+    a row ran, its settings now name the value it ran with, and its command must too."""
+    rows = json.loads((RESULTS / "quality.json").read_text())
+    restated = {name: rows[name] | {"search_command": search_command(name, SETTINGS[name])} for name in names}
+    write_results(restated)
+
+
 KEPT = ("top1_mean", "top1_std", "top1", "macs", "params", "widths")  # of each network in compare.json
 
 
@@ -412,10 +436,7 @@ def summarise(name: str, setting: dict, wall: float) -> dict:
     trained = {"original": "original", "uniform": uniform_source, "searched": "searched"}
     row = {
         "name": name,
-        "search_command": "netadjust search "
-        + shlex.join(setting["search"])
-        + (f" --widths {run.name}.widths.json" if "initial" in setting else "")
-        + f" --out {setting.get('copied_from', run.name)} --seed {setting.get('search_seed', 0)}",
+        "search_command": search_command(name, setting),
         "search_seed": setting.get("search_seed", 0),
         "compare_command": f"netadjust compare {run.name} --seeds {len(seeds)} "
         + " ".join(setting["compare"]),
@@ -722,6 +743,9 @@ def main() -> None:
     parser.add_argument("--details", metavar="NAME", help="print a row's paragraph for docs/results.md")
     parser.add_argument("--course", metavar="NAME", help="print a search's course (compared or not)")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--restate", action="store_true", help="rewrite the named rows' search commands from the settings"
+    )
     args = parser.parse_args()
     if args.list:
         for name, setting in SETTINGS.items():
@@ -742,6 +766,9 @@ def main() -> None:
     unknown = [name for name in args.names if name not in SETTINGS]
     if unknown:
         parser.error(f"unknown settings {unknown}; see --list")
+    if args.restate:
+        restate_commands(args.names)
+        return
     RUNS.mkdir(parents=True, exist_ok=True)
     rows = write_results({})
     for name in args.names:

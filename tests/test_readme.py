@@ -323,6 +323,32 @@ def test_the_undone_moves_of_the_results_notes_are_the_scripts():
     assert recorded in docs
 
 
+def test_the_step_rules_table_and_the_readmes_figures_of_it_are_the_scripts():
+    step_rules = bench_script("step_rules")
+
+    docs = (README.parent / "docs" / "results.md").read_text()
+    table = step_rules.table()
+    assert table.count("`lesser`") == len(step_rules.PAIRS) and table in docs
+    differences = step_rules.lesser_minus_initial()
+    assert len(differences) == len(step_rules.PAIRS)
+    text = readme_text()
+    for _, phrase in differences:
+        assert phrase in text, phrase
+    undone = {
+        rule: [
+            sum(step_rules.undone(name)[0] for name in step_rules.searches(row + suffix))
+            for _, row in step_rules.PAIRS
+        ]
+        for rule, suffix in step_rules.RULES
+    }
+    assert (
+        "undid {} and {} of 90 moves where the reference's step undid {} and {}".format(
+            *undone["lesser"], *undone["initial"]
+        )
+        in text
+    )
+
+
 def test_the_undone_moves_of_the_step_rules_section_are_the_scripts():
     step_rules = bench_script("step_rules")
 
