@@ -344,10 +344,11 @@ def test_the_fmnist_preset_is_the_search_behind_the_results_table(tmp_path):
 
 def test_the_default_search_is_the_results_tables_search_made_cheap(tmp_path):
     """No --preset: the fmnist search (the equal-parameter gain) with later iterations
-    fine-tuning on a quarter of the images and FUR at T = 2, at lr 0.05 (README's first lines)."""
+    fine-tuning on a quarter of the images and FUR at T = 2, at lr 0.05, with the step a share
+    of the lesser of a width's initial and current size (README's first lines)."""
     out = ("--out", tmp_path / "run")
     default = dry_run(*out)
-    cheap = ("--inherit", "0.25", "--repeats", "2", "--lr", "0.05")
+    cheap = ("--inherit", "0.25", "--repeats", "2", "--lr", "0.05", "--step", "lesser")
     assert default == dry_run(*out, "--preset", "fmnist", *cheap)
     assert default == dry_run(*out, "--preset", "standard")
     assert default["data"]["dataset"] == "fashion-mnist" and default["iterations"] == 6
