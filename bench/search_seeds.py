@@ -70,9 +70,13 @@ def across(searches: list[dict], key: str) -> dict:
     }
 
 
+def search_names(rows: dict, row: str) -> list[str]:
+    """The row (search seed 0) and its reseeded searches ``ROW-searchK`` among ``rows``."""
+    return [row] + sorted(name for name in rows if re.fullmatch(rf"{re.escape(row)}-search\d+", name))
+
+
 def summarised(rows: dict, row: str) -> dict:
-    names = [row] + sorted(name for name in rows if re.fullmatch(rf"{re.escape(row)}-search\d+", name))
-    searches = [per_search(rows, name) for name in names]
+    searches = [per_search(rows, name) for name in search_names(rows, row)]
     if len({tuple(search["training_seeds"]) for search in searches}) > 1:
         raise SystemExit(f"{row}: its searches' networks were trained over different seeds")
     best = max(searches, key=lambda search: search["searched_minus_original"]["mean"])

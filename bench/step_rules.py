@@ -20,7 +20,7 @@ import math
 
 from netadjust.outcome import reversals
 from netadjust.rundir import read_history
-from search_seeds import RESULTS, summarised
+from search_seeds import RESULTS, search_names, summarised
 
 # (label, the row with the reference's step; with --step lesser it is the row + "-lesser")
 PAIRS = [
@@ -81,17 +81,33 @@ def lesser_minus_initial(rows: dict | None = None) -> list[tuple[str, str]]:
     return found
 
 
-def undone_block() -> str:
+def undone_block(rows: dict | None = None) -> str:
     """``bench/undone_moves.py``'s summary of every search of the table, the reference's step's
     first: what the undone moves were."""
     import undone_moves
 
-    names = [name for _, row in PAIRS for _, suffix in RULES for name in searches(f"{row}{suffix}")]
-    return "\n".join(undone_moves.summary(RUNS / name) for name in names)
+    return "\n".join(undone_moves.summary(RUNS / name) for name in searched(rows))
 
 
-def searches(row: str) -> list[str]:
-    return [row] + [f"{row}-search{seed}" for seed in (1, 2) if (RUNS / f"{row}-search{seed}").exists()]
+def searched(rows: dict | None = None) -> list[str]:
+    """Every search of the table's rows, in its order."""
+    rows = rows if rows is not None else json.loads((RESULTS / "quality.json").read_text())
+    return [name for _, row in PAIRS for _, suffix in RULES for name in search_names(rows, row + suffix)]
+
+
+def undone_counts(rows: dict | None = None) -> str:
+    """The sentence the results notes give the undone moves: per row, lesser's moves undone of
+    all its searches' moves (each search's), against the reference step's."""
+    rows = rows if rows is not None else json.loads((RESULTS / "quality.json").read_text())
+    parts = []
+    for label, row in PAIRS:
+        initial, lesser = ([undone(name) for name in search_names(rows, row + suffix)] for _, suffix in RULES)
+        parts.append(
+            f"{sum(u[0] for u in lesser)} of {sum(u[1] for u in lesser)} moves "
+            f"({', '.join(str(u[0]) for u in lesser)}) on {label.split(',')[0]} against "
+            f"{sum(u[0] for u in initial)} ({', '.join(str(u[0]) for u in initial)})"
+        )
+    return "The next iteration undid " + ", ".join(parts)
 
 
 if __name__ == "__main__":

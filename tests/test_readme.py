@@ -324,7 +324,8 @@ def test_the_undone_moves_of_the_results_notes_are_the_scripts():
 
 
 def test_the_step_rules_table_and_the_readmes_figures_of_it_are_the_scripts():
-    step_rules = bench_script("step_rules")
+    step_rules, search_seeds = bench_script("step_rules"), bench_script("search_seeds")
+    rows = json.loads((search_seeds.RESULTS / "quality.json").read_text())
 
     docs = (README.parent / "docs" / "results.md").read_text()
     table = step_rules.table()
@@ -336,7 +337,7 @@ def test_the_step_rules_table_and_the_readmes_figures_of_it_are_the_scripts():
         assert phrase in text, phrase
     undone = {
         rule: [
-            sum(step_rules.undone(name)[0] for name in step_rules.searches(row + suffix))
+            sum(step_rules.undone(name)[0] for name in search_seeds.search_names(rows, row + suffix))
             for _, row in step_rules.PAIRS
         ]
         for rule, suffix in step_rules.RULES
@@ -355,6 +356,7 @@ def test_the_undone_moves_of_the_step_rules_section_are_the_scripts():
     docs = (README.parent / "docs" / "results.md").read_text()
     block = step_rules.undone_block()
     assert block.count("-lesser") == 6 and block in docs
+    assert step_rules.undone_counts() in " ".join(docs.split())
 
 
 def test_the_poor_starts_cost_against_the_original_is_the_trainings():
