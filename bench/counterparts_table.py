@@ -21,8 +21,12 @@ ROWS = {  # the README's rows, in its order
     "resnet18-x0.25-a0.5": "ResNet-18 ×0.25, `--preset fmnist`",
     "resnet18-x0.25-a0.5-params": "ResNet-18 ×0.25, `--preset fmnist`",
     "tv-mobilenet-v3-small-a0.5": "torchvision's MobileNetV3-Small, a = 0.5",
+    "tv-mobilenet-v2-x0.5-default-lr0.05": "torchvision's MobileNetV2 ×0.5, the default search then",
 }
-LAST_CUTS = ("features.12.0", "classifier.0")  # MobileNetV3-Small's last 1x1 convolution, hidden layer
+LAST_CUTS = (  # the two last widths everything passes through, those a row's model has
+    *("features.12.0", "classifier.0"),  # MobileNetV3-Small: last 1x1 convolution, classifier's hidden layer
+    *("features.17.conv.2", "features.18.0"),  # MobileNetV2: last block's projection, last 1x1 convolution
+)
 METHODS = {"slimming": "Network Slimming", "depgraph": "DepGraph", "pruned": "L1 (Torch-Pruning)"}
 
 

@@ -300,6 +300,16 @@ for _row in ("resnet18-x0.25-params-default-lr0.05", "tv-mobilenet-v3-small-defa
             search_seed=_seed,
             originals_from=_row,
         )
+# and on a row it was not chosen on: the default's MobileNetV2 x0.5 row. Its originals' weights
+# are not kept, so the first search trains them again and the others reuse those
+for _seed in (0, 1, 2):
+    _row = "tv-mobilenet-v2-x0.5-default-lr0.05"
+    SETTINGS[f"{_row}-lesser" + (f"-search{_seed}" if _seed else "")] = dict(
+        SETTINGS[_row],
+        search=replaced(SETTINGS[_row]["search"], {"--step": "lesser"}),
+        search_seed=_seed,
+        originals_from=f"{_row}-lesser" if _seed else _row,
+    )
 # MobileNetV2's search 2 again under the floor of cuts (netadjust.cuts), which came after it: that
 # search cut the last 1x1 convolution to 2 channels and its network did not train
 SETTINGS["tv-mobilenet-v2-x0.5-default-lr0.05-search2-cut-floor"] = dict(
