@@ -110,5 +110,25 @@ def undone_counts(rows: dict | None = None) -> str:
     return "The next iteration undid " + ", ".join(parts)
 
 
+def undone_phrase(rows: dict | None = None) -> str:
+    """The README's words for the same counts: lesser's moves undone per row, all its searches
+    together, against the reference step's."""
+    rows = rows if rows is not None else json.loads((RESULTS / "quality.json").read_text())
+    counts = {
+        rule: [[undone(name) for name in search_names(rows, row + suffix)] for _, row in PAIRS]
+        for rule, suffix in RULES
+    }
+    totals = {sum(moves[1] for moves in searches) for rule in counts for searches in counts[rule]}
+    if len(totals) != 1:
+        raise ValueError(f"the rows' searches made different numbers of moves ({sorted(totals)})")
+
+    def listed(rule: str) -> str:
+        values = [str(sum(moves[0] for moves in searches)) for searches in counts[rule]]
+        return ", ".join(values[:-1]) + " and " + values[-1]
+
+    moves = totals.pop()
+    return f"undid {listed('lesser')} of {moves} moves where the reference's step undid {listed('initial')}"
+
+
 if __name__ == "__main__":
     print(table() + "\n\n" + undone_block())
