@@ -141,12 +141,15 @@ def test_the_readmes_counterparts_table_and_its_figures_are_the_scripts():
     text = readme_text()
     for phrase in counterparts_table.figures() + counterparts_table.zoo_figures():
         assert phrase in text, phrase
-    assert len(counterparts_table.zoo_figures()) == 8  # MobileNetV3-Small: Slimming, DepGraph; 2 layers each
-    first_lines = []
-    for method in ("slimming", "depgraph"):
-        peer = json.loads((README.parent / f"bench/results/{method}_peer.json").read_text())
-        first_lines.append(f"{100 * peer['tv-mobilenet-v3-small-a0.5']['searched_minus_pruned']:.2f} points")
-    assert "Network Slimming's network by {} and DepGraph's by {} (one search".format(*first_lines) in text
+    # MobileNetV3-Small and MobileNetV2: Slimming, DepGraph; 2 layers each
+    assert len(counterparts_table.zoo_figures()) == 16
+    peers = {
+        method: json.loads((README.parent / f"bench/results/{method}_peer.json").read_text())
+        for method in ("slimming", "depgraph")
+    }
+    for row in ("tv-mobilenet-v3-small-a0.5", "tv-mobilenet-v2-x0.5-default-lr0.05"):
+        first_lines = [f"{100 * peers[method][row]['searched_minus_pruned']:.2f} points" for method in peers]
+        assert "Network Slimming's network by {} and DepGraph's by {} (one search".format(*first_lines) in text
 
 
 def test_the_readmes_figures_over_more_training_seeds_are_the_committed_summary():
