@@ -291,25 +291,21 @@ for _row in (
         SETTINGS[f"{_row}-search{_seed}"] = dict(SETTINGS[_row], search_seed=_seed, originals_from=_row)
 # the default with --step lesser (a share of the lesser of the initial and current width: no
 # width cut to a sliver of itself and grown straight back, the undone moves of the default's
-# searches in bench/undone_moves.py) on the default's two rows, three searches each
-for _row in ("resnet18-x0.25-params-default-lr0.05", "tv-mobilenet-v3-small-default"):
+# searches in bench/undone_moves.py) on the default's two rows, three searches each, and on a
+# row it was not chosen on, MobileNetV2 x0.5. The first search takes the row's original
+# trainings where their weights are kept (else trains them again), the others the first's
+for _row in (
+    "resnet18-x0.25-params-default-lr0.05",
+    "tv-mobilenet-v3-small-default",
+    "tv-mobilenet-v2-x0.5-default-lr0.05",
+):
     for _seed in (0, 1, 2):
         SETTINGS[f"{_row}-lesser" + (f"-search{_seed}" if _seed else "")] = dict(
             SETTINGS[_row],
             search=replaced(SETTINGS[_row]["search"], {"--step": "lesser"}),
             search_seed=_seed,
-            originals_from=_row,
+            originals_from=f"{_row}-lesser" if _seed else _row,
         )
-# and on a row it was not chosen on: the default's MobileNetV2 x0.5 row. Its originals' weights
-# are not kept, so the first search trains them again and the others reuse those
-for _seed in (0, 1, 2):
-    _row = "tv-mobilenet-v2-x0.5-default-lr0.05"
-    SETTINGS[f"{_row}-lesser" + (f"-search{_seed}" if _seed else "")] = dict(
-        SETTINGS[_row],
-        search=replaced(SETTINGS[_row]["search"], {"--step": "lesser"}),
-        search_seed=_seed,
-        originals_from=f"{_row}-lesser" if _seed else _row,
-    )
 # MobileNetV2's search 2 again under the floor of cuts (netadjust.cuts), which came after it: that
 # search cut the last 1x1 convolution to 2 channels and its network did not train
 SETTINGS["tv-mobilenet-v2-x0.5-default-lr0.05-search2-cut-floor"] = dict(

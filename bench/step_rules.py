@@ -102,13 +102,21 @@ def searched(rows: dict | None = None) -> list[str]:
     return [name for _, row in PAIRS for _, suffix in RULES for name in search_names(rows, row + suffix)]
 
 
+def undone_by_rule(rows: dict) -> dict[str, list[list[tuple[int, int, float]]]]:
+    """Per rule, per row of ``PAIRS``: each search's undone moves (``undone``)."""
+    return {
+        rule: [[undone(name) for name in search_names(rows, row + suffix)] for _, row in PAIRS]
+        for rule, suffix in RULES
+    }
+
+
 def undone_counts(rows: dict | None = None) -> str:
     """The sentence the results notes give the undone moves: per row, lesser's moves undone of
     all its searches' moves (each search's), against the reference step's."""
     rows = rows if rows is not None else json.loads((RESULTS / "quality.json").read_text())
+    counts = undone_by_rule(rows)
     parts = []
-    for label, row in PAIRS:
-        initial, lesser = ([undone(name) for name in search_names(rows, row + suffix)] for _, suffix in RULES)
+    for (label, _), initial, lesser in zip(PAIRS, counts["initial"], counts["lesser"], strict=True):
         parts.append(
             f"{sum(u[0] for u in lesser)} of {sum(u[1] for u in lesser)} moves "
             f"({', '.join(str(u[0]) for u in lesser)}) on {label.split(',')[0]} against "
@@ -121,10 +129,7 @@ def undone_phrase(rows: dict | None = None) -> str:
     """The README's words for the same counts: lesser's moves undone per row, all its searches
     together, against the reference step's."""
     rows = rows if rows is not None else json.loads((RESULTS / "quality.json").read_text())
-    counts = {
-        rule: [[undone(name) for name in search_names(rows, row + suffix)] for _, row in PAIRS]
-        for rule, suffix in RULES
-    }
+    counts = undone_by_rule(rows)
     totals = {sum(moves[1] for moves in searches) for rule in counts for searches in counts[rule]}
     if len(totals) != 1:
         raise ValueError(f"the rows' searches made different numbers of moves ({sorted(totals)})")
